@@ -1,0 +1,3 @@
+// SPDX-License-Identifier: MIT
+namespace Jitvmx.Bench;
+internal static class Program { private static int Main() => 0; }

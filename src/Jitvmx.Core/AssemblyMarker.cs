@@ -1,0 +1,3 @@
+// SPDX-License-Identifier: MIT
+namespace Jitvmx;
+internal static class AssemblyMarker { }
