@@ -1,0 +1,801 @@
+// SPDX-License-Identifier: MIT
+using System.Buffers.Binary;
+using System.Numerics;
+using System.Reflection;
+using System.Reflection.Emit;
+using Jitvmx.Ir;
+using Jitvmx.Runtime;
+
+namespace Jitvmx.Backend;
+
+/// <summary>Compiled region code: returns a successor slot (≥ 0), or <see cref="RegionCode.Indirect"/>/<see cref="RegionCode.Stop"/>.</summary>
+internal unsafe delegate int RegionFunction(CpuContext* ctx);
+
+/// <summary>Special results of region code.</summary>
+internal static class RegionCode
+{
+    /// <summary>Continue at the RIP in the guest state.</summary>
+    public const int Indirect = -1;
+    /// <summary>Stopped: the dispatcher looks at what is pending (an exit, a restart, the budget).</summary>
+    public const int Stop = -2;
+}
+
+/// <summary>The result of compiling a region.</summary>
+internal sealed class CompiledRegion(RegionFunction function, ulong[] successors)
+{
+    public RegionFunction Function { get; } = function;
+    /// <summary>Guest RIP of each direct-exit slot.</summary>
+    public ulong[] SuccessorRips { get; } = successors;
+}
+
+/// <summary>
+/// Compiles an IR region to one DynamicMethod. Guest registers and flags live in IL locals (loaded
+/// at entry, spilled at exits), so the JIT keeps them in host registers across the region's loops.
+/// Every guest memory access is an inline software-TLB check with a call to the slow path on a miss.
+/// </summary>
+internal sealed unsafe class IlBackend
+{
+    private static readonly MethodInfo s_rotl32 = typeof(BitOperations).GetMethod(nameof(BitOperations.RotateLeft), [typeof(uint), typeof(int)])!;
+    private static readonly MethodInfo s_rotl64 = typeof(BitOperations).GetMethod(nameof(BitOperations.RotateLeft), [typeof(ulong), typeof(int)])!;
+    private static readonly MethodInfo s_rotr32 = typeof(BitOperations).GetMethod(nameof(BitOperations.RotateRight), [typeof(uint), typeof(int)])!;
+    private static readonly MethodInfo s_rotr64 = typeof(BitOperations).GetMethod(nameof(BitOperations.RotateRight), [typeof(ulong), typeof(int)])!;
+    private static readonly MethodInfo s_pop32 = typeof(BitOperations).GetMethod(nameof(BitOperations.PopCount), [typeof(uint)])!;
+    private static readonly MethodInfo s_pop64 = typeof(BitOperations).GetMethod(nameof(BitOperations.PopCount), [typeof(ulong)])!;
+    private static readonly MethodInfo s_tz32 = typeof(BitOperations).GetMethod(nameof(BitOperations.TrailingZeroCount), [typeof(uint)])!;
+    private static readonly MethodInfo s_tz64 = typeof(BitOperations).GetMethod(nameof(BitOperations.TrailingZeroCount), [typeof(ulong)])!;
+    private static readonly MethodInfo s_lz32 = typeof(BitOperations).GetMethod(nameof(BitOperations.LeadingZeroCount), [typeof(uint)])!;
+    private static readonly MethodInfo s_lz64 = typeof(BitOperations).GetMethod(nameof(BitOperations.LeadingZeroCount), [typeof(ulong)])!;
+    private static readonly MethodInfo s_bswap16 = typeof(BinaryPrimitives).GetMethod(nameof(BinaryPrimitives.ReverseEndianness), [typeof(ushort)])!;
+    private static readonly MethodInfo s_bswap32 = typeof(BinaryPrimitives).GetMethod(nameof(BinaryPrimitives.ReverseEndianness), [typeof(uint)])!;
+    private static readonly MethodInfo s_bswap64 = typeof(BinaryPrimitives).GetMethod(nameof(BinaryPrimitives.ReverseEndianness), [typeof(ulong)])!;
+    private static readonly MethodInfo s_umulhi = typeof(IlBackend).GetMethod(nameof(UMulHi), BindingFlags.Static | BindingFlags.NonPublic)!;
+    private static readonly MethodInfo s_smulhi = typeof(IlBackend).GetMethod(nameof(SMulHi), BindingFlags.Static | BindingFlags.NonPublic)!;
+
+    private static readonly int[] s_flagBits = [0, 2, 4, 6, 7, 10, 11]; // CF PF AF ZF SF DF... indexed by Flag
+    private const ulong StatusAndDf = (ulong)(RFlags.Status | RFlags.DF);
+
+    private readonly IrRegion _region;
+    private readonly ILGenerator _il;
+    private readonly DynamicMethod _method;
+    private readonly LocalBuilder?[] _gpr = new LocalBuilder?[16];
+    private readonly bool[] _gprWritten = new bool[16];
+    private readonly LocalBuilder?[] _flag = new LocalBuilder?[7];
+    private readonly bool[] _flagWritten = new bool[7];
+    private readonly Dictionary<IrValue, LocalBuilder> _values = [];
+    private readonly Dictionary<IrBlock, Label> _labels = [];
+    private readonly List<ulong> _successors = [];
+    private LocalBuilder _remaining = null!, _tlb = null!, _code = null!, _entry = null!, _addr = null!;
+    private Label _spill, _fault;
+
+    private IlBackend(IrRegion region)
+    {
+        _region = region;
+        _method = new DynamicMethod($"region_{region.EntryRip:x}", typeof(int), [typeof(CpuContext*)], typeof(IlBackend).Module, skipVisibility: true);
+        _il = _method.GetILGenerator();
+    }
+
+    /// <summary>Compiles <paramref name="region"/> (after <see cref="Passes.Run"/>).</summary>
+    public static CompiledRegion Compile(IrRegion region)
+    {
+        var b = new IlBackend(region);
+        b.Emit();
+        var fn = (RegionFunction)b._method.CreateDelegate(typeof(RegionFunction));
+        return new CompiledRegion(fn, b._successors.ToArray());
+    }
+
+    private static ulong UMulHi(ulong a, ulong b) => Math.BigMul(a, b, out _);
+    private static ulong SMulHi(long a, long b) => (ulong)Math.BigMul(a, b, out _);
+
+    private static bool IsWide(IrType t) => t == IrType.I64;
+
+    // ================= structure =================
+
+    private void Emit()
+    {
+        ScanState();
+        _remaining = _il.DeclareLocal(typeof(long));
+        _tlb = _il.DeclareLocal(typeof(byte*));
+        _code = _il.DeclareLocal(typeof(int));
+        _entry = _il.DeclareLocal(typeof(byte*));
+        _addr = _il.DeclareLocal(typeof(ulong));
+        _spill = _il.DefineLabel();
+        _fault = _il.DefineLabel();
+        foreach (var b in _region.Blocks) _labels[b] = _il.DefineLabel();
+
+        // Prologue: guest registers and flags into locals.
+        LoadState();
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldc_I4, StateOffsets.Remaining);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Ldind_I8);
+        _il.Emit(OpCodes.Stloc, _remaining);
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldc_I4, StateOffsets.Tlb);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Ldind_I);
+        _il.Emit(OpCodes.Stloc, _tlb);
+
+        foreach (var b in _region.Blocks) EmitBlock(b);
+
+        // Memory fault or restart: the slow path set RIP and how many instructions to give back.
+        _il.MarkLabel(_fault);
+        _il.Emit(OpCodes.Ldloc, _remaining);
+        EmitCtxLoad(StateOffsets.GiveBack, OpCodes.Ldind_I8);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Stloc, _remaining);
+        _il.Emit(OpCodes.Ldc_I4, RegionCode.Stop);
+        _il.Emit(OpCodes.Stloc, _code);
+
+        _il.MarkLabel(_spill);
+        SpillState();
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldc_I4, StateOffsets.Remaining);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Ldloc, _remaining);
+        _il.Emit(OpCodes.Stind_I8);
+        _il.Emit(OpCodes.Ldloc, _code);
+        _il.Emit(OpCodes.Ret);
+    }
+
+    private void ScanState()
+    {
+        foreach (var b in _region.Blocks)
+            foreach (var v in b.Nodes)
+            {
+                switch (v.Op)
+                {
+                    case IrOp.GetReg: _gpr[v.Aux] ??= _il.DeclareLocal(typeof(ulong)); break;
+                    case IrOp.SetReg: _gpr[v.Aux] ??= _il.DeclareLocal(typeof(ulong)); _gprWritten[v.Aux] = true; break;
+                    case IrOp.GetFlag: _flag[v.Aux] ??= _il.DeclareLocal(typeof(int)); break;
+                    case IrOp.SetFlag: _flag[v.Aux] ??= _il.DeclareLocal(typeof(int)); _flagWritten[v.Aux] = true; break;
+                }
+            }
+    }
+
+    private void EmitCtxLoad(int offset, OpCode ld)
+    {
+        _il.Emit(OpCodes.Ldarg_0);
+        if (offset != 0)
+        {
+            _il.Emit(OpCodes.Ldc_I4, offset);
+            _il.Emit(OpCodes.Add);
+        }
+        _il.Emit(ld);
+    }
+
+    private void LoadState()
+    {
+        for (int i = 0; i < 16; i++)
+        {
+            if (_gpr[i] is null) continue;
+            EmitCtxLoad(StateOffsets.Gpr(i), OpCodes.Ldind_I8);
+            _il.Emit(OpCodes.Stloc, _gpr[i]!);
+        }
+        for (int f = 0; f < 7; f++)
+        {
+            if (_flag[f] is null) continue;
+            EmitCtxLoad(StateOffsets.Rflags, OpCodes.Ldind_I8);
+            _il.Emit(OpCodes.Ldc_I4, s_flagBits[f]);
+            _il.Emit(OpCodes.Shr_Un);
+            _il.Emit(OpCodes.Conv_U4);
+            _il.Emit(OpCodes.Ldc_I4_1);
+            _il.Emit(OpCodes.And);
+            _il.Emit(OpCodes.Stloc, _flag[f]!);
+        }
+    }
+
+    private void SpillState()
+    {
+        for (int i = 0; i < 16; i++)
+        {
+            if (!_gprWritten[i]) continue;
+            _il.Emit(OpCodes.Ldarg_0);
+            if (i != 0)
+            {
+                _il.Emit(OpCodes.Ldc_I4, StateOffsets.Gpr(i));
+                _il.Emit(OpCodes.Add);
+            }
+            _il.Emit(OpCodes.Ldloc, _gpr[i]!);
+            _il.Emit(OpCodes.Stind_I8);
+        }
+        ulong mask = 0;
+        for (int f = 0; f < 7; f++)
+            if (_flagWritten[f]) mask |= 1UL << s_flagBits[f];
+        if (mask == 0) return;
+        // rflags = (rflags & ~mask) | Σ flag << bit
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldc_I4, StateOffsets.Rflags);
+        _il.Emit(OpCodes.Add);
+        EmitCtxLoad(StateOffsets.Rflags, OpCodes.Ldind_I8);
+        _il.Emit(OpCodes.Ldc_I8, (long)~mask);
+        _il.Emit(OpCodes.And);
+        for (int f = 0; f < 7; f++)
+        {
+            if (!_flagWritten[f]) continue;
+            _il.Emit(OpCodes.Ldloc, _flag[f]!);
+            _il.Emit(OpCodes.Conv_U8);
+            _il.Emit(OpCodes.Ldc_I4, s_flagBits[f]);
+            _il.Emit(OpCodes.Shl);
+            _il.Emit(OpCodes.Or);
+        }
+        _il.Emit(OpCodes.Stind_I8);
+    }
+
+    private void EmitBlock(IrBlock b)
+    {
+        _il.MarkLabel(_labels[b]);
+        if (b.ChargedInsns > 0 || b.IsLoopHeader)
+        {
+            var ok = _il.DefineLabel();
+            var stop = _il.DefineLabel();
+            if (b.IsLoopHeader)
+            {
+                EmitCtxLoad(StateOffsets.StopRequested, OpCodes.Ldind_I4);
+                _il.Emit(OpCodes.Brtrue, stop);
+            }
+            // remaining -= n; if (remaining < 0) stop before the block with RIP at its start.
+            _il.Emit(OpCodes.Ldloc, _remaining);
+            _il.Emit(OpCodes.Ldc_I8, (long)b.ChargedInsns);
+            _il.Emit(OpCodes.Sub);
+            _il.Emit(OpCodes.Dup);
+            _il.Emit(OpCodes.Stloc, _remaining);
+            _il.Emit(OpCodes.Ldc_I8, 0L);
+            _il.Emit(OpCodes.Bge, ok);
+            _il.Emit(OpCodes.Ldloc, _remaining);
+            _il.Emit(OpCodes.Ldc_I8, (long)b.ChargedInsns);
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Stloc, _remaining);
+            _il.MarkLabel(stop);
+            SetRip(b.GuestAddress);
+            _il.Emit(OpCodes.Ldc_I4, RegionCode.Stop);
+            _il.Emit(OpCodes.Stloc, _code);
+            _il.Emit(OpCodes.Br, _spill);
+            _il.MarkLabel(ok);
+        }
+        foreach (var v in b.Nodes) EmitNode(v);
+    }
+
+    private void SetRip(ulong rip)
+    {
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldc_I4, StateOffsets.Rip);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Ldc_I8, (long)rip);
+        _il.Emit(OpCodes.Stind_I8);
+    }
+
+    // ================= values =================
+
+    private void Push(IrValue v)
+    {
+        if (v.Op == IrOp.Const)
+        {
+            if (IsWide(v.Type)) _il.Emit(OpCodes.Ldc_I8, (long)v.Imm);
+            else _il.Emit(OpCodes.Ldc_I4, (int)(uint)v.Imm);
+            return;
+        }
+        if (!_values.TryGetValue(v, out var local))
+            throw new InvalidOperationException($"IR value v{v.Id} used before its definition in region 0x{_region.EntryRip:x}");
+        _il.Emit(OpCodes.Ldloc, local);
+    }
+
+    private void Define(IrValue v)
+    {
+        // The value is on the IL stack.
+        var local = _il.DeclareLocal(IsWide(v.Type) ? typeof(ulong) : typeof(uint));
+        _values[v] = local;
+        _il.Emit(OpCodes.Stloc, local);
+    }
+
+    /// <summary>Truncates the int32 on the stack to the canonical form of a sub-32-bit type.</summary>
+    private void Canon(IrType t)
+    {
+        switch (t)
+        {
+            case IrType.I8: _il.Emit(OpCodes.Conv_U1); break;
+            case IrType.I16: _il.Emit(OpCodes.Conv_U2); break;
+            case IrType.I1: _il.Emit(OpCodes.Ldc_I4_1); _il.Emit(OpCodes.And); break;
+        }
+    }
+
+    /// <summary>Pushes a value sign-extended to its stack width (int32 or int64).</summary>
+    private void PushSigned(IrValue v)
+    {
+        Push(v);
+        switch (v.Type)
+        {
+            case IrType.I8: _il.Emit(OpCodes.Conv_I1); break;
+            case IrType.I16: _il.Emit(OpCodes.Conv_I2); break;
+            case IrType.I1: _il.Emit(OpCodes.Neg); break;
+        }
+    }
+
+    private void PushShiftCount(IrValue v)
+    {
+        Push(v);
+        if (IsWide(v.Type)) _il.Emit(OpCodes.Conv_I4);
+    }
+
+    private void EmitNode(IrValue v)
+    {
+        var a = v.Args;
+        switch (v.Op)
+        {
+            case IrOp.Const:
+                return;
+            case IrOp.GetReg:
+                _il.Emit(OpCodes.Ldloc, _gpr[v.Aux]!);
+                Define(v);
+                return;
+            case IrOp.SetReg:
+                Push(a[0]);
+                _il.Emit(OpCodes.Stloc, _gpr[v.Aux]!);
+                return;
+            case IrOp.GetFlag:
+                _il.Emit(OpCodes.Ldloc, _flag[v.Aux]!);
+                Define(v);
+                return;
+            case IrOp.SetFlag:
+                Push(a[0]);
+                _il.Emit(OpCodes.Stloc, _flag[v.Aux]!);
+                return;
+            case IrOp.GetState:
+                EmitCtxLoad(v.Aux, LoadOp(v.Type));
+                Define(v);
+                return;
+            case IrOp.SetState:
+                _il.Emit(OpCodes.Ldarg_0);
+                _il.Emit(OpCodes.Ldc_I4, v.Aux);
+                _il.Emit(OpCodes.Add);
+                Push(a[0]);
+                _il.Emit(StoreOp(a[0].Type));
+                return;
+            case IrOp.Add: Bin(v, OpCodes.Add); return;
+            case IrOp.Sub: Bin(v, OpCodes.Sub); return;
+            case IrOp.Mul: Bin(v, OpCodes.Mul); return;
+            case IrOp.And: Bin(v, OpCodes.And); return;
+            case IrOp.Or: Bin(v, OpCodes.Or); return;
+            case IrOp.Xor: Bin(v, OpCodes.Xor); return;
+            case IrOp.UDiv: Bin(v, OpCodes.Div_Un); return;
+            case IrOp.URem: Bin(v, OpCodes.Rem_Un); return;
+            case IrOp.SDiv or IrOp.SRem:
+                PushSigned(a[0]);
+                PushSigned(a[1]);
+                _il.Emit(v.Op == IrOp.SDiv ? OpCodes.Div : OpCodes.Rem);
+                Canon(v.Type);
+                Define(v);
+                return;
+            case IrOp.Shl:
+                Push(a[0]);
+                PushShiftCount(a[1]);
+                _il.Emit(OpCodes.Shl);
+                Canon(v.Type);
+                Define(v);
+                return;
+            case IrOp.LShr:
+                Push(a[0]);
+                PushShiftCount(a[1]);
+                _il.Emit(OpCodes.Shr_Un);
+                Define(v);
+                return;
+            case IrOp.AShr:
+                PushSigned(a[0]);
+                PushShiftCount(a[1]);
+                _il.Emit(OpCodes.Shr);
+                Canon(v.Type);
+                Define(v);
+                return;
+            case IrOp.Rotl or IrOp.Rotr:
+                EmitRotate(v);
+                return;
+            case IrOp.Not:
+                Push(a[0]);
+                if (v.Type == IrType.I1)
+                {
+                    _il.Emit(OpCodes.Ldc_I4_1);
+                    _il.Emit(OpCodes.Xor);
+                }
+                else
+                {
+                    _il.Emit(OpCodes.Not);
+                    Canon(v.Type);
+                }
+                Define(v);
+                return;
+            case IrOp.Neg:
+                Push(a[0]);
+                _il.Emit(OpCodes.Neg);
+                Canon(v.Type);
+                Define(v);
+                return;
+            case IrOp.UMulHi or IrOp.SMulHi:
+                EmitMulHi(v);
+                return;
+            case IrOp.ZExt:
+                Push(a[0]);
+                if (IsWide(v.Type) && !IsWide(a[0].Type)) _il.Emit(OpCodes.Conv_U8);
+                Define(v);
+                return;
+            case IrOp.SExt:
+                PushSigned(a[0]);
+                if (IsWide(v.Type)) { if (!IsWide(a[0].Type)) _il.Emit(OpCodes.Conv_I8); }
+                else Canon(v.Type);
+                Define(v);
+                return;
+            case IrOp.Trunc:
+                Push(a[0]);
+                if (IsWide(a[0].Type)) _il.Emit(OpCodes.Conv_U4);
+                Canon(v.Type);
+                Define(v);
+                return;
+            case IrOp.Eq: Cmp(v, OpCodes.Ceq, signed: false, invert: false); return;
+            case IrOp.Ne: Cmp(v, OpCodes.Ceq, signed: false, invert: true); return;
+            case IrOp.Ult: Cmp(v, OpCodes.Clt_Un, signed: false, invert: false); return;
+            case IrOp.Ule: Cmp(v, OpCodes.Cgt_Un, signed: false, invert: true); return;
+            case IrOp.Slt: Cmp(v, OpCodes.Clt, signed: true, invert: false); return;
+            case IrOp.Sle: Cmp(v, OpCodes.Cgt, signed: true, invert: true); return;
+            case IrOp.Select:
+            {
+                var f = _il.DefineLabel();
+                var end = _il.DefineLabel();
+                var local = _il.DeclareLocal(IsWide(v.Type) ? typeof(ulong) : typeof(uint));
+                Push(a[0]);
+                _il.Emit(OpCodes.Brfalse, f);
+                Push(a[1]);
+                _il.Emit(OpCodes.Stloc, local);
+                _il.Emit(OpCodes.Br, end);
+                _il.MarkLabel(f);
+                Push(a[2]);
+                _il.Emit(OpCodes.Stloc, local);
+                _il.MarkLabel(end);
+                _values[v] = local;
+                return;
+            }
+            case IrOp.Parity:
+                Push(a[0]);
+                _il.Emit(OpCodes.Ldc_I4, 0xFF);
+                _il.Emit(OpCodes.And);
+                _il.Emit(OpCodes.Call, s_pop32);
+                _il.Emit(OpCodes.Ldc_I4_1);
+                _il.Emit(OpCodes.And);
+                _il.Emit(OpCodes.Ldc_I4_1);
+                _il.Emit(OpCodes.Xor);
+                Define(v);
+                return;
+            case IrOp.Popcnt:
+                Push(a[0]);
+                _il.Emit(OpCodes.Call, IsWide(v.Type) ? s_pop64 : s_pop32);
+                if (IsWide(v.Type)) _il.Emit(OpCodes.Conv_U8);
+                Define(v);
+                return;
+            case IrOp.Ctz:
+                Push(a[0]);
+                if (v.Type is IrType.I8 or IrType.I16)
+                {
+                    _il.Emit(OpCodes.Ldc_I4, 1 << v.Type.Bits());
+                    _il.Emit(OpCodes.Or);
+                }
+                _il.Emit(OpCodes.Call, IsWide(v.Type) ? s_tz64 : s_tz32);
+                if (IsWide(v.Type)) _il.Emit(OpCodes.Conv_U8);
+                Define(v);
+                return;
+            case IrOp.Clz:
+                Push(a[0]);
+                _il.Emit(OpCodes.Call, IsWide(v.Type) ? s_lz64 : s_lz32);
+                if (v.Type is IrType.I8 or IrType.I16)
+                {
+                    _il.Emit(OpCodes.Ldc_I4, 32 - v.Type.Bits());
+                    _il.Emit(OpCodes.Sub);
+                }
+                if (IsWide(v.Type)) _il.Emit(OpCodes.Conv_U8);
+                Define(v);
+                return;
+            case IrOp.Bswap:
+                Push(a[0]);
+                _il.Emit(OpCodes.Call, v.Type switch { IrType.I16 => s_bswap16, IrType.I32 => s_bswap32, _ => s_bswap64 });
+                Define(v);
+                return;
+            case IrOp.Load: EmitLoad(v); return;
+            case IrOp.Store: EmitStore(v); return;
+            case IrOp.Call: EmitCall(v); return;
+            case IrOp.Jump:
+                _il.Emit(OpCodes.Br, _labels[v.Target!]);
+                return;
+            case IrOp.Branch:
+                Push(a[0]);
+                _il.Emit(OpCodes.Brtrue, _labels[v.Target!]);
+                _il.Emit(OpCodes.Br, _labels[v.Else!]);
+                return;
+            case IrOp.ExitDirect:
+                SetRip(v.Imm);
+                _il.Emit(OpCodes.Ldc_I4, _successors.Count);
+                _successors.Add(v.Imm);
+                _il.Emit(OpCodes.Stloc, _code);
+                _il.Emit(OpCodes.Br, _spill);
+                return;
+            case IrOp.ExitIndirect:
+                _il.Emit(OpCodes.Ldarg_0);
+                _il.Emit(OpCodes.Ldc_I4, StateOffsets.Rip);
+                _il.Emit(OpCodes.Add);
+                Push(a[0]);
+                _il.Emit(OpCodes.Stind_I8);
+                _il.Emit(OpCodes.Ldc_I4, RegionCode.Indirect);
+                _il.Emit(OpCodes.Stloc, _code);
+                _il.Emit(OpCodes.Br, _spill);
+                return;
+            case IrOp.ExitHelper:
+                EmitExitHelper(v);
+                return;
+            default:
+                throw new NotSupportedException($"IR op {v.Op} has no IL lowering");
+        }
+    }
+
+    private void Bin(IrValue v, OpCode op)
+    {
+        Push(v.Args[0]);
+        Push(v.Args[1]);
+        _il.Emit(op);
+        Canon(v.Type);
+        Define(v);
+    }
+
+    private void Cmp(IrValue v, OpCode op, bool signed, bool invert)
+    {
+        if (signed)
+        {
+            PushSigned(v.Args[0]);
+            PushSigned(v.Args[1]);
+        }
+        else
+        {
+            Push(v.Args[0]);
+            Push(v.Args[1]);
+        }
+        _il.Emit(op);
+        if (invert)
+        {
+            _il.Emit(OpCodes.Ldc_I4_1);
+            _il.Emit(OpCodes.Xor);
+        }
+        Define(v);
+    }
+
+    private void EmitRotate(IrValue v)
+    {
+        var t = v.Type;
+        bool left = v.Op == IrOp.Rotl;
+        if (t is IrType.I32 or IrType.I64)
+        {
+            Push(v.Args[0]);
+            PushShiftCount(v.Args[1]);
+            _il.Emit(OpCodes.Call, (t == IrType.I64, left) switch
+            {
+                (true, true) => s_rotl64,
+                (true, false) => s_rotr64,
+                (false, true) => s_rotl32,
+                _ => s_rotr32,
+            });
+            Define(v);
+            return;
+        }
+        // 8/16-bit: ((a << n) | (a >> (w − n))) & mask, with n < w.
+        int w = t.Bits();
+        Push(v.Args[0]);
+        PushShiftCount(v.Args[1]);
+        if (!left)
+        {
+            // rotr(a, n) = rotl(a, (w − n) mod w)
+            _il.Emit(OpCodes.Neg);
+            _il.Emit(OpCodes.Ldc_I4, w - 1);
+            _il.Emit(OpCodes.And);
+        }
+        var n = _il.DeclareLocal(typeof(int));
+        _il.Emit(OpCodes.Stloc, n);
+        var x = _il.DeclareLocal(typeof(uint));
+        _il.Emit(OpCodes.Stloc, x);
+        _il.Emit(OpCodes.Ldloc, x);
+        _il.Emit(OpCodes.Ldloc, n);
+        _il.Emit(OpCodes.Shl);
+        _il.Emit(OpCodes.Ldloc, x);
+        _il.Emit(OpCodes.Ldc_I4, w);
+        _il.Emit(OpCodes.Ldloc, n);
+        _il.Emit(OpCodes.Sub);
+        _il.Emit(OpCodes.Shr_Un);
+        _il.Emit(OpCodes.Or);
+        Canon(t);
+        Define(v);
+    }
+
+    private void EmitMulHi(IrValue v)
+    {
+        var t = v.Type;
+        bool signed = v.Op == IrOp.SMulHi;
+        if (t == IrType.I64)
+        {
+            Push(v.Args[0]);
+            Push(v.Args[1]);
+            _il.Emit(OpCodes.Call, signed ? s_smulhi : s_umulhi);
+            Define(v);
+            return;
+        }
+        int w = t.Bits();
+        if (signed) { PushSigned(v.Args[0]); _il.Emit(OpCodes.Conv_I8); PushSigned(v.Args[1]); _il.Emit(OpCodes.Conv_I8); }
+        else { Push(v.Args[0]); _il.Emit(OpCodes.Conv_U8); Push(v.Args[1]); _il.Emit(OpCodes.Conv_U8); }
+        _il.Emit(OpCodes.Mul);
+        _il.Emit(OpCodes.Ldc_I4, w);
+        _il.Emit(signed ? OpCodes.Shr : OpCodes.Shr_Un);
+        _il.Emit(OpCodes.Conv_U4);
+        Canon(t);
+        Define(v);
+    }
+
+    private static OpCode LoadOp(IrType t) => t switch
+    {
+        IrType.I8 => OpCodes.Ldind_U1,
+        IrType.I16 => OpCodes.Ldind_U2,
+        IrType.I32 => OpCodes.Ldind_U4,
+        IrType.I64 => OpCodes.Ldind_I8,
+        IrType.I1 => OpCodes.Ldind_U1,
+        _ => throw new NotSupportedException($"no IL load for {t}"),
+    };
+
+    private static OpCode StoreOp(IrType t) => t switch
+    {
+        IrType.I8 or IrType.I1 => OpCodes.Stind_I1,
+        IrType.I16 => OpCodes.Stind_I2,
+        IrType.I32 => OpCodes.Stind_I4,
+        IrType.I64 => OpCodes.Stind_I8,
+        _ => throw new NotSupportedException($"no IL store for {t}"),
+    };
+
+    // ================= memory path =================
+
+    /// <summary>entry = tlb + ((addr &gt;&gt; 12) &amp; mask) * 32; then compares the tag at <paramref name="tagOffset"/> with the page of the last byte.</summary>
+    private void EmitTlbCheck(IrValue address, int size, int tagOffset, Label slow)
+    {
+        Push(address);
+        _il.Emit(OpCodes.Stloc, _addr);
+        _il.Emit(OpCodes.Ldloc, _tlb);
+        _il.Emit(OpCodes.Ldloc, _addr);
+        _il.Emit(OpCodes.Ldc_I4, CpuContext.PageBits);
+        _il.Emit(OpCodes.Shr_Un);
+        _il.Emit(OpCodes.Conv_U4);
+        _il.Emit(OpCodes.Ldc_I4, CpuContext.TlbSize - 1);
+        _il.Emit(OpCodes.And);
+        _il.Emit(OpCodes.Ldc_I4_5);
+        _il.Emit(OpCodes.Shl);
+        _il.Emit(OpCodes.Conv_U);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Stloc, _entry);
+        _il.Emit(OpCodes.Ldloc, _entry);
+        if (tagOffset != 0)
+        {
+            _il.Emit(OpCodes.Ldc_I4, tagOffset);
+            _il.Emit(OpCodes.Add);
+        }
+        _il.Emit(OpCodes.Ldind_I8);
+        // A tag matches the page of the last byte only if the access stays in the entry's page.
+        _il.Emit(OpCodes.Ldloc, _addr);
+        if (size > 1)
+        {
+            _il.Emit(OpCodes.Ldc_I8, (long)(size - 1));
+            _il.Emit(OpCodes.Add);
+        }
+        _il.Emit(OpCodes.Ldc_I8, unchecked((long)CpuContext.PageMask));
+        _il.Emit(OpCodes.And);
+        _il.Emit(OpCodes.Bne_Un, slow);
+        // host = addr + addend
+        _il.Emit(OpCodes.Ldloc, _entry);
+        _il.Emit(OpCodes.Ldc_I4, 16);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Ldind_I8);
+        _il.Emit(OpCodes.Ldloc, _addr);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Conv_U);
+    }
+
+    private void EmitLoad(IrValue v)
+    {
+        int size = v.Type.Bits() / 8;
+        var slow = _il.DefineLabel();
+        var done = _il.DefineLabel();
+        var result = _il.DeclareLocal(IsWide(v.Type) ? typeof(ulong) : typeof(uint));
+        EmitTlbCheck(v.Args[0], size, 0, slow);
+        _il.Emit(LoadOp(v.Type));
+        _il.Emit(OpCodes.Stloc, result);
+        _il.Emit(OpCodes.Br, done);
+
+        _il.MarkLabel(slow);
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldloc, _addr);
+        _il.Emit(OpCodes.Ldc_I4, size);
+        _il.Emit(OpCodes.Ldc_I8, (long)(v.Insn?.Rip ?? 0));
+        _il.Emit(OpCodes.Ldc_I4, v.Insn?.GiveBack ?? 0);
+        _il.Emit(OpCodes.Call, MemoryPath.LoadMethod);
+        if (!IsWide(v.Type)) _il.Emit(OpCodes.Conv_U4);
+        _il.Emit(OpCodes.Stloc, result);
+        EmitCtxLoad(StateOffsets.Pending, OpCodes.Ldind_I4);
+        _il.Emit(OpCodes.Brtrue, _fault);
+        _il.MarkLabel(done);
+        _values[v] = result;
+    }
+
+    private void EmitStore(IrValue v)
+    {
+        var value = v.Args[1];
+        int size = value.Type.Bits() / 8;
+        var slow = _il.DefineLabel();
+        var done = _il.DefineLabel();
+        EmitTlbCheck(v.Args[0], size, 8, slow);
+        Push(value);
+        _il.Emit(StoreOp(value.Type));
+        _il.Emit(OpCodes.Br, done);
+
+        _il.MarkLabel(slow);
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldloc, _addr);
+        _il.Emit(OpCodes.Ldc_I4, size);
+        Push(value);
+        if (!IsWide(value.Type)) _il.Emit(OpCodes.Conv_U8);
+        _il.Emit(OpCodes.Ldc_I8, (long)(v.Insn?.Rip ?? 0));
+        _il.Emit(OpCodes.Ldc_I4, v.Insn?.GiveBack ?? 0);
+        _il.Emit(OpCodes.Call, MemoryPath.StoreMethod);
+        EmitCtxLoad(StateOffsets.Pending, OpCodes.Ldind_I4);
+        _il.Emit(OpCodes.Brtrue, _fault);
+        _il.MarkLabel(done);
+    }
+
+    // ================= helpers =================
+
+    private void PushHelperArgs(IrValue v)
+    {
+        _il.Emit(OpCodes.Ldarg_0);
+        foreach (var a in v.Args)
+        {
+            Push(a);
+            if (!IsWide(a.Type)) _il.Emit(OpCodes.Conv_U8);
+        }
+    }
+
+    private void EmitCall(IrValue v)
+    {
+        var id = (HelperId)v.Aux;
+        var m = Helpers.Method(id) ?? throw new NotSupportedException($"helper {id} is not implemented");
+        bool pure = Helpers.IsPure(id);
+        if (!pure) SpillState();
+        PushHelperArgs(v);
+        _il.Emit(OpCodes.Call, m);
+        if (!pure) LoadState();
+        if (v.Type == IrType.Void)
+        {
+            _il.Emit(OpCodes.Pop);
+            return;
+        }
+        if (!IsWide(v.Type))
+        {
+            _il.Emit(OpCodes.Conv_U4);
+            Canon(v.Type);
+        }
+        Define(v);
+    }
+
+    private void EmitExitHelper(IrValue v)
+    {
+        var id = (HelperId)v.Aux;
+        var m = Helpers.Method(id) ?? throw new NotSupportedException($"helper {id} is not implemented");
+        SpillState();
+        // The instruction has not retired: a helper that completes it takes one from the budget.
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldc_I4, StateOffsets.Remaining);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Ldloc, _remaining);
+        _il.Emit(OpCodes.Ldc_I8, (long)(v.Insn?.GiveBack ?? 0));
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Stind_I8);
+        PushHelperArgs(v);
+        _il.Emit(OpCodes.Call, m);
+        _il.Emit(OpCodes.Conv_I4);
+        _il.Emit(OpCodes.Ret);
+    }
+}

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: MIT
+using Iced.Intel;
+using Jitvmx.Ir;
+
+namespace Jitvmx.Lifting;
+
+/// <summary>Reads guest code for the translator: executable bytes only.</summary>
+internal interface ICodeSource
+{
+    /// <summary>
+    /// Copies up to <paramref name="buffer"/>.Length bytes of executable guest code starting at guest-linear
+    /// <paramref name="address"/>; returns how many contiguous bytes were executable (0 when the first is not).
+    /// </summary>
+    int FetchCode(ulong address, Span<byte> buffer);
+}
+
+/// <summary>Limits on region formation.</summary>
+internal readonly record struct RegionLimits(int MaxInstructions, int MaxBlocks, int MaxBlockInstructions)
+{
+    public static readonly RegionLimits Default = new(400, 32, 96);
+    public static readonly RegionLimits SingleInstruction = new(1, 1, 1);
+}
+
+/// <summary>
+/// Block discovery and lifting of one region: starting at an entry RIP, follows direct branches
+/// while the limits allow and lifts every guest block into one <see cref="IrRegion"/>.
+/// </summary>
+internal sealed class Translator
+{
+    private const int FetchWindow = 4096 + 16;
+    private readonly ICodeSource _code;
+    private readonly RegionLimits _limits;
+    private readonly IrRegion _region = new();
+    private readonly IrBuilder _b;
+    private readonly Lifter _lifter;
+    private readonly Dictionary<ulong, IrBlock> _heads = [];
+    private readonly Queue<ulong> _queue = new();
+    private readonly byte[] _buffer = new byte[FetchWindow];
+    private int _lifted;
+
+    /// <summary>Mnemonics seen that have no emitter (they raised #UD).</summary>
+    public List<Mnemonic> Unsupported { get; } = [];
+
+    private Translator(ICodeSource code, RegionLimits limits)
+    {
+        _code = code;
+        _limits = limits;
+        _b = new IrBuilder(_region);
+        _lifter = new Lifter(this, _b);
+    }
+
+    /// <summary>
+    /// Translates the region at <paramref name="entry"/>. Returns null with <paramref name="faultAddress"/>
+    /// set when the first instruction cannot be fetched.
+    /// </summary>
+    public static IrRegion? Translate(ICodeSource code, ulong entry, RegionLimits limits, out ulong faultAddress, List<Mnemonic>? unsupported = null)
+    {
+        var t = new Translator(code, limits);
+        faultAddress = 0;
+        var span = t._buffer.AsSpan(0, 16);
+        int n = code.FetchCode(entry, span);
+        if (n == 0)
+        {
+            faultAddress = entry;
+            return null;
+        }
+        var decoder = Decoder.Create(64, new ByteArrayCodeReader(t._buffer, 0, n), entry);
+        decoder.Decode(out var first);
+        if (first.Code == Code.INVALID && decoder.LastError == DecoderError.NoMoreBytes)
+        {
+            faultAddress = entry + (ulong)n;
+            return null;
+        }
+        t._region.EntryRip = entry;
+        t.InternalTarget(entry);
+        while (t._queue.TryDequeue(out ulong addr)) t.LiftBlock(addr);
+        t._region.GuestInstructionCount = t._lifted;
+        unsupported?.AddRange(t.Unsupported);
+        return t._region;
+    }
+
+    /// <summary>The block for a guest address inside the region, creating it while the limits allow; null means "exit the region".</summary>
+    public IrBlock? InternalTarget(ulong target)
+    {
+        if (_heads.TryGetValue(target, out var b)) return b;
+        if (_heads.Count >= _limits.MaxBlocks || _lifted + _queue.Count >= _limits.MaxInstructions) return null;
+        Span<byte> probe = stackalloc byte[1];
+        if (_code.FetchCode(target, probe) == 0) return null;
+        b = _b.NewBlock();
+        b.GuestAddress = target;
+        _heads[target] = b;
+        _queue.Enqueue(target);
+        return b;
+    }
+
+    private void LiftBlock(ulong start)
+    {
+        var head = _heads[start];
+        _b.SetBlock(head);
+        int avail = _code.FetchCode(start, _buffer);
+        var decoder = Decoder.Create(64, new ByteArrayCodeReader(_buffer, 0, avail), start);
+        int count = 0;
+        ulong ip = start;
+        while (true)
+        {
+            if (count > 0 && _heads.TryGetValue(ip, out var existing))
+            {
+                _b.Jump(existing);
+                break;
+            }
+            if (count >= _limits.MaxBlockInstructions || _lifted >= _limits.MaxInstructions)
+            {
+                _b.ExitDirect(ip);
+                break;
+            }
+            decoder.Decode(out var insn);
+            if (insn.Code == Code.INVALID && decoder.LastError == DecoderError.NoMoreBytes)
+            {
+                // Runs into bytes that cannot be fetched: the region ends here and the next dispatch faults precisely.
+                _b.ExitDirect(ip);
+                break;
+            }
+            var gi = new GuestInsn { Rip = ip, Length = insn.Length, Index = count, Head = head };
+            _lifter.Begin(insn, gi);
+            count++;
+            _lifted++;
+            _region.GuestRanges.Add((ip, insn.NextIP));
+            LiftOne(insn);
+            ip = insn.NextIP;
+            if (_lifter.EndsBlock || _b.Terminated) break;
+        }
+        head.ChargedInsns = count;
+    }
+
+    private void LiftOne(in Instruction insn)
+    {
+        var emitter = insn.Code == Code.INVALID ? null : EmitterTable.Instance.Lookup(insn);
+        if (emitter is null)
+        {
+            if (insn.Code != Code.INVALID) Unsupported.Add(insn.Mnemonic);
+            _lifter.RaiseException(ExceptionVector.UD);
+            return;
+        }
+        var startBlock = _b.Block;
+        int startNodes = startBlock.Nodes.Count;
+        int startBlocks = _region.Blocks.Count;
+        try
+        {
+            emitter(_lifter, insn);
+        }
+        catch (LiftException)
+        {
+            // Roll the partial instruction back and make it #UD.
+            foreach (var kv in _heads.Where(kv => kv.Value.Id >= startBlocks).ToList()) _heads.Remove(kv.Key);
+            var keep = _queue.Where(a => _heads.ContainsKey(a)).ToList();
+            _queue.Clear();
+            foreach (var a in keep) _queue.Enqueue(a);
+            _region.Blocks.RemoveRange(startBlocks, _region.Blocks.Count - startBlocks);
+            startBlock.Nodes.RemoveRange(startNodes, startBlock.Nodes.Count - startNodes);
+            _b.SetBlock(startBlock);
+            Unsupported.Add(insn.Mnemonic);
+            _lifter.RaiseException(ExceptionVector.UD);
+        }
+    }
+}

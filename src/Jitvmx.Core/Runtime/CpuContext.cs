@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: MIT
+using System.Runtime.InteropServices;
+
+namespace Jitvmx.Runtime;
+
+/// <summary>One software-TLB entry. A tag is a page-aligned guest-linear address; an invalid tag has low bits set so it never matches.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct TlbEntry
+{
+    /// <summary>Page address if loads may use <see cref="Addend"/>.</summary>
+    public ulong ReadTag;
+    /// <summary>Page address if stores may use <see cref="Addend"/> (never set for pages holding translated code).</summary>
+    public ulong WriteTag;
+    /// <summary>Host address minus guest-linear address for the page.</summary>
+    public long Addend;
+    private ulong _pad;
+
+    public const ulong Invalid = ulong.MaxValue;
+}
+
+/// <summary>
+/// What translated code sees: the guest state followed by run-time fields, in unmanaged memory at a
+/// fixed address for the life of the vCPU. Offsets are part of the contract with every backend.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct CpuContext
+{
+    public GuestState State;
+
+    /// <summary>The software TLB (<see cref="TlbSize"/> entries).</summary>
+    public TlbEntry* Tlb;
+
+    /// <summary>Guest instructions the vCPU may still retire before it must stop (budget or preemption timer).</summary>
+    public long Remaining;
+
+    /// <summary>Non-zero when another thread asked the vCPU to exit.</summary>
+    public int StopRequested;
+
+    /// <summary>Non-zero when a helper or the memory slow path stopped the region (an exit record is pending, or a restart).</summary>
+    public int Pending;
+
+    /// <summary>Instructions to give back to <see cref="Remaining"/> when a region stops mid-block (set by the slow path).</summary>
+    public long GiveBack;
+
+    /// <summary>GCHandle of the owning <see cref="VirtualCpu"/>.</summary>
+    public nint Owner;
+
+    public const int TlbBits = 10;
+    public const int TlbSize = 1 << TlbBits;
+    public const int PageBits = 12;
+    public const ulong PageMask = ~0xFFFUL;
+
+    public static int OffsetOf(string field) => (int)Marshal.OffsetOf<CpuContext>(field);
+}

@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: MIT
+using System.Reflection;
+
+namespace Jitvmx;
+
+/// <summary>
+/// Runtime helpers that translated code calls, by number, so that every backend (and cached code)
+/// binds them the same way. A helper is <c>static ulong H(CpuContext* ctx, ulong a0, …)</c>.
+/// Exit helpers (used by ExitHelper terminators) see spilled, precise guest state and return
+/// <see cref="Helpers.Continue"/> or <see cref="Helpers.Stop"/>.
+/// </summary>
+public enum HelperId
+{
+    // ---- pure value helpers ----
+    /// <summary>Quotient of the unsigned 128-by-64 division (hi, lo, divisor); no overflow.</summary>
+    UDiv128Quotient,
+    /// <summary>Remainder of the unsigned 128-by-64 division.</summary>
+    UDiv128Remainder,
+    /// <summary>Quotient of the signed 128-by-64 division; no overflow.</summary>
+    SDiv128Quotient,
+    /// <summary>Remainder of the signed 128-by-64 division.</summary>
+    SDiv128Remainder,
+    /// <summary>1 when the signed 128-by-64 division (hi, lo, divisor) raises #DE.</summary>
+    SDiv128Faults,
+    /// <summary>PDEP (value, mask).</summary>
+    Pdep,
+    /// <summary>PEXT (value, mask).</summary>
+    Pext,
+    /// <summary>Host TSC plus the vCPU's TSC offset.</summary>
+    ReadTsc,
+
+    // ---- exit helpers: (rip, length, …) ----
+    /// <summary>Raise exception (vector, error code) at the instruction.</summary>
+    RaiseException,
+    /// <summary>Stop at rip (an interruptible instruction was interrupted by an exit request).</summary>
+    StopAt,
+    /// <summary>CPUID.</summary>
+    Cpuid,
+    /// <summary>HLT.</summary>
+    Hlt,
+    /// <summary>IN/OUT/INS/OUTS (qualification).</summary>
+    Io,
+    /// <summary>RDMSR.</summary>
+    Rdmsr,
+    /// <summary>WRMSR.</summary>
+    Wrmsr,
+    /// <summary>MOV to/from CR, CLTS, LMSW (qualification, source value).</summary>
+    CrAccess,
+    /// <summary>INVLPG (linear address).</summary>
+    Invlpg,
+    /// <summary>RDTSC.</summary>
+    Rdtsc,
+    /// <summary>RDTSCP.</summary>
+    Rdtscp,
+    /// <summary>RDPMC.</summary>
+    Rdpmc,
+    /// <summary>VMCALL.</summary>
+    Vmcall,
+    /// <summary>PAUSE.</summary>
+    Pause,
+    /// <summary>XSETBV.</summary>
+    Xsetbv,
+    /// <summary>XGETBV.</summary>
+    Xgetbv,
+    /// <summary>SYSCALL.</summary>
+    Syscall,
+    /// <summary>INT n / INT3 / INTO (vector, type).</summary>
+    SoftwareInterrupt,
+    /// <summary>WBINVD / WBNOINVD.</summary>
+    Wbinvd,
+    /// <summary>INVD.</summary>
+    Invd,
+    /// <summary>MONITOR.</summary>
+    Monitor,
+    /// <summary>MWAIT.</summary>
+    Mwait,
+    /// <summary>RDRAND (destination register index, size).</summary>
+    Rdrand,
+    /// <summary>RDSEED (destination register index, size).</summary>
+    Rdseed,
+    /// <summary>A VMX instruction (exit reason).</summary>
+    VmxInstruction,
+    /// <summary>SWAPGS.</summary>
+    Swapgs,
+    /// <summary>IRETQ.</summary>
+    Iret,
+    /// <summary>SYSRET.</summary>
+    Sysret,
+    /// <summary>LGDT/LIDT/SGDT/SIDT (kind, linear address).</summary>
+    DescriptorTable,
+    /// <summary>CLI/STI (set).</summary>
+    InterruptFlag,
+    /// <summary>MOV to a segment register (segment index, selector).</summary>
+    LoadSegment,
+    /// <summary>Instruction whose flags/registers are handled by the helper in place (no exit): reserved for later families.</summary>
+    Reserved,
+}
+
+/// <summary>Marks the implementation of a helper.</summary>
+[AttributeUsage(AttributeTargets.Method)]
+internal sealed class HelperAttribute(HelperId id) : Attribute
+{
+    public HelperId Id { get; } = id;
+    /// <summary>No side effects and no guest-state access: callable without spilling, removable when unused.</summary>
+    public bool Pure { get; init; }
+}
+
+/// <summary>The helper table shared by every backend.</summary>
+public static partial class Helpers
+{
+    /// <summary>Exit-helper result: continue at the RIP in the guest state.</summary>
+    public const ulong Continue = unchecked((ulong)-1L);
+    /// <summary>Exit-helper result: stop the region; the dispatcher looks at what is pending.</summary>
+    public const ulong Stop = unchecked((ulong)-2L);
+
+    private static readonly (MethodInfo Method, bool Pure)[] s_table = BuildTable();
+
+    private static (MethodInfo, bool)[] BuildTable()
+    {
+        var table = new (MethodInfo, bool)[Enum.GetValues<HelperId>().Length];
+        foreach (var m in typeof(Helpers).GetMethods(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic))
+        {
+            var a = m.GetCustomAttribute<HelperAttribute>();
+            if (a is null) continue;
+            if (table[(int)a.Id].Item1 is not null) throw new InvalidOperationException($"helper {a.Id} is defined twice");
+            table[(int)a.Id] = (m, a.Pure);
+        }
+        return table;
+    }
+
+    /// <summary>The method implementing a helper (null while unimplemented).</summary>
+    internal static MethodInfo? Method(HelperId id) => s_table[(int)id].Method;
+
+    /// <summary>Whether the helper is pure.</summary>
+    public static bool IsPure(HelperId id) => s_table[(int)id].Pure;
+}

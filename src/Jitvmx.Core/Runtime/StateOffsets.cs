@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: MIT
+using System.Runtime.InteropServices;
+
+namespace Jitvmx;
+
+/// <summary>Byte offsets into the context that translated code addresses (guest state first, run-time fields after).</summary>
+internal static class StateOffsets
+{
+    private static int G(string f) => (int)Marshal.OffsetOf<GuestState>(f);
+    private static int Seg(string seg) => G(seg) + (int)Marshal.OffsetOf<SegmentRegister>(nameof(SegmentRegister.Base));
+    private static int C(string f) => (int)Marshal.OffsetOf<Runtime.CpuContext>(f);
+
+    public static readonly int Rip = G(nameof(GuestState.Rip));
+    public static readonly int Rflags = G(nameof(GuestState.Rflags));
+    public static readonly int FsBase = Seg(nameof(GuestState.Fs));
+    public static readonly int GsBase = Seg(nameof(GuestState.Gs));
+    public static readonly int Mxcsr = G(nameof(GuestState.Mxcsr));
+    public static readonly int Xmm = G(nameof(GuestState.Xmm));
+    public static readonly int Tlb = C(nameof(Runtime.CpuContext.Tlb));
+    public static readonly int Remaining = C(nameof(Runtime.CpuContext.Remaining));
+    public static readonly int StopRequested = C(nameof(Runtime.CpuContext.StopRequested));
+    public static readonly int Pending = C(nameof(Runtime.CpuContext.Pending));
+    public static readonly int GiveBack = C(nameof(Runtime.CpuContext.GiveBack));
+
+    /// <summary>Offset of GPR <paramref name="index"/>.</summary>
+    public static int Gpr(int index) => index * 8;
+
+    /// <summary>Offset of XMM register <paramref name="index"/>.</summary>
+    public static int XmmReg(int index) => Xmm + index * 16;
+}

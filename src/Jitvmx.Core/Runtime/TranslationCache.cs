@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: MIT
+using System.Diagnostics;
+using Jitvmx.Backend;
+using Jitvmx.Ir;
+using Jitvmx.Lifting;
+
+namespace Jitvmx.Runtime;
+
+/// <summary>A compiled region in the cache.</summary>
+internal sealed class Region
+{
+    public Region(ulong entry, CompiledRegion code, int entryCharge, ulong[] pages, bool singleStep)
+    {
+        Entry = entry;
+        Function = code.Function;
+        SuccessorRips = code.SuccessorRips;
+        Successors = new Region?[SuccessorRips.Length];
+        EntryCharge = entryCharge;
+        Pages = pages;
+        SingleStep = singleStep;
+    }
+
+    public readonly ulong Entry;
+    public readonly RegionFunction Function;
+    public readonly ulong[] SuccessorRips;
+    /// <summary>Per-exit successor slots, filled on first use (compiled code cannot be patched, so the dispatcher chains).</summary>
+    public readonly Region?[] Successors;
+    /// <summary>Instructions charged by the entry block.</summary>
+    public readonly int EntryCharge;
+    /// <summary>Guest-physical pages the code came from.</summary>
+    public readonly ulong[] Pages;
+    public readonly bool SingleStep;
+    public volatile bool Valid = true;
+}
+
+/// <summary>
+/// Translated regions of one VM, keyed by entry RIP, with an index from guest-physical page to the
+/// regions whose code lies on it (for self-modifying code and remapping).
+/// </summary>
+internal sealed class TranslationCache(VirtualMachine vm)
+{
+    private readonly Dictionary<ulong, Region> _regions = [];
+    private readonly Dictionary<ulong, Region> _single = [];
+    private readonly Dictionary<ulong, List<Region>> _byPage = [];
+    private readonly Lock _lock = new();
+    private long _generation;
+
+    public TranslationStatistics Statistics { get; } = new();
+
+    /// <summary>Bumped on every invalidation; vCPUs compare it to drop their lookup caches.</summary>
+    public long Generation => Volatile.Read(ref _generation);
+
+    public Region? Find(ulong rip, bool singleStep)
+    {
+        lock (_lock)
+        {
+            var map = singleStep ? _single : _regions;
+            return map.TryGetValue(rip, out var r) ? r : null;
+        }
+    }
+
+    /// <summary>Translates and inserts the region at <paramref name="rip"/>; null with <paramref name="faultAddress"/> when its first instruction cannot be fetched.</summary>
+    public Region? Translate(VirtualCpu cpu, ulong rip, bool singleStep, out ulong faultAddress)
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        var limits = singleStep ? RegionLimits.SingleInstruction
+            : new RegionLimits(vm.Options.MaxRegionInstructions, vm.Options.MaxRegionBlocks, Math.Min(96, vm.Options.MaxRegionInstructions));
+        var unsupported = new List<Iced.Intel.Mnemonic>();
+        var ir = Translator.Translate(cpu, rip, limits, out faultAddress, unsupported);
+        if (ir is null) return null;
+        int blocks = ir.Blocks.Count(b => b.ChargedInsns > 0);
+        Passes.Run(ir);
+        var compiled = IlBackend.Compile(ir);
+        var pages = CodePages(cpu, ir);
+        var region = new Region(rip, compiled, ir.Blocks[0].ChargedInsns, pages, singleStep);
+        lock (_lock)
+        {
+            var map = singleStep ? _single : _regions;
+            if (map.TryGetValue(rip, out var old)) Remove(old);
+            map[rip] = region;
+            foreach (ulong page in pages)
+            {
+                if (!_byPage.TryGetValue(page, out var list)) _byPage[page] = list = [];
+                list.Add(region);
+                var r = vm.Physical.Find(page);
+                if (r is not null) r.CodePages[(page - r.GuestPhysicalAddress) >> 12] = 1;
+            }
+            var s = Statistics;
+            s.RegionsTranslated++;
+            s.InstructionsTranslated += ir.GuestInstructionCount;
+            s.BlocksTranslated += blocks;
+            s.TranslationTicks += Stopwatch.GetTimestamp() - t0;
+            foreach (var m in unsupported)
+            {
+                string name = m.ToString().ToLowerInvariant();
+                s.Unsupported[name] = s.Unsupported.GetValueOrDefault(name) + 1;
+            }
+        }
+        // Pages now holding code lose their writable TLB entries, so guest writes to them reach the slow path.
+        foreach (var c in vm.Cpus)
+            foreach (ulong page in pages) c.FlushTlbWrite(page);
+        return region;
+    }
+
+    private static ulong[] CodePages(VirtualCpu cpu, IrRegion ir)
+    {
+        var set = new HashSet<ulong>();
+        foreach (var (start, end) in ir.GuestRanges)
+        {
+            for (ulong p = start & CpuContext.PageMask; p < end; p += 4096)
+                if (cpu.TranslateForCode(p) is ulong gpa) set.Add(gpa & CpuContext.PageMask);
+        }
+        return [.. set];
+    }
+
+    private void Remove(Region r)
+    {
+        r.Valid = false;
+        Statistics.RegionsInvalidated++;
+        foreach (ulong page in r.Pages)
+        {
+            if (_byPage.TryGetValue(page, out var list))
+            {
+                list.Remove(r);
+                if (list.Count == 0) _byPage.Remove(page);
+            }
+        }
+        var map = r.SingleStep ? _single : _regions;
+        if (map.TryGetValue(r.Entry, out var cur) && cur == r) map.Remove(r.Entry);
+    }
+
+    /// <summary>Discards every region with code in the guest-physical range; returns whether any was.</summary>
+    public bool InvalidatePhysical(ulong gpa, ulong length)
+    {
+        bool any = false;
+        lock (_lock)
+        {
+            ulong first = gpa & CpuContext.PageMask, end = gpa + length;
+            IEnumerable<ulong> pages = (end - first) / 4096 > (ulong)_byPage.Count
+                ? _byPage.Keys.Where(p => p >= first && p < end).ToList()
+                : Enumerable.Range(0, (int)((end - first + 4095) / 4096)).Select(i => first + (ulong)i * 4096);
+            foreach (ulong p in pages)
+            {
+                if (!_byPage.TryGetValue(p, out var list)) continue;
+                foreach (var r in list.ToArray()) Remove(r);
+                any = true;
+                var region = vm.Physical.Find(p);
+                if (region is not null) region.CodePages[(p - region.GuestPhysicalAddress) >> 12] = 0;
+            }
+            if (any) Interlocked.Increment(ref _generation);
+        }
+        return any;
+    }
+
+    /// <summary>Discards everything.</summary>
+    public void Clear()
+    {
+        lock (_lock)
+        {
+            foreach (var r in _regions.Values.Concat(_single.Values).ToList()) Remove(r);
+            Interlocked.Increment(ref _generation);
+        }
+    }
+}

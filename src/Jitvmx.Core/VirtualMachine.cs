@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: MIT
+using System.Runtime.InteropServices;
+using Jitvmx.Memory;
+using Jitvmx.Runtime;
+
+namespace Jitvmx;
+
+/// <summary>
+/// A virtual machine: guest-physical memory (the EPT), the translation cache shared by its vCPUs,
+/// and the vCPUs. Embed it as the execution backend of a VMM: map memory, create a vCPU, set its
+/// state and controls, and call <see cref="VirtualCpu.Run()"/> in a loop handling exits.
+/// </summary>
+public sealed class VirtualMachine : IDisposable
+{
+    private readonly List<VirtualCpu> _cpus = [];
+    private bool _disposed;
+
+    /// <summary>Creates an empty VM.</summary>
+    public VirtualMachine(VirtualMachineOptions? options = null)
+    {
+        Options = options ?? new VirtualMachineOptions();
+        Cache = new TranslationCache(this);
+    }
+
+    /// <summary>Options the VM was created with.</summary>
+    public VirtualMachineOptions Options { get; }
+
+    internal PhysicalMemory Physical { get; } = new();
+
+    internal TranslationCache Cache { get; }
+
+    /// <summary>The current guest-physical mappings, sorted by address.</summary>
+    public IReadOnlyList<GuestMemoryRegion> MemoryRegions => Physical.Regions;
+
+    /// <summary>The vCPUs created so far.</summary>
+    public IReadOnlyList<VirtualCpu> Cpus => _cpus;
+
+    /// <summary>Translation statistics.</summary>
+    public TranslationStatistics Statistics => Cache.Statistics;
+
+    /// <summary>Maps <paramref name="size"/> bytes of zeroed memory that the VM allocates at guest-physical <paramref name="gpa"/>.</summary>
+    public GuestMemoryRegion MapMemory(ulong gpa, ulong size, MemoryPermissions permissions)
+    {
+        CheckRange(gpa, size);
+        nint host = HostMemory.Allocate(size);
+        try
+        {
+            return Map(gpa, size, host, permissions, owned: true);
+        }
+        catch
+        {
+            HostMemory.Free(host, size);
+            throw;
+        }
+    }
+
+    /// <summary>Maps host memory supplied by the VMM (it must stay valid while mapped) at guest-physical <paramref name="gpa"/>.</summary>
+    public GuestMemoryRegion MapHostMemory(ulong gpa, ulong size, nint hostAddress, MemoryPermissions permissions)
+    {
+        CheckRange(gpa, size);
+        if (hostAddress == 0) throw new ArgumentException("host address is null", nameof(hostAddress));
+        return Map(gpa, size, hostAddress, permissions, owned: false);
+    }
+
+    private GuestMemoryRegion Map(ulong gpa, ulong size, nint host, MemoryPermissions perms, bool owned)
+    {
+        var r = Physical.Add(gpa, size, host, perms, owned);
+        MappingChanged(gpa, size);
+        return r;
+    }
+
+    /// <summary>Removes a mapping; later accesses to its range are EPT violations.</summary>
+    public void Unmap(GuestMemoryRegion region)
+    {
+        Physical.Remove(region);
+        MappingChanged(region.GuestPhysicalAddress, region.Size);
+    }
+
+    /// <summary>Changes a mapping's permissions.</summary>
+    public void Protect(GuestMemoryRegion region, MemoryPermissions permissions)
+    {
+        region.Permissions = permissions;
+        MappingChanged(region.GuestPhysicalAddress, region.Size);
+    }
+
+    private void MappingChanged(ulong gpa, ulong size)
+    {
+        Cache.InvalidatePhysical(gpa, size);
+        foreach (var c in _cpus) c.FlushTlb();
+    }
+
+    private static void CheckRange(ulong gpa, ulong size)
+    {
+        if ((gpa & 0xFFF) != 0) throw new ArgumentException($"guest-physical address 0x{gpa:x} is not page aligned", nameof(gpa));
+        if (size == 0 || (size & 0xFFF) != 0) throw new ArgumentException($"size 0x{size:x} is not a non-zero multiple of 4096", nameof(size));
+        if (gpa + size < gpa || gpa + size > (1UL << 52)) throw new ArgumentException("range exceeds the 52-bit guest-physical address space");
+    }
+
+    /// <summary>Host span of guest-physical memory; throws when the range is not mapped RAM in one region.</summary>
+    public unsafe Span<byte> GetSpan(ulong gpa, int length)
+    {
+        var r = Physical.Find(gpa) ?? throw new ArgumentException($"guest-physical 0x{gpa:x} is not mapped");
+        if (gpa + (ulong)length > r.End) throw new ArgumentException($"guest-physical range 0x{gpa:x}+{length} crosses the end of its mapping");
+        return new Span<byte>((byte*)r.HostAddress + (long)(gpa - r.GuestPhysicalAddress), length);
+    }
+
+    /// <summary>Copies guest-physical memory out (may span regions).</summary>
+    public void ReadPhysical(ulong gpa, Span<byte> destination)
+    {
+        while (destination.Length > 0)
+        {
+            var r = Physical.Find(gpa) ?? throw new ArgumentException($"guest-physical 0x{gpa:x} is not mapped");
+            int n = (int)Math.Min((ulong)destination.Length, r.End - gpa);
+            GetSpan(gpa, n).CopyTo(destination);
+            destination = destination[n..];
+            gpa += (ulong)n;
+        }
+    }
+
+    /// <summary>Copies into guest-physical memory (may span regions); translations of overwritten code are discarded.</summary>
+    public void WritePhysical(ulong gpa, ReadOnlySpan<byte> source)
+    {
+        ulong start = gpa;
+        int total = source.Length;
+        while (source.Length > 0)
+        {
+            var r = Physical.Find(gpa) ?? throw new ArgumentException($"guest-physical 0x{gpa:x} is not mapped");
+            int n = (int)Math.Min((ulong)source.Length, r.End - gpa);
+            source[..n].CopyTo(GetSpan(gpa, n));
+            source = source[n..];
+            gpa += (ulong)n;
+        }
+        Cache.InvalidatePhysical(start, (ulong)total);
+    }
+
+    /// <summary>Discards translations of guest code in [<paramref name="gpa"/>, +<paramref name="length"/>).</summary>
+    public void InvalidateTranslations(ulong gpa, ulong length) => Cache.InvalidatePhysical(gpa, length);
+
+    /// <summary>Creates a vCPU in the reset state of a flat 64-bit guest (see <see cref="VirtualCpu"/>).</summary>
+    public VirtualCpu CreateCpu()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var cpu = new VirtualCpu(this, _cpus.Count);
+        _cpus.Add(cpu);
+        return cpu;
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        foreach (var c in _cpus) c.Dispose();
+        Physical.Dispose();
+    }
+}
+
+/// <summary>Options of a <see cref="VirtualMachine"/>.</summary>
+public sealed class VirtualMachineOptions
+{
+    /// <summary>Guest instructions per region at most (larger regions compile slower but run faster).</summary>
+    public int MaxRegionInstructions { get; init; } = 400;
+
+    /// <summary>Guest basic blocks per region at most.</summary>
+    public int MaxRegionBlocks { get; init; } = 32;
+}
+
+/// <summary>Counters of the translation cache.</summary>
+public sealed class TranslationStatistics
+{
+    /// <summary>Regions compiled.</summary>
+    public long RegionsTranslated;
+    /// <summary>Guest instructions lifted (a guest instruction in two regions counts twice).</summary>
+    public long InstructionsTranslated;
+    /// <summary>Guest basic blocks lifted.</summary>
+    public long BlocksTranslated;
+    /// <summary>Time spent translating, in Stopwatch ticks.</summary>
+    public long TranslationTicks;
+    /// <summary>Regions discarded by invalidation (self-modifying code, remapping).</summary>
+    public long RegionsInvalidated;
+    /// <summary>Region lookups satisfied without translating.</summary>
+    public long CacheHits;
+    /// <summary>Mnemonics that raised #UD because Jitvmx does not implement them, with counts.</summary>
+    public readonly Dictionary<string, long> Unsupported = [];
+
+    /// <summary>Translation time.</summary>
+    public TimeSpan TranslationTime => TimeSpan.FromTicks(TranslationTicks * TimeSpan.TicksPerSecond / System.Diagnostics.Stopwatch.Frequency);
+}
