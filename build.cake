@@ -117,17 +117,19 @@ HashSet<string> InstalledDebianPackages(IEnumerable<string> names)
 Task("Clean")
     .Does(() =>
 {
+    var deleteSettings = new DeleteDirectorySettings { Recursive = true, Force = true };
     foreach (var dir in new[] { "src", "tests", "bench" })
     {
-        CleanDirectories($"./{dir}/**/bin");
-        CleanDirectories($"./{dir}/**/obj");
-        CleanDirectories($"./{dir}/**/TestResults");
+        foreach (var name in new[] { "bin", "obj", "TestResults" })
+        {
+            DeleteDirectories(GetDirectories($"./{dir}/**/{name}"), deleteSettings);
+        }
     }
     foreach (var dir in new[] { "artifacts", "native/build", "bench/results", "BenchmarkDotNet.Artifacts" })
     {
         if (DirectoryExists(dir))
         {
-            DeleteDirectory(dir, new DeleteDirectorySettings { Recursive = true, Force = true });
+            DeleteDirectory(dir, deleteSettings);
         }
     }
 });
