@@ -4,7 +4,7 @@ using Iced.Intel;
 
 namespace Jitvmx.Lifting;
 
-/// <summary>Marks a static class holding one instruction family; it must have <c>static void Register(EmitterTable t)</c>.</summary>
+/// <summary>Marks a static class holding one instruction family; it must have <c>static void RegisterFamily(EmitterTable t)</c>.</summary>
 [AttributeUsage(AttributeTargets.Class)]
 internal sealed class InstructionFamilyAttribute : Attribute;
 
@@ -25,8 +25,8 @@ internal sealed class EmitterTable
         foreach (var type in typeof(EmitterTable).Assembly.GetTypes())
         {
             if (type.GetCustomAttribute<InstructionFamilyAttribute>() is null) continue;
-            var m = type.GetMethod("Register", BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic)
-                ?? throw new InvalidOperationException($"{type.Name} has no Register(EmitterTable)");
+            var m = type.GetMethod("RegisterFamily", BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic)
+                ?? throw new InvalidOperationException($"{type.Name} has no RegisterFamily(EmitterTable)");
             m.Invoke(null, [t]);
         }
         return t;

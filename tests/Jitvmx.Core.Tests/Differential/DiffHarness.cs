@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: MIT
+using System.Text;
+using Iced.Intel;
+using Jitvmx.Tests.Oracle;
+
+namespace Jitvmx.Tests.Differential;
+
+/// <summary>What Jitvmx did with a case, in the oracle's terms.</summary>
+public sealed record JitvmxResult(int Signal, ulong RipOffset, ulong[] Gprs, ulong Rflags, byte[] Memory, VmExit Exit);
+
+/// <summary>
+/// Runs oracle cases on the host CPU and under Jitvmx from the same initial state and compares
+/// every GPR, the status flags and DF (minus the bits the SDM leaves undefined), the data window,
+/// and how the run ended (completion, or the same fault at the same instruction).
+/// </summary>
+public static class DiffHarness
+{
+    /// <summary>Guest instruction budget per case; running out counts as a timeout.</summary>
+    public const ulong Budget = 5_000_000;
+
+    /// <summary>Runs a case under Jitvmx: code at CodeBase (RX, followed by HLT), data window at DataBase (RW), every exception exiting.</summary>
+    public static JitvmxResult RunJitvmx(OracleCase c)
+    {
+        using var vm = new VirtualMachine();
+        vm.MapMemory(HostOracle.DataBase, HostOracle.MemorySize, MemoryPermissions.ReadWrite);
+        vm.MapMemory(HostOracle.CodeBase, 0x11000, MemoryPermissions.ReadExecute);
+        vm.WritePhysical(HostOracle.DataBase, c.Memory);
+        var code = new byte[c.Code.Length + 1];
+        c.Code.CopyTo(code, 0);
+        code[^1] = 0xF4; // HLT marks the end
+        vm.WritePhysical(HostOracle.CodeBase, code);
+        var cpu = vm.CreateCpu();
+        for (int i = 0; i < 16; i++) cpu.State[(GuestRegister)i] = c.Gprs[i];
+        cpu.State.Rflags = (c.Rflags & OracleFlags.Input) | OracleFlags.Reserved1 | OracleFlags.IF;
+        cpu.State.Rip = HostOracle.CodeBase;
+        // User mode, as the oracle's code runs.
+        cpu.State.Cs.Selector = 0x33;
+        cpu.State.Ss.Selector = 0x2B;
+        cpu.Controls.ExceptionBitmap = 0xFFFFFFFF;
+        cpu.Controls.HltExiting = true;
+        var exit = cpu.Run(Budget);
+        var gprs = new ulong[16];
+        for (int i = 0; i < 16; i++) gprs[i] = cpu.State[(GuestRegister)i];
+        var mem = new byte[HostOracle.MemorySize];
+        vm.ReadPhysical(HostOracle.DataBase, mem);
+        ulong off = cpu.State.Rip - HostOracle.CodeBase;
+        int signal = exit.Reason switch
+        {
+            ExitReason.Hlt when off == (ulong)c.Code.Length => OracleSignal.None,
+            // HLT at CPL 3 is #GP, which user-mode Linux reports as SIGSEGV.
+            ExitReason.ExceptionOrNmi => exit.Vector switch
+            {
+                ExceptionVector.DE => OracleSignal.Sigfpe,
+                ExceptionVector.UD => OracleSignal.Sigill,
+                ExceptionVector.BP or ExceptionVector.DB => OracleSignal.Sigtrap,
+                ExceptionVector.AC => OracleSignal.Sigbus,
+                _ => OracleSignal.Sigsegv,
+            },
+            ExitReason.EptViolation => OracleSignal.Sigsegv,
+            ExitReason.InstructionBudget => OracleSignal.Sigalrm,
+            _ => -1,
+        };
+        // Traps report the address after the instruction, as the host's signal does.
+        if (exit.Reason == ExitReason.ExceptionOrNmi && exit.InterruptionType == InterruptionType.SoftwareException)
+            off += (ulong)exit.InstructionLength;
+        return new JitvmxResult(signal, off, gprs, cpu.State.Rflags, mem, exit);
+    }
+
+    /// <summary>
+    /// Compares every case; fails with a report of the first mismatches. <paramref name="undefinedFlags"/>
+    /// lists status flags the SDM leaves undefined for the instructions under test.
+    /// </summary>
+    public static void Check(IReadOnlyList<OracleCase> cases, ulong undefinedFlags = 0, string label = "", int? seed = null,
+        Func<OracleCase, ulong>? undefinedFlagsPerCase = null)
+    {
+        var native = HostOracle.Run(cases);
+        var report = new StringBuilder();
+        int failures = 0;
+        for (int i = 0; i < cases.Count; i++)
+        {
+            var c = cases[i];
+            var n = native[i];
+            var j = RunJitvmx(c);
+            ulong undef = undefinedFlags | (undefinedFlagsPerCase?.Invoke(c) ?? 0);
+            string? diff = Compare(n, j, undef);
+            if (diff is null) continue;
+            if (++failures > 5) continue;
+            report.AppendLine($"case {i}{(label.Length > 0 ? $" ({label})" : "")}: {diff}");
+            report.AppendLine("  code: " + Disassemble(c.Code));
+            report.AppendLine("  in:   " + FormatRegs(c.Gprs) + $" rflags={c.Rflags:x}");
+            report.AppendLine($"  jitvmx exit: {j.Exit}");
+        }
+        if (failures > 0)
+            Assert.Fail($"{failures} of {cases.Count} cases differ from the host CPU{(seed is int s ? $" (seed {s})" : "")}:\n{report}");
+    }
+
+    /// <summary>Null when the results agree.</summary>
+    public static string? Compare(OracleResult n, JitvmxResult j, ulong undefinedFlags)
+    {
+        var sb = new StringBuilder();
+        if (n.Signal != j.Signal) sb.Append($"ended with signal {j.Signal}, host {n.Signal}; ");
+        if (n.RipOffset != j.RipOffset) sb.Append($"rip +0x{j.RipOffset:x}, host +0x{n.RipOffset:x}; ");
+        for (int r = 0; r < 16; r++)
+            if (n.Gprs[r] != j.Gprs[r]) sb.Append($"{(Gpr)r}=0x{j.Gprs[r]:x} host 0x{n.Gprs[r]:x}; ");
+        ulong mask = OracleFlags.Input & ~undefinedFlags;
+        if ((n.Rflags & mask) != (j.Rflags & mask))
+            sb.Append($"flags {FlagString(j.Rflags & mask)} host {FlagString(n.Rflags & mask)}; ");
+        for (int k = 0; k < n.Memory.Length; k++)
+        {
+            if (n.Memory[k] != j.Memory[k])
+            {
+                sb.Append($"memory differs first at +0x{k:x} (0x{j.Memory[k]:x2}, host 0x{n.Memory[k]:x2}); ");
+                break;
+            }
+        }
+        return sb.Length == 0 ? null : sb.ToString();
+    }
+
+    private static string FlagString(ulong f)
+    {
+        var sb = new StringBuilder();
+        if ((f & OracleFlags.CF) != 0) sb.Append("C");
+        if ((f & OracleFlags.PF) != 0) sb.Append("P");
+        if ((f & OracleFlags.AF) != 0) sb.Append("A");
+        if ((f & OracleFlags.ZF) != 0) sb.Append("Z");
+        if ((f & OracleFlags.SF) != 0) sb.Append("S");
+        if ((f & OracleFlags.DF) != 0) sb.Append("D");
+        if ((f & OracleFlags.OF) != 0) sb.Append("O");
+        return sb.Length == 0 ? "-" : sb.ToString();
+    }
+
+    private static string FormatRegs(ulong[] g)
+    {
+        var sb = new StringBuilder();
+        for (int r = 0; r < 16; r++)
+            if (g[r] != 0) sb.Append($"{(Gpr)r}=0x{g[r]:x} ");
+        return sb.ToString();
+    }
+
+    /// <summary>Iced disassembly of a code buffer, for reports.</summary>
+    public static string Disassemble(byte[] code)
+    {
+        var d = Iced.Intel.Decoder.Create(64, new ByteArrayCodeReader(code), HostOracle.CodeBase);
+        var f = new NasmFormatter();
+        var o = new StringOutput();
+        var sb = new StringBuilder();
+        while (d.IP < HostOracle.CodeBase + (ulong)code.Length)
+        {
+            d.Decode(out var insn);
+            f.Format(insn, o);
+            sb.Append(o.ToStringAndReset()).Append("; ");
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>A seeded random source whose seed is printed on failure; set JITVMX_SEED to reproduce.</summary>
+    public static Random Rng(out int seed)
+    {
+        string? env = Environment.GetEnvironmentVariable("JITVMX_SEED");
+        seed = env is not null ? int.Parse(env) : Random.Shared.Next();
+        return new Random(seed);
+    }
+
+    /// <summary>Interesting 64-bit values: the edges that break translators, then random ones.</summary>
+    public static ulong Interesting(Random rng)
+    {
+        ReadOnlySpan<ulong> edges =
+        [
+            0, 1, 2, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF,
+            0x100000000, 0x7FFFFFFFFFFFFFFF, 0x8000000000000000, 0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFE, 63, 64, 31, 32, 15, 16, 7, 8,
+        ];
+        return rng.Next(3) == 0 ? edges[rng.Next(edges.Length)] : (ulong)rng.NextInt64() ^ ((ulong)rng.Next() << 33);
+    }
+}
