@@ -163,6 +163,16 @@ internal sealed unsafe class IlBackend
         _il.Emit(ld);
     }
 
+    /// <summary>Loads the stop flag with a volatile read: another thread sets it, and the JIT must not hoist it out of a loop.</summary>
+    private void EmitVolatileStopLoad()
+    {
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldc_I4, StateOffsets.StopRequested);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Volatile);
+        _il.Emit(OpCodes.Ldind_I4);
+    }
+
     private void LoadState()
     {
         for (int i = 0; i < 16; i++)
@@ -230,7 +240,7 @@ internal sealed unsafe class IlBackend
             var stop = _il.DefineLabel();
             if (b.IsLoopHeader)
             {
-                EmitCtxLoad(StateOffsets.StopRequested, OpCodes.Ldind_I4);
+                EmitVolatileStopLoad();
                 _il.Emit(OpCodes.Brtrue, stop);
             }
             // remaining -= n; if (remaining < 0) stop before the block with RIP at its start.
@@ -338,6 +348,10 @@ internal sealed unsafe class IlBackend
             case IrOp.SetFlag:
                 Push(a[0]);
                 _il.Emit(OpCodes.Stloc, _flag[v.Aux]!);
+                return;
+            case IrOp.GetState when v.Aux == StateOffsets.StopRequested:
+                EmitVolatileStopLoad();
+                Define(v);
                 return;
             case IrOp.GetState:
                 EmitCtxLoad(v.Aux, LoadOp(v.Type));

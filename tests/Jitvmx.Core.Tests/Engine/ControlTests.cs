@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: MIT
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Jitvmx.Tests.Engine;
+
+public class ControlTests
+{
+    [Fact]
+    public void RequestExitStopsATightInfiniteLoop()
+    {
+        using var g = new GuestBuilder(a => { var l = a.CreateLabel(); a.Label(ref l); a.jmp(l); });
+        var cpu = g.Cpu;
+        // Long enough for the loop to be compiled and entered, so the request arrives inside it.
+        var t = new Thread(() => { Thread.Sleep(300); cpu.RequestExit(); });
+        t.Start();
+        var exit = cpu.Run();
+        t.Join();
+        Assert.Equal(ExitReason.ExitRequested, exit.Reason);
+        Assert.Equal(GuestBuilder.CodeBase, cpu.State.Rip);
+    }
+
+    [Fact]
+    public void RequestExitBeforeRunExitsBeforeTheFirstInstruction()
+    {
+        using var g = new GuestBuilder(a => a.hlt());
+        g.Cpu.RequestExit();
+        Assert.Equal(ExitReason.ExitRequested, g.Cpu.Run().Reason);
+        Assert.Equal(ExitReason.Hlt, g.Cpu.Run().Reason);
+    }
+
+    [Theory]
+    [InlineData(1UL)]
+    [InlineData(7UL)]
+    [InlineData(1000UL)]
+    [InlineData(99_999UL)]
+    public void PreemptionTimerCountsGuestInstructionsExactly(ulong count)
+    {
+        // A 3-instruction loop: inc rax; nop; jmp.
+        using var g = new GuestBuilder(a =>
+        {
+            var l = a.CreateLabel();
+            a.Label(ref l);
+            a.nop();
+            a.nop();
+            a.jmp(l);
+        });
+        g.Cpu.Controls.PreemptionTimer = count;
+        var exit = g.Cpu.Run();
+        Assert.Equal(ExitReason.PreemptionTimer, exit.Reason);
+        Assert.Equal(count, g.Cpu.InstructionsRetired);
+        ulong[] ripAfter = [GuestBuilder.CodeBase, GuestBuilder.CodeBase + 1, GuestBuilder.CodeBase + 2];
+        Assert.Equal(ripAfter[count % 3], g.Cpu.State.Rip);
+        Assert.Equal(0UL, g.Cpu.Controls.PreemptionTimer);
+    }
+
+    [Fact]
+    public void InstructionBudgetIsExactAndResumable()
+    {
+        using var g = new GuestBuilder(a =>
+        {
+            var l = a.CreateLabel();
+            a.Label(ref l);
+            a.nop();
+            a.jmp(l);
+        });
+        for (int i = 1; i <= 5; i++)
+        {
+            var exit = g.Cpu.Run(1001);
+            Assert.Equal(ExitReason.InstructionBudget, exit.Reason);
+            Assert.Equal(1001UL * (ulong)i, g.Cpu.InstructionsRetired);
+        }
+    }
+
+    [Fact]
+    public void TranslationsSurviveAcrossRunsAndCanBeInvalidated()
+    {
+        using var g = new GuestBuilder(a => { a.mov(eax, 1); a.hlt(); });
+        Assert.Equal(ExitReason.Hlt, g.Cpu.Run().Reason);
+        long translated = g.Vm.Statistics.RegionsTranslated;
+        g.Cpu.State.Rip = GuestBuilder.CodeBase;
+        Assert.Equal(ExitReason.Hlt, g.Cpu.Run().Reason);
+        Assert.Equal(translated, g.Vm.Statistics.RegionsTranslated);
+        // Patch the immediate through the VMM: the stale translation must not run.
+        g.Vm.WritePhysical(GuestBuilder.CodeBase + 1, [2, 0, 0, 0]);
+        g.Cpu.State.Rip = GuestBuilder.CodeBase;
+        Assert.Equal(ExitReason.Hlt, g.Cpu.Run().Reason);
+        Assert.Equal(2UL, g.Cpu.State.Rax);
+    }
+
+    [Fact]
+    public void SelfModifyingCodeRunsTheNewCode()
+    {
+        // The guest patches the immediate of a later "mov eax, imm32" in its own page, then runs it.
+        using var g = new GuestBuilder(a =>
+        {
+            var target = a.CreateLabel();
+            a.lea(rbx, __[target]);
+            a.mov(__dword_ptr[rbx + 1], 0x77);
+            a.Label(ref target);
+            a.mov(eax, 0x11);
+            a.hlt();
+        }, MemoryPermissions.All);
+        Assert.Equal(ExitReason.Hlt, g.Cpu.Run().Reason);
+        Assert.Equal(0x77UL, g.Cpu.State.Rax);
+    }
+
+    [Fact]
+    public void CodeWrittenByTheGuestAfterItRanIsRetranslated()
+    {
+        // A loop calls a function, then overwrites the function's immediate and calls it again.
+        using var g = new GuestBuilder(a =>
+        {
+            var f = a.CreateLabel();
+            a.call(f);
+            a.mov(rcx, rax);
+            a.lea(rbx, __[f]);
+            a.mov(__dword_ptr[rbx + 1], 0x99);
+            a.call(f);
+            a.hlt();
+            a.Label(ref f);
+            a.mov(eax, 0x11);
+            a.ret();
+        }, MemoryPermissions.All);
+        Assert.Equal(ExitReason.Hlt, g.Cpu.Run().Reason);
+        Assert.Equal(0x11UL, g.Cpu.State.Rcx);
+        Assert.Equal(0x99UL, g.Cpu.State.Rax);
+        Assert.True(g.Vm.Statistics.RegionsInvalidated > 0);
+    }
+}
