@@ -51,7 +51,7 @@ internal sealed unsafe class IlBackend
     private static readonly MethodInfo s_umulhi = typeof(IlBackend).GetMethod(nameof(UMulHi), BindingFlags.Static | BindingFlags.NonPublic)!;
     private static readonly MethodInfo s_smulhi = typeof(IlBackend).GetMethod(nameof(SMulHi), BindingFlags.Static | BindingFlags.NonPublic)!;
 
-    private static readonly int[] s_flagBits = [0, 2, 4, 6, 7, 10, 11]; // CF PF AF ZF SF DF... indexed by Flag
+    private static readonly int[] s_flagBits = [0, 2, 4, 6, 7, 11, 10]; // RFLAGS bit of each Flag: CF PF AF ZF SF OF DF
     private const ulong StatusAndDf = (ulong)(RFlags.Status | RFlags.DF);
 
     private readonly IrRegion _region;

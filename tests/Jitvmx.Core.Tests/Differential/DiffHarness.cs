@@ -47,7 +47,8 @@ public static class DiffHarness
         int signal = exit.Reason switch
         {
             ExitReason.Hlt when off == (ulong)c.Code.Length => OracleSignal.None,
-            // HLT at CPL 3 is #GP, which user-mode Linux reports as SIGSEGV.
+            // The end marker: HLT at CPL 3 is #GP (the CPL check comes before the HLT exit).
+            ExitReason.ExceptionOrNmi when exit.Vector == ExceptionVector.GP && off == (ulong)c.Code.Length => OracleSignal.None,
             ExitReason.ExceptionOrNmi => exit.Vector switch
             {
                 ExceptionVector.DE => OracleSignal.Sigfpe,
