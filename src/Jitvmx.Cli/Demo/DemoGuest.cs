@@ -117,16 +117,14 @@ internal static class DemoGuest
         a.hlt();
 
         // print: RSI = NUL-terminated string.
-        var pLoop = a.CreateLabel();
         var pDone = a.CreateLabel();
         a.Label(ref print);
-        a.Label(ref pLoop);
         a.mov(al, __byte_ptr[rsi]);
         a.test(al, al);
         a.jz(pDone);
         a.call(putc);
         a.inc(rsi);
-        a.jmp(pLoop);
+        a.jmp(print);
         a.Label(ref pDone);
         a.ret();
 
