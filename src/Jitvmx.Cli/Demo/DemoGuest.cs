@@ -13,6 +13,7 @@ internal static class DemoGuest
 {
     public const ulong CodeBase = 0x10000;
     public const ulong StackTop = 0x80000;
+    public const ulong Scratch = 0x20000;
     public const ulong Buffer = 0x100000;
     public const ulong MmioBase = 0xFEC00000;
     public const ushort Com1 = 0x3F8;
@@ -28,7 +29,6 @@ internal static class DemoGuest
         var sCrc = a.CreateLabel();
         var sRounds = a.CreateLabel();
         var sBye = a.CreateLabel();
-        var vendorBuf = a.CreateLabel();
 
         a.mov(rsp, StackTop);
 
@@ -37,7 +37,7 @@ internal static class DemoGuest
         a.call(print);
         a.xor(eax, eax);
         a.cpuid();
-        a.lea(rdi, __[vendorBuf]);
+        a.mov(rdi, Scratch);
         a.mov(__dword_ptr[rdi], ebx);
         a.mov(__dword_ptr[rdi + 4], edx);
         a.mov(__dword_ptr[rdi + 8], ecx);
@@ -173,7 +173,6 @@ internal static class DemoGuest
         a.Label(ref sRounds); a.db("crc-32 rounds: "u8.ToArray()); a.db(0);
         a.Label(ref sCrc); a.db("crc-32: "u8.ToArray()); a.db(0);
         a.Label(ref sBye); a.db("guest: done, halting\n"u8.ToArray()); a.db(0);
-        a.Label(ref vendorBuf); a.db(new byte[16]);
 
         using var ms = new MemoryStream();
         a.Assemble(new StreamCodeWriter(ms), CodeBase);
