@@ -5,7 +5,7 @@ using static Jitvmx.Ir.IrType;
 
 namespace Jitvmx.Lifting;
 
-/// <summary>Data movement: MOV and its extending forms, LEA, exchanges, compare-exchanges, MOVBE, SETcc, CMOVcc.</summary>
+/// <summary>Data movement: MOV and its extending forms, LEA, XLAT, exchanges, compare-exchanges, MOVBE, SETcc, CMOVcc.</summary>
 [InstructionFamily]
 internal static class DataMovement
 {
@@ -22,6 +22,8 @@ internal static class DataMovement
         t.Add(Mnemonic.Cmpxchg8b, Cmpxchg8b);
         t.Add(Mnemonic.Cmpxchg16b, Cmpxchg16b);
         t.Add(Mnemonic.Movbe, Movbe);
+        t.Add(Mnemonic.Movnti, Mov); // the non-temporal hint changes nothing here
+        t.Add(Mnemonic.Xlatb, Xlatb);
         t.Add(Setcc, Mnemonic.Seto, Mnemonic.Setno, Mnemonic.Setb, Mnemonic.Setae, Mnemonic.Sete, Mnemonic.Setne, Mnemonic.Setbe,
             Mnemonic.Seta, Mnemonic.Sets, Mnemonic.Setns, Mnemonic.Setp, Mnemonic.Setnp, Mnemonic.Setl, Mnemonic.Setge,
             Mnemonic.Setle, Mnemonic.Setg);
@@ -51,6 +53,9 @@ internal static class DataMovement
         var ea = l.Address(noSegment);
         l.WriteOp(i, 0, l.B.Trunc(ea, Lifter.OpType(i, 0)));
     }
+
+    // Iced describes XLAT's operand as [seg:RBX+AL] (EBX under 67h), so the generic memory operand covers it.
+    private static void Xlatb(Lifter l, in Instruction i) => l.WriteReg(Register.AL, l.ReadOp(i, 0, I8));
 
     private static void Xchg(Lifter l, in Instruction i)
     {

@@ -152,6 +152,22 @@ public class DataMovementTests
     }
 
     [Fact]
+    public void XlatAndMovnti()
+    {
+        var rng = DiffHarness.Rng(out int seed);
+        var cases = new List<OracleCase>();
+        for (int k = 0; k < 16; k++)
+        {
+            cases.Add(Gen.Case(rng, a => a.xlatb()).With(Gpr.Rbx, Gen.Window + (ulong)rng.Next(0x100)));
+            // 67h: EBX + AL wraps at 4 GiB; RBX's upper half is ignored.
+            cases.Add(Gen.Case(rng, a => a.db(0x67, 0xD7)).With(Gpr.Rbx, 0xABCD_0000_0000_0000 | (Gen.Window + (ulong)rng.Next(0x100))));
+            cases.Add(Gen.Case(rng, a => a.movnti(__dword_ptr[rsi + 4], ecx)));
+            cases.Add(Gen.Case(rng, a => a.movnti(__qword_ptr[rsi + 16], r9)));
+        }
+        DiffHarness.Check(cases, label: "xlat/movnti", seed: seed);
+    }
+
+    [Fact]
     public void Xchg()
     {
         var rng = DiffHarness.Rng(out int seed);

@@ -48,6 +48,8 @@ public class StackTests
         cases.Add(Case(rng, a => a.push(rbx)).With(Gpr.Rsp, HostOracle.DataBase + 4));
         cases.Add(Case(rng, a => a.pop(rbx)).With(Gpr.Rsp, HostOracle.DataBase + 0xFF8 + 4));
         cases.Add(Case(rng, a => a.pop(__qword_ptr[rsi + 0x1000])));
+        cases.Add(Case(rng, a => a.pop(__qword_ptr[rsp + 0x1000]))); // RSP stays as it was
+        cases.Add(Case(rng, a => a.pop(__qword_ptr[rsp + 0x7F8]))); // the incremented RSP puts this just outside
         cases.Add(Case(rng, a => a.push(__qword_ptr[rsi - 0x108])));
         DiffHarness.Check(cases, label: "push/pop", seed: seed);
     }
