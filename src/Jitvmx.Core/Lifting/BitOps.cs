@@ -128,7 +128,7 @@ internal static class BitOps
         l.ForgetFlagProducer();
     }
 
-    /// <summary>BSWAP; the 16-bit form is undefined and clears the low word on Intel and AMD.</summary>
+    /// <summary>BSWAP; the 16-bit form is undefined: it clears the low word, as Intel hosts do.</summary>
     private static void Bswap(Lifter l, in Instruction i)
     {
         var reg = i.Op0Register;

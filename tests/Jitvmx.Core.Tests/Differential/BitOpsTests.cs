@@ -151,6 +151,34 @@ public sealed class BitOpsTests
         set.Check("zero source");
     }
 
+    /// <summary>LOCK is allowed on BTS/BTR/BTC with a memory destination only; elsewhere (BT, registers, shifts) it is #UD.</summary>
+    [Fact]
+    public void LockPrefix()
+    {
+        var set = new CaseSet();
+        Instruction[] forms =
+        [
+            Instruction.Create(Code.Bts_rm32_r32, new MemoryOperand(Register.RBX, 8), Register.ECX),
+            Instruction.Create(Code.Btc_rm64_imm8, new MemoryOperand(Register.RBX, 16), 45),
+            Instruction.Create(Code.Btr_rm16_r16, new MemoryOperand(Register.RBX, 0x40), Register.CX),
+            Instruction.Create(Code.Bt_rm32_r32, new MemoryOperand(Register.RBX, 8), Register.ECX),
+            Instruction.Create(Code.Bts_rm32_r32, Register.EAX, Register.ECX),
+            Instruction.Create(Code.Shl_rm32_1, new MemoryOperand(Register.RBX, 8), 1),
+            Instruction.Create(Code.Rcr_rm8_CL, new MemoryOperand(Register.RBX, 8), Register.CL),
+        ];
+        foreach (var insn in forms)
+        {
+            var locked = insn;
+            locked.HasLockPrefix = true;
+            var gprs = new ulong[16];
+            gprs[(int)Gpr.Rbx] = Data;
+            gprs[(int)Gpr.Rcx] = 0x123;
+            gprs[(int)Gpr.Rax] = 0xFFFF_0000_FFFF_0000;
+            set.Add(CaseSet.Of([locked], gprs, F.CF | F.ZF, CaseSet.RandomMemory(new Random(7))), BtUndefined);
+        }
+        set.Check("lock");
+    }
+
     [Fact]
     public void Bswap()
     {
