@@ -20,6 +20,7 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
     private readonly Region?[] _lookup = new Region?[LookupSize];
     private long _lookupGeneration;
     private VmExit _pendingExit;
+    private bool _stepUncached;
     private PendingKind _pending;
     private bool _disposed;
     private ulong _budgetLeft;
@@ -161,7 +162,15 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
                 return BudgetExit();
 
             ulong rip = ctx->State.Rip;
-            if (next is null || !next.Valid)
+            if (_stepUncached)
+            {
+                // A store hit a page holding translated code (possibly this code): run the storing
+                // instruction from a translation that does not protect its page, then carry on.
+                _stepUncached = false;
+                next = Machine.Cache.Translate(this, rip, singleStep: true, out _fetchFaultAddress, register: false);
+                if (next is null) return FetchFault();
+            }
+            else if (next is null || !next.Valid)
             {
                 next = Lookup(rip, singleStep: _mmioLog.Count > 0);
                 if (next is null)
@@ -194,6 +203,8 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
                 var kind = _pending;
                 _pending = PendingKind.None;
                 if (kind == PendingKind.Exit) return _pendingExit;
+                if (kind == PendingKind.Restart) _stepUncached = true;
+                else if (current.SingleStep) CompleteSingleStep();
                 // Restart (self-modifying code), continue, budget or exit request: the loop head sorts it out.
                 continue;
             }

@@ -234,7 +234,23 @@ internal sealed unsafe class IlBackend
     private void EmitBlock(IrBlock b)
     {
         _il.MarkLabel(_labels[b]);
-        if (b.ChargedInsns > 0 || b.IsLoopHeader)
+        if (b.ChargedInsns == 0 && b.IsLoopHeader && b.ResumeInsn is { } resume)
+        {
+            // A loop inside one instruction (REP): stop with RIP at the instruction, which has not retired.
+            var go = _il.DefineLabel();
+            EmitVolatileStopLoad();
+            _il.Emit(OpCodes.Brfalse, go);
+            _il.Emit(OpCodes.Ldloc, _remaining);
+            _il.Emit(OpCodes.Ldc_I8, (long)resume.GiveBack);
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Stloc, _remaining);
+            SetRip(resume.Rip);
+            _il.Emit(OpCodes.Ldc_I4, RegionCode.Stop);
+            _il.Emit(OpCodes.Stloc, _code);
+            _il.Emit(OpCodes.Br, _spill);
+            _il.MarkLabel(go);
+        }
+        else if (b.ChargedInsns > 0)
         {
             var ok = _il.DefineLabel();
             var stop = _il.DefineLabel();

@@ -215,6 +215,8 @@ public sealed class IrBlock
     public int ChargedInsns;
     /// <summary>Whether an edge from later in the region reaches this block (a loop header): it checks for exit requests.</summary>
     public bool IsLoopHeader;
+    /// <summary>For a loop head inside one guest instruction (REP): the instruction to resume at when the loop is interrupted.</summary>
+    public GuestInsn? ResumeInsn;
 
     /// <summary>The terminator, when the block is complete.</summary>
     public IrValue? Terminator => Nodes.Count > 0 && Nodes[^1].IsTerminator ? Nodes[^1] : null;

@@ -36,6 +36,9 @@ internal sealed partial class Lifter
     /// <summary>Length of the instruction being lifted.</summary>
     public int Length => (int)(NextRip - Rip);
 
+    /// <summary>Whether the region is a single instruction (stepping to a budget boundary or replaying MMIO).</summary>
+    public bool SingleStep => _translator.SingleStep;
+
     /// <summary>Set by an emitter that ended the guest basic block (a branch, an exit).</summary>
     public bool EndsBlock { get; set; }
 
@@ -300,6 +303,13 @@ internal sealed partial class Lifter
     /// </summary>
     public void LoopBack(IrBlock loopHead)
     {
+        loopHead.ResumeInsn ??= B.Insn;
+        if (SingleStep)
+        {
+            // One iteration per dispatch when stepping, so an MMIO replay covers exactly one iteration's accesses.
+            B.ExitHelper(HelperId.StopAt, B.I64(Rip));
+            return;
+        }
         var requested = B.GetState(I32, StateOffsets.StopRequested);
         var stop = B.NewBlock();
         B.Branch(B.Ne(requested, B.I32(0)), stop, loopHead);

@@ -42,8 +42,6 @@ internal static class Strings
         }
         var b = l.B;
         var head = l.NewBlock();
-        // The loop header's own exit-request check stops with RIP at its guest address: this instruction.
-        head.GuestAddress = l.Rip;
         var body = l.NewBlock();
         var done = l.NewBlock();
         b.Jump(head);

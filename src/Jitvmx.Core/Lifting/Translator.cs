@@ -38,6 +38,9 @@ internal sealed class Translator
     private readonly byte[] _buffer = new byte[FetchWindow];
     private int _lifted;
 
+    /// <summary>Whether the region is limited to one instruction.</summary>
+    public bool SingleStep => _limits.MaxInstructions == 1;
+
     /// <summary>Mnemonics seen that have no emitter (they raised #UD).</summary>
     public List<Mnemonic> Unsupported { get; } = [];
 

@@ -60,7 +60,7 @@ internal sealed class TranslationCache(VirtualMachine vm)
     }
 
     /// <summary>Translates and inserts the region at <paramref name="rip"/>; null with <paramref name="faultAddress"/> when its first instruction cannot be fetched.</summary>
-    public Region? Translate(VirtualCpu cpu, ulong rip, bool singleStep, out ulong faultAddress)
+    public Region? Translate(VirtualCpu cpu, ulong rip, bool singleStep, out ulong faultAddress, bool register = true)
     {
         long t0 = Stopwatch.GetTimestamp();
         var limits = singleStep ? RegionLimits.SingleInstruction
@@ -73,6 +73,12 @@ internal sealed class TranslationCache(VirtualMachine vm)
         var compiled = IlBackend.Compile(ir);
         var pages = CodePages(cpu, ir);
         var region = new Region(rip, compiled, ir.Blocks[0].ChargedInsns, pages, singleStep);
+        if (!register)
+        {
+            // A throwaway translation: not in the cache and not protecting its pages.
+            lock (_lock) Statistics.TranslationTicks += Stopwatch.GetTimestamp() - t0;
+            return region;
+        }
         lock (_lock)
         {
             var map = singleStep ? _single : _regions;

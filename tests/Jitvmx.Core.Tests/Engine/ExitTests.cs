@@ -68,6 +68,32 @@ public class ExitTests
     }
 
     [Fact]
+    public void RepStringIntoMmioCompletesOneIterationPerExit()
+    {
+        using var g = new GuestBuilder(a =>
+        {
+            a.mov(rsi, GuestBuilder.RamBase);
+            a.mov(rdi, Mmio + 0x100);
+            a.mov(ecx, 3);
+            a.rep.movsb();
+            a.hlt();
+        });
+        g.Vm.WritePhysical(GuestBuilder.RamBase, [0x11, 0x22, 0x33]);
+        var written = new List<(ulong, ulong)>();
+        VmExit exit;
+        while ((exit = g.Cpu.Run()).Reason == ExitReason.EptViolation)
+        {
+            written.Add((exit.GuestPhysicalAddress, exit.WriteValue));
+            g.Cpu.CompleteMmioWrite();
+            Assert.True(written.Count <= 3, "the REP MOVSB did not make progress");
+        }
+        Assert.Equal(ExitReason.Hlt, exit.Reason);
+        Assert.Equal([(Mmio + 0x100, 0x11UL), (Mmio + 0x101, 0x22UL), (Mmio + 0x102, 0x33UL)], written);
+        Assert.Equal(0UL, g.Cpu.State.Rcx);
+        Assert.Equal(Mmio + 0x103, g.Cpu.State.Rdi);
+    }
+
+    [Fact]
     public void WriteToReadOnlyMappingReportsWhatTheMappingAllowed()
     {
         using var g = new GuestBuilder(a => { a.mov(rbx, 0x200000); a.mov(__byte_ptr[rbx], 1); a.hlt(); });
