@@ -134,6 +134,22 @@ public sealed unsafe partial class VirtualCpu
         }
     }
 
+    /// <summary>Checks that every byte of a store is writable (or MMIO); records the exit on the first that is not.</summary>
+    internal bool CheckWritable(ulong address, int size, ulong value, ulong rip, int giveBack)
+    {
+        ulong last = address + (ulong)size - 1;
+        for (ulong page = address & CpuContext.PageMask; ; page += 4096)
+        {
+            ulong la = Math.Max(page, address);
+            if (ResolvePage(la, true, out ulong gpa) is null && _mmioLog.Count == 0)
+            {
+                Fault(la, gpa, size, true, value, rip, giveBack);
+                return false;
+            }
+            if (page == (last & CpuContext.PageMask)) return true;
+        }
+    }
+
     private static bool IsCode(GuestMemoryRegion r, ulong gpa) => r.CodePages[((gpa & CpuContext.PageMask) - r.GuestPhysicalAddress) >> 12] != 0;
 
     private ulong MmioRead(ulong la, ulong gpa, int size, ulong rip, int giveBack)

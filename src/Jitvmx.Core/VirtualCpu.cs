@@ -93,6 +93,8 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
         var data = new SegmentRegister { Selector = 0x10, Limit = 0xFFFFFFFF, AccessRights = 0xC093 };
         s.Ds = data; s.Es = data; s.Ss = data; s.Fs = data; s.Gs = data;
         s.Mxcsr = 0x1F80;
+        s.X87.Control = 0x037F;
+        s.X87.Tag = 0xFFFF;
         s.Xcr0 = 1;
         s.Pat = 0x0007040600070406;
         s.ApicBase = 0xFEE00900;

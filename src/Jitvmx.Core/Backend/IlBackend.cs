@@ -3,6 +3,7 @@ using System.Buffers.Binary;
 using System.Numerics;
 using System.Reflection;
 using System.Reflection.Emit;
+using System.Runtime.Intrinsics;
 using Jitvmx.Ir;
 using Jitvmx.Runtime;
 
@@ -59,6 +60,8 @@ internal sealed unsafe class IlBackend
     private readonly DynamicMethod _method;
     private readonly LocalBuilder?[] _gpr = new LocalBuilder?[16];
     private readonly bool[] _gprWritten = new bool[16];
+    private readonly LocalBuilder?[] _xmm = new LocalBuilder?[16];
+    private readonly bool[] _xmmWritten = new bool[16];
     private readonly LocalBuilder?[] _flag = new LocalBuilder?[7];
     private readonly bool[] _flagWritten = new bool[7];
     private readonly Dictionary<IrValue, LocalBuilder> _values = [];
@@ -83,10 +86,23 @@ internal sealed unsafe class IlBackend
         return new CompiledRegion(fn, b._successors.ToArray());
     }
 
+    private static readonly MethodInfo s_vecFromScalar = typeof(IlBackend).GetMethod(nameof(VecFromScalar), BindingFlags.Static | BindingFlags.NonPublic)!;
+    private static readonly MethodInfo s_vecLow64 = typeof(IlBackend).GetMethod(nameof(VecLow64), BindingFlags.Static | BindingFlags.NonPublic)!;
+
+    private static Vector128<byte> VecFromScalar(ulong v) => Vector128.CreateScalar(v).AsByte();
+    private static ulong VecLow64(Vector128<byte> v) => v.AsUInt64().ToScalar();
+
     private static ulong UMulHi(ulong a, ulong b) => Math.BigMul(a, b, out _);
     private static ulong SMulHi(long a, long b) => (ulong)Math.BigMul(a, b, out _);
 
     private static bool IsWide(IrType t) => t == IrType.I64;
+
+    private static Type LocalType(IrType t) => t switch
+    {
+        IrType.I64 => typeof(ulong),
+        IrType.V128 => typeof(Vector128<byte>),
+        _ => typeof(uint),
+    };
 
     // ================= structure =================
 
@@ -148,6 +164,8 @@ internal sealed unsafe class IlBackend
                     case IrOp.SetReg: _gpr[v.Aux] ??= _il.DeclareLocal(typeof(ulong)); _gprWritten[v.Aux] = true; break;
                     case IrOp.GetFlag: _flag[v.Aux] ??= _il.DeclareLocal(typeof(int)); break;
                     case IrOp.SetFlag: _flag[v.Aux] ??= _il.DeclareLocal(typeof(int)); _flagWritten[v.Aux] = true; break;
+                    case IrOp.GetXmm: _xmm[v.Aux] ??= _il.DeclareLocal(typeof(Vector128<byte>)); break;
+                    case IrOp.SetXmm: _xmm[v.Aux] ??= _il.DeclareLocal(typeof(Vector128<byte>)); _xmmWritten[v.Aux] = true; break;
                 }
             }
     }
@@ -181,6 +199,15 @@ internal sealed unsafe class IlBackend
             EmitCtxLoad(StateOffsets.Gpr(i), OpCodes.Ldind_I8);
             _il.Emit(OpCodes.Stloc, _gpr[i]!);
         }
+        for (int x = 0; x < 16; x++)
+        {
+            if (_xmm[x] is null) continue;
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldc_I4, StateOffsets.XmmReg(x));
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Ldobj, typeof(Vector128<byte>));
+            _il.Emit(OpCodes.Stloc, _xmm[x]!);
+        }
         for (int f = 0; f < 7; f++)
         {
             if (_flag[f] is null) continue;
@@ -207,6 +234,15 @@ internal sealed unsafe class IlBackend
             }
             _il.Emit(OpCodes.Ldloc, _gpr[i]!);
             _il.Emit(OpCodes.Stind_I8);
+        }
+        for (int x = 0; x < 16; x++)
+        {
+            if (!_xmmWritten[x]) continue;
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldc_I4, StateOffsets.XmmReg(x));
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Ldloc, _xmm[x]!);
+            _il.Emit(OpCodes.Stobj, typeof(Vector128<byte>));
         }
         ulong mask = 0;
         for (int f = 0; f < 7; f++)
@@ -308,7 +344,7 @@ internal sealed unsafe class IlBackend
     private void Define(IrValue v)
     {
         // The value is on the IL stack.
-        var local = _il.DeclareLocal(IsWide(v.Type) ? typeof(ulong) : typeof(uint));
+        var local = _il.DeclareLocal(LocalType(v.Type));
         _values[v] = local;
         _il.Emit(OpCodes.Stloc, local);
     }
@@ -364,6 +400,14 @@ internal sealed unsafe class IlBackend
             case IrOp.SetFlag:
                 Push(a[0]);
                 _il.Emit(OpCodes.Stloc, _flag[v.Aux]!);
+                return;
+            case IrOp.GetXmm:
+                _il.Emit(OpCodes.Ldloc, _xmm[v.Aux]!);
+                Define(v);
+                return;
+            case IrOp.SetXmm:
+                Push(a[0]);
+                _il.Emit(OpCodes.Stloc, _xmm[v.Aux]!);
                 return;
             case IrOp.GetState when v.Aux == StateOffsets.StopRequested:
                 EmitVolatileStopLoad();
@@ -441,6 +485,18 @@ internal sealed unsafe class IlBackend
             case IrOp.UMulHi or IrOp.SMulHi:
                 EmitMulHi(v);
                 return;
+            case IrOp.ZExt when v.Type == IrType.V128:
+                Push(a[0]);
+                if (!IsWide(a[0].Type)) _il.Emit(OpCodes.Conv_U8);
+                _il.Emit(OpCodes.Call, s_vecFromScalar);
+                Define(v);
+                return;
+            case IrOp.Trunc when a[0].Type == IrType.V128:
+                Push(a[0]);
+                _il.Emit(OpCodes.Call, s_vecLow64);
+                if (!IsWide(v.Type)) { _il.Emit(OpCodes.Conv_U4); Canon(v.Type); }
+                Define(v);
+                return;
             case IrOp.ZExt:
                 Push(a[0]);
                 if (IsWide(v.Type) && !IsWide(a[0].Type)) _il.Emit(OpCodes.Conv_U8);
@@ -468,7 +524,7 @@ internal sealed unsafe class IlBackend
             {
                 var f = _il.DefineLabel();
                 var end = _il.DefineLabel();
-                var local = _il.DeclareLocal(IsWide(v.Type) ? typeof(ulong) : typeof(uint));
+                var local = _il.DeclareLocal(LocalType(v.Type));
                 Push(a[0]);
                 _il.Emit(OpCodes.Brfalse, f);
                 Push(a[1]);
@@ -728,22 +784,31 @@ internal sealed unsafe class IlBackend
     private void EmitLoad(IrValue v)
     {
         int size = v.Type.Bits() / 8;
+        bool vec = v.Type == IrType.V128;
         var slow = _il.DefineLabel();
         var done = _il.DefineLabel();
-        var result = _il.DeclareLocal(IsWide(v.Type) ? typeof(ulong) : typeof(uint));
+        var result = _il.DeclareLocal(LocalType(v.Type));
         EmitTlbCheck(v.Args[0], size, 0, slow);
-        _il.Emit(LoadOp(v.Type));
+        if (vec)
+        {
+            _il.Emit(OpCodes.Unaligned, (byte)1);
+            _il.Emit(OpCodes.Ldobj, typeof(Vector128<byte>));
+        }
+        else
+        {
+            _il.Emit(LoadOp(v.Type));
+        }
         _il.Emit(OpCodes.Stloc, result);
         _il.Emit(OpCodes.Br, done);
 
         _il.MarkLabel(slow);
         _il.Emit(OpCodes.Ldarg_0);
         _il.Emit(OpCodes.Ldloc, _addr);
-        _il.Emit(OpCodes.Ldc_I4, size);
+        if (!vec) _il.Emit(OpCodes.Ldc_I4, size);
         _il.Emit(OpCodes.Ldc_I8, (long)(v.Insn?.Rip ?? 0));
         _il.Emit(OpCodes.Ldc_I4, v.Insn?.GiveBack ?? 0);
-        _il.Emit(OpCodes.Call, MemoryPath.LoadMethod);
-        if (!IsWide(v.Type)) _il.Emit(OpCodes.Conv_U4);
+        _il.Emit(OpCodes.Call, vec ? MemoryPath.Load128Method : MemoryPath.LoadMethod);
+        if (!IsWide(v.Type) && !vec) _il.Emit(OpCodes.Conv_U4);
         _il.Emit(OpCodes.Stloc, result);
         EmitCtxLoad(StateOffsets.Pending, OpCodes.Ldind_I4);
         _il.Emit(OpCodes.Brtrue, _fault);
@@ -757,20 +822,29 @@ internal sealed unsafe class IlBackend
         int size = value.Type.Bits() / 8;
         var slow = _il.DefineLabel();
         var done = _il.DefineLabel();
+        bool vec = value.Type == IrType.V128;
         EmitTlbCheck(v.Args[0], size, 8, slow);
         Push(value);
-        _il.Emit(StoreOp(value.Type));
+        if (vec)
+        {
+            _il.Emit(OpCodes.Unaligned, (byte)1);
+            _il.Emit(OpCodes.Stobj, typeof(Vector128<byte>));
+        }
+        else
+        {
+            _il.Emit(StoreOp(value.Type));
+        }
         _il.Emit(OpCodes.Br, done);
 
         _il.MarkLabel(slow);
         _il.Emit(OpCodes.Ldarg_0);
         _il.Emit(OpCodes.Ldloc, _addr);
-        _il.Emit(OpCodes.Ldc_I4, size);
+        if (!vec) _il.Emit(OpCodes.Ldc_I4, size);
         Push(value);
-        if (!IsWide(value.Type)) _il.Emit(OpCodes.Conv_U8);
+        if (!IsWide(value.Type) && !vec) _il.Emit(OpCodes.Conv_U8);
         _il.Emit(OpCodes.Ldc_I8, (long)(v.Insn?.Rip ?? 0));
         _il.Emit(OpCodes.Ldc_I4, v.Insn?.GiveBack ?? 0);
-        _il.Emit(OpCodes.Call, MemoryPath.StoreMethod);
+        _il.Emit(OpCodes.Call, vec ? MemoryPath.Store128Method : MemoryPath.StoreMethod);
         EmitCtxLoad(StateOffsets.Pending, OpCodes.Ldind_I4);
         _il.Emit(OpCodes.Brtrue, _fault);
         _il.MarkLabel(done);
@@ -778,42 +852,66 @@ internal sealed unsafe class IlBackend
 
     // ================= helpers =================
 
-    private void PushHelperArgs(IrValue v)
+    /// <summary>Pushes the context (if the helper takes it) and the arguments converted to the parameter types.</summary>
+    private void PushHelperArgs(IrValue v, MethodInfo m)
     {
-        _il.Emit(OpCodes.Ldarg_0);
-        foreach (var a in v.Args)
+        var ps = m.GetParameters();
+        int first = 0;
+        if (ps.Length > 0 && ps[0].ParameterType == typeof(CpuContext*))
         {
+            _il.Emit(OpCodes.Ldarg_0);
+            first = 1;
+        }
+        if (ps.Length - first != v.Args.Length)
+            throw new InvalidOperationException($"helper {m.Name} takes {ps.Length - first} arguments, IR passes {v.Args.Length}");
+        for (int i = 0; i < v.Args.Length; i++)
+        {
+            var a = v.Args[i];
+            var pt = ps[first + i].ParameterType;
             Push(a);
-            if (!IsWide(a.Type)) _il.Emit(OpCodes.Conv_U8);
+            if ((pt == typeof(ulong) || pt == typeof(long)) && !IsWide(a.Type)) _il.Emit(OpCodes.Conv_U8);
+            else if ((pt == typeof(uint) || pt == typeof(int) || pt == typeof(ushort) || pt == typeof(byte) || pt == typeof(bool)) && IsWide(a.Type)) _il.Emit(OpCodes.Conv_U4);
+        }
+    }
+
+    /// <summary>Converts a helper's return value on the stack to the IR result type.</summary>
+    private void ConvertHelperResult(MethodInfo m, IrType t)
+    {
+        var rt = m.ReturnType;
+        bool wideResult = rt == typeof(ulong) || rt == typeof(long);
+        if (IsWide(t) && !wideResult && rt != typeof(Vector128<byte>)) _il.Emit(OpCodes.Conv_U8);
+        else if (!IsWide(t) && t != IrType.V128)
+        {
+            if (wideResult) _il.Emit(OpCodes.Conv_U4);
+            Canon(t);
         }
     }
 
     private void EmitCall(IrValue v)
     {
-        var id = (HelperId)v.Aux;
-        var m = Helpers.Method(id) ?? throw new NotSupportedException($"helper {id} is not implemented");
+        int id = v.Aux;
+        var m = Helpers.Method(id) ?? throw new NotSupportedException($"helper {Helpers.Name(id)} is not implemented");
         bool pure = Helpers.IsPure(id);
         if (!pure) SpillState();
-        PushHelperArgs(v);
+        PushHelperArgs(v, m);
         _il.Emit(OpCodes.Call, m);
-        if (!pure) LoadState();
         if (v.Type == IrType.Void)
         {
-            _il.Emit(OpCodes.Pop);
+            if (m.ReturnType != typeof(void)) _il.Emit(OpCodes.Pop);
+            if (!pure) LoadState();
             return;
         }
-        if (!IsWide(v.Type))
-        {
-            _il.Emit(OpCodes.Conv_U4);
-            Canon(v.Type);
-        }
-        Define(v);
+        ConvertHelperResult(m, v.Type);
+        var result = _il.DeclareLocal(LocalType(v.Type));
+        _il.Emit(OpCodes.Stloc, result);
+        _values[v] = result;
+        if (!pure) LoadState();
     }
 
     private void EmitExitHelper(IrValue v)
     {
-        var id = (HelperId)v.Aux;
-        var m = Helpers.Method(id) ?? throw new NotSupportedException($"helper {id} is not implemented");
+        int id = v.Aux;
+        var m = Helpers.Method(id) ?? throw new NotSupportedException($"helper {Helpers.Name(id)} is not implemented");
         SpillState();
         // The instruction has not retired: a helper that completes it takes one from the budget.
         _il.Emit(OpCodes.Ldarg_0);
@@ -823,7 +921,7 @@ internal sealed unsafe class IlBackend
         _il.Emit(OpCodes.Ldc_I8, (long)(v.Insn?.GiveBack ?? 0));
         _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Stind_I8);
-        PushHelperArgs(v);
+        PushHelperArgs(v, m);
         _il.Emit(OpCodes.Call, m);
         _il.Emit(OpCodes.Conv_I4);
         _il.Emit(OpCodes.Ret);

@@ -107,11 +107,15 @@ public enum IrOp : byte
     Clz,
     /// <summary>Byte swap.</summary>
     Bswap,
+    /// <summary>Read guest XMM register <see cref="IrValue.Aux"/> (V128).</summary>
+    GetXmm,
+    /// <summary>Write guest XMM register <see cref="IrValue.Aux"/> (arg V128).</summary>
+    SetXmm,
     /// <summary>Guest memory load of the result type from guest-linear address arg0 (I64), through the memory path.</summary>
     Load,
     /// <summary>Guest memory store of arg1 at guest-linear address arg0, through the memory path.</summary>
     Store,
-    /// <summary>Call of runtime helper <see cref="IrValue.Aux"/> (a <see cref="HelperId"/>).</summary>
+    /// <summary>Call of runtime helper <see cref="IrValue.Aux"/> (a <see cref="HelperId"/> or a registered helper number).</summary>
     Call,
 
     /// <summary>Terminator: continue at <see cref="IrValue.Target"/>.</summary>
@@ -193,8 +197,8 @@ public sealed class IrValue
     /// <summary>Whether removing an unused instance of this node changes nothing observable.</summary>
     public bool IsPure => Op switch
     {
-        IrOp.SetReg or IrOp.SetFlag or IrOp.SetState or IrOp.Store or IrOp.Load => false,
-        IrOp.Call => Helpers.IsPure((HelperId)Aux),
+        IrOp.SetReg or IrOp.SetFlag or IrOp.SetState or IrOp.SetXmm or IrOp.Store or IrOp.Load => false,
+        IrOp.Call => Helpers.IsPure(Aux),
         _ => !IsTerminator,
     };
 
@@ -286,7 +290,8 @@ internal static class IrPrinter
             case IrOp.GetReg or IrOp.SetReg: sb.Append($" {(GuestRegister)v.Aux}"); break;
             case IrOp.GetFlag or IrOp.SetFlag: sb.Append($" {(Flag)v.Aux}"); break;
             case IrOp.GetState or IrOp.SetState: sb.Append($" +{v.Aux}"); break;
-            case IrOp.Call or IrOp.ExitHelper: sb.Append($" {(HelperId)v.Aux}"); break;
+            case IrOp.Call or IrOp.ExitHelper: sb.Append($" {Helpers.Name(v.Aux)}"); break;
+            case IrOp.GetXmm or IrOp.SetXmm: sb.Append($" xmm{v.Aux}"); break;
             case IrOp.ExitDirect: sb.Append($" 0x{v.Imm:x}"); break;
         }
         foreach (var a in v.Args) sb.Append($" v{a.Id}");

@@ -13,6 +13,7 @@ public sealed class IrBuilder
     private readonly IrRegion _region;
     private readonly IrValue?[] _regCache = new IrValue?[16];
     private readonly IrValue?[] _flagCache = new IrValue?[7];
+    private readonly IrValue?[] _xmmCache = new IrValue?[16];
     private readonly Dictionary<(IrType, ulong), IrValue> _consts = [];
 
     /// <summary>Creates a builder over <paramref name="region"/>.</summary>
@@ -36,6 +37,7 @@ public sealed class IrBuilder
         Block = block;
         Array.Clear(_regCache);
         Array.Clear(_flagCache);
+        Array.Clear(_xmmCache);
         _consts.Clear();
     }
 
@@ -278,13 +280,17 @@ public sealed class IrBuilder
     // ---- helpers ----
 
     /// <summary>Calls a runtime helper. Helpers that touch guest state see it spilled and reloaded around the call.</summary>
-    public IrValue Call(HelperId helper, IrType result, params IrValue[] args)
+    public IrValue Call(HelperId helper, IrType result, params IrValue[] args) => Call((int)helper, result, args);
+
+    /// <summary>Calls a helper by number (an enum helper or one from <c>Helpers.Register</c>).</summary>
+    public IrValue Call(int helper, IrType result, params IrValue[] args)
     {
-        var v = AddAux(IrOp.Call, result, (int)helper, args);
+        var v = AddAux(IrOp.Call, result, helper, args);
         if (!Helpers.IsPure(helper))
         {
             Array.Clear(_regCache);
             Array.Clear(_flagCache);
+            Array.Clear(_xmmCache);
         }
         return v;
     }
@@ -327,5 +333,21 @@ public sealed class IrBuilder
     }
 
     /// <summary>Ends the block: spills guest state and leaves through a helper that decides what follows (an exit, an exception, or continuing at the RIP it set).</summary>
-    public void ExitHelper(HelperId helper, params IrValue[] args) => AddAux(IrOp.ExitHelper, IrType.Void, (int)helper, args);
+    public void ExitHelper(HelperId helper, params IrValue[] args) => ExitHelper((int)helper, args);
+
+    /// <summary>Ends the block through a helper given by number.</summary>
+    public void ExitHelper(int helper, params IrValue[] args) => AddAux(IrOp.ExitHelper, IrType.Void, helper, args);
+
+    // ---- vector registers ----
+
+    /// <summary>Reads XMM register <paramref name="index"/> (V128).</summary>
+    public IrValue GetXmm(int index) => _xmmCache[index] ??= AddAux(IrOp.GetXmm, IrType.V128, index);
+
+    /// <summary>Writes XMM register <paramref name="index"/>.</summary>
+    public void SetXmm(int index, IrValue value)
+    {
+        Check(value, IrType.V128);
+        AddAux(IrOp.SetXmm, IrType.Void, index, value);
+        _xmmCache[index] = value;
+    }
 }

@@ -117,7 +117,7 @@ public static class Passes
                 case IrOp.GetFlag:
                     live |= 1 << v.Aux;
                     break;
-                case IrOp.Call when !Helpers.IsPure((HelperId)v.Aux):
+                case IrOp.Call when !Helpers.IsPure(v.Aux):
                 case IrOp.ExitHelper or IrOp.ExitDirect or IrOp.ExitIndirect:
                     live = AllFlags;
                     break;

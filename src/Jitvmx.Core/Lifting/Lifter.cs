@@ -93,6 +93,15 @@ internal sealed partial class Lifter
         B.SetReg(idx, B.Or(B.And(old, B.I64(keep)), B.ZExt(v, I64)));
     }
 
+    /// <summary>Reads an XMM register (V128).</summary>
+    public IrValue ReadXmm(Register r) => B.GetXmm(r - Register.XMM0);
+
+    /// <summary>Writes an XMM register (V128).</summary>
+    public void WriteXmm(Register r, IrValue v) => B.SetXmm(r - Register.XMM0, v);
+
+    /// <summary>Calls a pure helper registered with <see cref="Helpers.Register(System.Reflection.MethodInfo, bool)"/> (vector and scalar operations written in C#, inlined by the JIT).</summary>
+    public IrValue CallPure(int helper, IrType result, params IrValue[] args) => B.Call(helper, result, args);
+
     /// <summary>Reads a 64-bit GPR by index.</summary>
     public IrValue Gpr(GuestRegister r) => B.GetReg((int)r);
 
@@ -125,6 +134,9 @@ internal sealed partial class Lifter
     {
         switch (insn.GetOpKind(n))
         {
+            case OpKind.Register when insn.GetOpRegister(n).IsXMM():
+                var x = ReadXmm(insn.GetOpRegister(n));
+                return t == V128 ? x : B.Trunc(x, t);
             case OpKind.Register: return ReadReg(insn.GetOpRegister(n));
             case OpKind.Memory: return Load(t, Address(insn));
             case OpKind.Immediate8 or OpKind.Immediate8_2nd or OpKind.Immediate16 or OpKind.Immediate32 or OpKind.Immediate64
@@ -139,6 +151,10 @@ internal sealed partial class Lifter
     {
         switch (insn.GetOpKind(n))
         {
+            case OpKind.Register when insn.GetOpRegister(n).IsXMM():
+                // A scalar written to an XMM register zero-extends it (MOVD/MOVQ); merging forms build the V128 themselves.
+                WriteXmm(insn.GetOpRegister(n), v.Type == V128 ? v : B.ZExt(v, V128));
+                break;
             case OpKind.Register: WriteReg(insn.GetOpRegister(n), v); break;
             case OpKind.Memory: Store(Address(insn), v); break;
             default: throw new LiftException($"cannot write operand kind {insn.GetOpKind(n)}");

@@ -114,6 +114,54 @@ public static partial class Helpers
     public const ulong Stop = unchecked((ulong)-2L);
 
     private static readonly (MethodInfo Method, bool Pure)[] s_table = BuildTable();
+    private static readonly List<(MethodInfo Method, bool Pure)> s_registered = [];
+    private static readonly Dictionary<MethodInfo, int> s_registeredIds = [];
+    private static readonly Lock s_lock = new();
+
+    /// <summary>First number given to helpers registered with <see cref="Register(MethodInfo, bool)"/>.</summary>
+    public const int FirstRegistered = 1000;
+
+    /// <summary>
+    /// Registers a static method as a helper and returns its number. Its parameters and result may
+    /// be integers (up to 64 bits) or <c>Vector128&lt;byte&gt;</c>; a first parameter of type
+    /// <c>CpuContext*</c> receives the context. Pure helpers must not touch guest state; others see
+    /// it spilled and reloaded around the call. Registering the same method again returns the same
+    /// number, so families can register in their static set-up.
+    /// </summary>
+    internal static int Register(MethodInfo method, bool pure)
+    {
+        if (!method.IsStatic) throw new ArgumentException($"helper {method.Name} must be static");
+        lock (s_lock)
+        {
+            if (s_registeredIds.TryGetValue(method, out int id)) return id;
+            id = FirstRegistered + s_registered.Count;
+            s_registered.Add((method, pure));
+            s_registeredIds[method] = id;
+            return id;
+        }
+    }
+
+    /// <summary>Registers <paramref name="type"/>'s static method <paramref name="name"/> (see <see cref="Register(MethodInfo, bool)"/>).</summary>
+    internal static int Register(Type type, string name, bool pure) =>
+        Register(type.GetMethod(name, BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic)
+            ?? throw new ArgumentException($"{type.Name}.{name} not found"), pure);
+
+    /// <summary>The method implementing helper number <paramref name="id"/> (enum or registered).</summary>
+    internal static MethodInfo? Method(int id)
+    {
+        if (id < FirstRegistered) return s_table[id].Method;
+        lock (s_lock) return s_registered[id - FirstRegistered].Method;
+    }
+
+    /// <summary>Whether helper number <paramref name="id"/> is pure.</summary>
+    internal static bool IsPure(int id)
+    {
+        if (id < FirstRegistered) return s_table[id].Pure;
+        lock (s_lock) return s_registered[id - FirstRegistered].Pure;
+    }
+
+    /// <summary>Name of helper number <paramref name="id"/>, for IR dumps.</summary>
+    internal static string Name(int id) => id < FirstRegistered ? ((HelperId)id).ToString() : (Method(id) is { } m ? $"{m.DeclaringType?.Name}.{m.Name}" : $"#{id}");
 
     private static (MethodInfo, bool)[] BuildTable()
     {

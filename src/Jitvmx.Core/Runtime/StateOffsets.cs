@@ -16,6 +16,7 @@ internal static class StateOffsets
     public static readonly int GsBase = Seg(nameof(GuestState.Gs));
     public static readonly int Mxcsr = G(nameof(GuestState.Mxcsr));
     public static readonly int Xmm = G(nameof(GuestState.Xmm));
+    public static readonly int X87 = G(nameof(GuestState.X87));
     public static readonly int Tlb = C(nameof(Runtime.CpuContext.Tlb));
     public static readonly int Remaining = C(nameof(Runtime.CpuContext.Remaining));
     public static readonly int StopRequested = C(nameof(Runtime.CpuContext.StopRequested));

@@ -200,6 +200,9 @@ public struct GuestState
     /// <summary>XMM0–XMM15.</summary>
     public XmmRegisters Xmm;
 
+    /// <summary>The x87 FPU (and MMX, which aliases its registers).</summary>
+    public X87State X87;
+
     /// <summary>The general-purpose register <paramref name="r"/>.</summary>
     [UnscopedRef]
     public ref ulong this[GuestRegister r] => ref Unsafe.Add(ref Rax, (int)r);
@@ -216,6 +219,46 @@ public struct GuestState
 
     /// <summary>Byte offset of a general-purpose register.</summary>
     internal static int GprOffset(int index) => index * 8;
+}
+
+/// <summary>One x87 data register: an 80-bit extended-precision value (MMX registers alias <see cref="Mantissa"/>).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct X87Register
+{
+    /// <summary>Significand, explicit integer bit at bit 63 (or an MMX register's 64 bits).</summary>
+    public ulong Mantissa;
+    /// <summary>Sign (bit 15) and biased exponent (bits 14:0).</summary>
+    public ushort SignExponent;
+    private ushort _pad0;
+    private uint _pad1;
+}
+
+/// <summary>Eight x87 data registers in physical order (R0–R7; ST(i) is R[(TOP + i) mod 8]).</summary>
+[InlineArray(8)]
+public struct X87Registers
+{
+    private X87Register _element0;
+}
+
+/// <summary>The x87 FPU state as FXSAVE describes it.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct X87State
+{
+    /// <summary>Data registers R0–R7.</summary>
+    public X87Registers R;
+    /// <summary>Control word (FCW); 0x037F after FNINIT.</summary>
+    public ushort Control;
+    /// <summary>Status word (FSW) with TOP in bits 13:11.</summary>
+    public ushort Status;
+    /// <summary>Full tag word (two bits per physical register: 0 valid, 1 zero, 2 special, 3 empty).</summary>
+    public ushort Tag;
+    /// <summary>Last instruction opcode (FOP).</summary>
+    public ushort Opcode;
+    private uint _pad;
+    /// <summary>Last instruction pointer.</summary>
+    public ulong InstructionPointer;
+    /// <summary>Last data (operand) pointer.</summary>
+    public ulong DataPointer;
 }
 
 /// <summary>Sixteen 128-bit vector registers.</summary>
