@@ -328,12 +328,36 @@ internal sealed unsafe class IlBackend
 
     // ================= values =================
 
+    /// <summary>
+    /// Whether a value is emitted as part of the expression that uses it instead of getting a local:
+    /// single-use pure arithmetic on SSA values gives the same result wherever it is computed, and
+    /// fewer locals make the JIT much faster.
+    /// </summary>
+    private static bool IsInlined(IrValue v) => v.Uses == 1 && v.Op switch
+    {
+        IrOp.Add or IrOp.Sub or IrOp.Mul or IrOp.And or IrOp.Or or IrOp.Xor or IrOp.Shl or IrOp.LShr or IrOp.AShr
+            or IrOp.Not or IrOp.Neg or IrOp.ZExt or IrOp.SExt or IrOp.Trunc or IrOp.Eq or IrOp.Ne or IrOp.Ult or IrOp.Ule
+            or IrOp.Slt or IrOp.Sle or IrOp.Parity or IrOp.Popcnt or IrOp.Ctz or IrOp.Clz or IrOp.Bswap
+            or IrOp.UMulHi or IrOp.SMulHi => true,
+        _ => false,
+    };
+
+    private IrValue? _inlineTarget;
+
     private void Push(IrValue v)
     {
         if (v.Op == IrOp.Const)
         {
             if (IsWide(v.Type)) _il.Emit(OpCodes.Ldc_I8, (long)v.Imm);
             else _il.Emit(OpCodes.Ldc_I4, (int)(uint)v.Imm);
+            return;
+        }
+        if (IsInlined(v))
+        {
+            var saved = _inlineTarget;
+            _inlineTarget = v;
+            EmitNode(v, inline: true);
+            _inlineTarget = saved;
             return;
         }
         if (!_values.TryGetValue(v, out var local))
@@ -343,6 +367,8 @@ internal sealed unsafe class IlBackend
 
     private void Define(IrValue v)
     {
+        // An inlined value stays on the IL stack for its user.
+        if (ReferenceEquals(v, _inlineTarget)) return;
         // The value is on the IL stack.
         var local = _il.DeclareLocal(LocalType(v.Type));
         _values[v] = local;
@@ -378,8 +404,9 @@ internal sealed unsafe class IlBackend
         if (IsWide(v.Type)) _il.Emit(OpCodes.Conv_I4);
     }
 
-    private void EmitNode(IrValue v)
+    private void EmitNode(IrValue v, bool inline = false)
     {
+        if (!inline && IsInlined(v)) return;
         var a = v.Args;
         switch (v.Op)
         {
