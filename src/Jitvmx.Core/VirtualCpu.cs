@@ -186,7 +186,17 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
             }
             var current = next;
             if (current.SingleStep) _mmioCursor = 0;
-            int code = current.Function(ctx);
+            int code;
+            try
+            {
+                code = current.Function(ctx);
+            }
+            catch (InvalidProgramException e)
+            {
+                // The JIT rejected the region before any of it ran: guest state is untouched. This is a
+                // Jitvmx bug; report it to the VMM rather than running anything imprecise.
+                throw new InvalidOperationException($"Jitvmx could not compile the region at 0x{current.Entry:x}: {e.Message}", e);
+            }
             if (code >= 0)
             {
                 next = current.Successors[code];

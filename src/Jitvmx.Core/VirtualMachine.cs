@@ -180,6 +180,8 @@ public sealed class TranslationStatistics
     public long RegionsInvalidated;
     /// <summary>Region lookups satisfied without translating.</summary>
     public long CacheHits;
+    /// <summary>Instructions whose lifting failed unexpectedly and that raised #UD instead (the first 100): a Jitvmx bug to report.</summary>
+    public readonly List<string> LifterErrors = [];
     /// <summary>Mnemonics that raised #UD because Jitvmx does not implement them, with counts.</summary>
     public readonly Dictionary<string, long> Unsupported = [];
 

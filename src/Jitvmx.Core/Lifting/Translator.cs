@@ -44,6 +44,9 @@ internal sealed class Translator
     /// <summary>Mnemonics seen that have no emitter (they raised #UD).</summary>
     public List<Mnemonic> Unsupported { get; } = [];
 
+    /// <summary>Instructions whose emitter failed unexpectedly (they raised #UD).</summary>
+    public List<string> LifterErrors { get; } = [];
+
     private Translator(ICodeSource code, RegionLimits limits)
     {
         _code = code;
@@ -56,7 +59,7 @@ internal sealed class Translator
     /// Translates the region at <paramref name="entry"/>. Returns null with <paramref name="faultAddress"/>
     /// set when the first instruction cannot be fetched.
     /// </summary>
-    public static IrRegion? Translate(ICodeSource code, ulong entry, RegionLimits limits, out ulong faultAddress, List<Mnemonic>? unsupported = null)
+    public static IrRegion? Translate(ICodeSource code, ulong entry, RegionLimits limits, out ulong faultAddress, List<Mnemonic>? unsupported = null, List<string>? lifterErrors = null)
     {
         var t = new Translator(code, limits);
         faultAddress = 0;
@@ -79,6 +82,7 @@ internal sealed class Translator
         while (t._queue.TryDequeue(out ulong addr)) t.LiftBlock(addr);
         t._region.GuestInstructionCount = t._lifted;
         unsupported?.AddRange(t.Unsupported);
+        lifterErrors?.AddRange(t.LifterErrors);
         return t._region;
     }
 
@@ -151,8 +155,11 @@ internal sealed class Translator
         {
             emitter(_lifter, insn);
         }
-        catch (LiftException)
+        catch (Exception e) when (e is LiftException or InvalidOperationException or NotSupportedException or ArgumentException)
         {
+            // An encoding the family rejects (LiftException) or cannot lift correctly (a lifter bug on a
+            // rare form): the guest gets #UD, never a host exception; lifter bugs are counted for --stats.
+            if (e is not LiftException) LifterErrors.Add($"{insn.Mnemonic} at 0x{insn.IP:x}: {e.Message}");
             // Roll the partial instruction back and make it #UD.
             foreach (var kv in _heads.Where(kv => kv.Value.Id >= startBlocks).ToList()) _heads.Remove(kv.Key);
             var keep = _queue.Where(a => _heads.ContainsKey(a)).ToList();

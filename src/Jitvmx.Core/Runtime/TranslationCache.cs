@@ -66,7 +66,8 @@ internal sealed class TranslationCache(VirtualMachine vm)
         var limits = singleStep ? RegionLimits.SingleInstruction
             : new RegionLimits(vm.Options.MaxRegionInstructions, vm.Options.MaxRegionBlocks, Math.Min(96, vm.Options.MaxRegionInstructions));
         var unsupported = new List<Iced.Intel.Mnemonic>();
-        var ir = Translator.Translate(cpu, rip, limits, out faultAddress, unsupported);
+        var lifterErrors = new List<string>();
+        var ir = Translator.Translate(cpu, rip, limits, out faultAddress, unsupported, lifterErrors);
         if (ir is null) return null;
         int blocks = ir.Blocks.Count(b => b.ChargedInsns > 0);
         Passes.Run(ir);
@@ -96,6 +97,8 @@ internal sealed class TranslationCache(VirtualMachine vm)
             s.InstructionsTranslated += ir.GuestInstructionCount;
             s.BlocksTranslated += blocks;
             s.TranslationTicks += Stopwatch.GetTimestamp() - t0;
+            foreach (var e in lifterErrors)
+                if (s.LifterErrors.Count < 100) s.LifterErrors.Add(e);
             foreach (var m in unsupported)
             {
                 string name = m.ToString().ToLowerInvariant();

@@ -15,7 +15,8 @@ public class RandomCodeTests
     [MemberData(nameof(Seeds))]
     public void RandomBytesEndInExitsOrExceptions(int seedBase)
     {
-        for (int k = 0; k < 40; k++)
+        long retired = 0, translated = 0;
+        for (int k = 0; k < 150; k++)
         {
             int seed = seedBase * 1000 + k;
             var rng = new Random(seed);
@@ -55,6 +56,12 @@ public class RandomCodeTests
             {
                 Assert.Fail($"host exception for seed {seed}: {e}");
             }
+            retired += (long)cpu.InstructionsRetired;
+            translated += vm.Statistics.InstructionsTranslated;
+            Assert.True(vm.Statistics.LifterErrors.Count == 0,
+                $"lifter errors for seed {seed}:\n{string.Join("\n", vm.Statistics.LifterErrors)}");
         }
+        // The programs must really run: random code averages several instructions before its first fault.
+        Assert.True(translated > 150 * 3, $"only {translated} instructions translated, {retired} retired");
     }
 }
