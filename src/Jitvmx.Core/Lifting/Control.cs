@@ -56,7 +56,7 @@ internal static class Control
         // The target is read before RSP changes (CALL [RSP+8] reads the old stack).
         var target = direct ? null : l.ReadOp(i, 0, I64);
         l.Push(l.B.I64(i.NextIP));
-        if (direct) l.JumpTo(i.NearBranchTarget);
+        if (direct) l.CallTo(i.NearBranchTarget, i.NextIP);
         else l.JumpIndirect(target!);
     }
 
@@ -65,7 +65,7 @@ internal static class Control
         var target = l.PopValue(I64, out var rsp);
         if (i.Op0Kind == OpKind.Immediate16) rsp = l.B.Add(rsp, l.B.I64(i.Immediate16));
         l.SetGpr(GuestRegister.Rsp, rsp);
-        l.JumpIndirect(target);
+        l.ReturnTo(target);
     }
 
     private static void Loop(Lifter l, in Instruction i)

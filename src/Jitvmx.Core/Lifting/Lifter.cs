@@ -269,6 +269,34 @@ internal sealed partial class Lifter
         return stub;
     }
 
+    /// <summary>
+    /// A direct CALL whose return address is already pushed: continues in the callee inside the
+    /// region when the translator takes the call in, else leaves the region. Ends the current block.
+    /// </summary>
+    public void CallTo(ulong target, ulong returnAddress)
+    {
+        var block = _translator.InlineCall(target, returnAddress);
+        if (block is not null) B.Jump(block);
+        else B.ExitDirect(target);
+        EndsBlock = true;
+    }
+
+    /// <summary>
+    /// RET to a popped address: inside an inlined call, one compare with the expected return address
+    /// continues in the caller within the region; anything else leaves through the dispatcher.
+    /// </summary>
+    public void ReturnTo(IrValue target)
+    {
+        if (_translator.InlinedReturn() is { } r)
+        {
+            var other = B.NewBlock();
+            B.Branch(B.Eq(target, B.I64(r.ReturnAddress)), r.Continuation, other);
+            B.SetBlock(other);
+        }
+        B.ExitIndirect(target);
+        EndsBlock = true;
+    }
+
     /// <summary>Continues at a computed address (region exit through the dispatcher). Ends the current block.</summary>
     public void JumpIndirect(IrValue target)
     {

@@ -33,8 +33,13 @@ internal sealed class Translator
     private readonly IrRegion _region = new();
     private readonly IrBuilder _b;
     private readonly Lifter _lifter;
-    private readonly Dictionary<ulong, IrBlock> _heads = [];
-    private readonly Queue<ulong> _queue = new();
+    private readonly Dictionary<(ulong Address, int Context), IrBlock> _heads = [];
+    private readonly Queue<(ulong Address, int Context)> _queue = new();
+    // Inlined calls: context 0 is the region's own code; each direct call taken into the region
+    // gets a context whose RET can continue inside the region at the known return address.
+    private readonly List<(int Parent, ulong ReturnAddress, int Depth)> _contexts = [(-1, 0, 0)];
+    private int _context;
+    private const int MaxCallDepth = 3;
     private readonly byte[] _buffer = new byte[FetchWindow];
     private int _lifted;
 
@@ -79,7 +84,11 @@ internal sealed class Translator
         }
         t._region.EntryRip = entry;
         t.InternalTarget(entry);
-        while (t._queue.TryDequeue(out ulong addr)) t.LiftBlock(addr);
+        while (t._queue.TryDequeue(out var item))
+        {
+            t._context = item.Context;
+            t.LiftBlock(item.Address);
+        }
         t._region.GuestInstructionCount = t._lifted;
         unsupported?.AddRange(t.Unsupported);
         lifterErrors?.AddRange(t.LifterErrors);
@@ -87,22 +96,49 @@ internal sealed class Translator
     }
 
     /// <summary>The block for a guest address inside the region, creating it while the limits allow; null means "exit the region".</summary>
-    public IrBlock? InternalTarget(ulong target)
+    public IrBlock? InternalTarget(ulong target) => InternalTarget(target, _context);
+
+    private IrBlock? InternalTarget(ulong target, int context)
     {
-        if (_heads.TryGetValue(target, out var b)) return b;
+        if (_heads.TryGetValue((target, context), out var b)) return b;
         if (_heads.Count >= _limits.MaxBlocks || _lifted + _queue.Count >= _limits.MaxInstructions) return null;
         Span<byte> probe = stackalloc byte[1];
         if (_code.FetchCode(target, probe) == 0) return null;
         b = _b.NewBlock();
         b.GuestAddress = target;
-        _heads[target] = b;
-        _queue.Enqueue(target);
+        _heads[(target, context)] = b;
+        _queue.Enqueue((target, context));
         return b;
+    }
+
+    /// <summary>
+    /// A direct call taken into the region: the callee's blocks are lifted in a new context whose RET
+    /// continues at <paramref name="returnAddress"/> inside the region. Null when the limits say no.
+    /// </summary>
+    public IrBlock? InlineCall(ulong target, ulong returnAddress)
+    {
+        var (_, _, depth) = _contexts[_context];
+        if (depth >= MaxCallDepth || SingleStep) return null;
+        // Leave room for the caller's continuation after the call.
+        if (_heads.Count + 2 >= _limits.MaxBlocks) return null;
+        _contexts.Add((_context, returnAddress, depth + 1));
+        var block = InternalTarget(target, _contexts.Count - 1);
+        if (block is null) _contexts.RemoveAt(_contexts.Count - 1);
+        return block;
+    }
+
+    /// <summary>The return address a RET in the current context is expected to use, with the block that continues there; null outside inlined calls or when the limits say no.</summary>
+    public (ulong ReturnAddress, IrBlock Continuation)? InlinedReturn()
+    {
+        var (parent, returnAddress, _) = _contexts[_context];
+        if (parent < 0) return null;
+        var block = InternalTarget(returnAddress, parent);
+        return block is null ? null : (returnAddress, block);
     }
 
     private void LiftBlock(ulong start)
     {
-        var head = _heads[start];
+        var head = _heads[(start, _context)];
         _b.SetBlock(head);
         int avail = _code.FetchCode(start, _buffer);
         var decoder = Decoder.Create(64, new ByteArrayCodeReader(_buffer, 0, avail), start);
@@ -110,7 +146,7 @@ internal sealed class Translator
         ulong ip = start;
         while (true)
         {
-            if (count > 0 && _heads.TryGetValue(ip, out var existing))
+            if (count > 0 && _heads.TryGetValue((ip, _context), out var existing))
             {
                 _b.Jump(existing);
                 break;
