@@ -27,7 +27,8 @@ internal readonly record struct RegionLimits(int MaxInstructions, int MaxBlocks,
 /// </summary>
 internal sealed class Translator
 {
-    private const int FetchWindow = 4096 + 16;
+    // Blocks are short: fetch a small window of code and refill when a block runs past it.
+    private const int FetchWindow = 512;
     private readonly ICodeSource _code;
     private readonly RegionLimits _limits;
     private readonly IrRegion _region = new();
@@ -157,6 +158,13 @@ internal sealed class Translator
                 break;
             }
             decoder.Decode(out var insn);
+            if (insn.Code == Code.INVALID && decoder.LastError == DecoderError.NoMoreBytes && avail == _buffer.Length)
+            {
+                // The window ended, not the executable code: refill from this instruction and decode it again.
+                avail = _code.FetchCode(ip, _buffer);
+                decoder = Decoder.Create(64, new ByteArrayCodeReader(_buffer, 0, avail), ip);
+                decoder.Decode(out insn);
+            }
             if (insn.Code == Code.INVALID && decoder.LastError == DecoderError.NoMoreBytes)
             {
                 // Runs into bytes that cannot be fetched: the region ends here and the next dispatch faults precisely.

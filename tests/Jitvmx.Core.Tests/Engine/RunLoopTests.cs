@@ -46,4 +46,20 @@ public class RunLoopTests
         Assert.Equal(42UL, g.Cpu.State.Rax);
         Assert.Equal(GuestBuilder.RamBase + GuestBuilder.RamSize - 0x100, g.Cpu.State.Rsp);
     }
+
+    [Fact]
+    public void LongStraightLineCodeAcrossFetchWindowsAndPages()
+    {
+        // 600 ten-byte instructions: blocks longer than the fetch window, code over two pages.
+        using var g = new GuestBuilder(a =>
+        {
+            for (int i = 0; i < 600; i++) a.mov(i % 2 == 0 ? rax : rbx, 0x1000000000UL + (ulong)i);
+            a.hlt();
+        });
+        var exit = g.Cpu.Run();
+        Assert.Equal(ExitReason.Hlt, exit.Reason);
+        Assert.Equal(0x1000000000UL + 598, g.Cpu.State.Rax);
+        Assert.Equal(0x1000000000UL + 599, g.Cpu.State.Rbx);
+        Assert.Equal(600UL, g.Cpu.InstructionsRetired);
+    }
 }
