@@ -39,8 +39,7 @@ internal static class RunCommand
         if (i >= args.Length) return Fail("no program given");
         string program = args[i];
         string[] argv = args[i..];
-        var env = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
-            .Select(e => $"{e.Key}={e.Value}").ToArray();
+        string[] env = Environment();
 
         // The guest writes to the inherited descriptors 1 and 2 directly; our own messages go
         // through an unbuffered stderr writer so that they stay in order with the guest's.
@@ -60,6 +59,19 @@ internal static class RunCommand
             int status = process.Run();
             if (stats) diagnostics.Write(process.FormatStatistics(sw.Elapsed));
             return status;
+        }
+    }
+
+    /// <summary>The environment in its original order (the kernel's, from /proc/self/environ), as a native exec would pass it.</summary>
+    private static string[] Environment()
+    {
+        try
+        {
+            return File.ReadAllText("/proc/self/environ").Split('\0', StringSplitOptions.RemoveEmptyEntries);
+        }
+        catch (IOException)
+        {
+            return System.Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>().Select(e => $"{e.Key}={e.Value}").ToArray();
         }
     }
 
