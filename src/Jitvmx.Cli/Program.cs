@@ -11,6 +11,8 @@ internal static class Program
         commands:
           demo [--kib N] [--rounds N]   run the built-in flat long-mode guest under a small VMM:
                                         serial output, CPUID, MMIO, and the exits it handled
+          run [--tier il|llvm|auto] [--strace] [--stats] PROGRAM [ARGS...]
+                                        run a static Linux x86-64 executable under Jitvmx
           version                       print the version
           help                          show this text
         """;
@@ -27,6 +29,7 @@ internal static class Program
             switch (args[0])
             {
                 case "demo": return DemoCommand.Run(args[1..]);
+                case "run": return RunCommand.Run(args[1..]);
                 case "version" or "--version":
                     Console.WriteLine($"jitvmx {typeof(VirtualMachine).Assembly.GetName().Version}");
                     return 0;

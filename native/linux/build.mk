@@ -1,0 +1,3 @@
+# SPDX-License-Identifier: MIT
+# Guest programs for the Linux front end's tests: static glibc executables.
+CFLAGS += -static

@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: MIT
+using System.Diagnostics;
+using System.Text;
+using Jitvmx.Linux;
+
+namespace Jitvmx.Cli;
+
+/// <summary><c>jitvmx run [--tier il|llvm|auto] [--strace] [--stats] PROGRAM [ARGS...]</c>: runs a static Linux x86-64 program.</summary>
+internal static class RunCommand
+{
+    public const string Usage = "usage: jitvmx run [--tier il|llvm|auto] [--strace] [--stats] PROGRAM [ARGS...]";
+
+    public static int Run(string[] args)
+    {
+        bool strace = false, stats = false;
+        int i = 0;
+        for (; i < args.Length && args[i].StartsWith('-'); i++)
+        {
+            switch (args[i])
+            {
+                case "--strace": strace = true; break;
+                case "--stats": stats = true; break;
+                case "--tier":
+                    if (++i >= args.Length) return Fail("--tier needs a value: il, llvm or auto");
+                    switch (args[i])
+                    {
+                        case "il": break;
+                        case "llvm" or "auto":
+                            Console.Error.WriteLine($"jitvmx: note: the LLVM tier is not built yet; --tier {args[i]} runs on the IL tier");
+                            break;
+                        default: return Fail($"unknown tier '{args[i]}' (il, llvm or auto)");
+                    }
+                    break;
+                case "--": i++; goto done;
+                default: return Fail($"unknown option '{args[i]}'");
+            }
+        }
+    done:
+        if (i >= args.Length) return Fail("no program given");
+        string program = args[i];
+        string[] argv = args[i..];
+        string[] env = Environment();
+
+        // The guest writes to the inherited descriptors 1 and 2 directly; our own messages go
+        // through an unbuffered stderr writer so that they stay in order with the guest's.
+        var diagnostics = new StreamWriter(Console.OpenStandardError(), new UTF8Encoding(false)) { AutoFlush = true };
+        LinuxProcess process;
+        try
+        {
+            process = LinuxProcess.Load(program, argv, env, new LinuxOptions { Strace = strace, Diagnostics = diagnostics });
+        }
+        catch (LinuxLoadException e)
+        {
+            return Fail(e.Message, 126);
+        }
+        using (process)
+        {
+            var sw = Stopwatch.StartNew();
+            int status = process.Run();
+            if (stats) diagnostics.Write(process.FormatStatistics(sw.Elapsed));
+            return status;
+        }
+    }
+
+    /// <summary>The environment in its original order (the kernel's, from /proc/self/environ), as a native exec would pass it.</summary>
+    private static string[] Environment()
+    {
+        try
+        {
+            return File.ReadAllText("/proc/self/environ").Split('\0', StringSplitOptions.RemoveEmptyEntries);
+        }
+        catch (IOException)
+        {
+            return System.Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>().Select(e => $"{e.Key}={e.Value}").ToArray();
+        }
+    }
+
+    private static int Fail(string message, int status = 2)
+    {
+        Console.Error.WriteLine($"jitvmx: {message}");
+        if (status == 2) Console.Error.WriteLine(Usage);
+        return status;
+    }
+}
