@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: MIT
+using Iced.Intel;
+using Jitvmx.Ir;
+using static Jitvmx.Ir.IrType;
+
+namespace Jitvmx.Lifting;
+
+/// <summary>
+/// SSSE3 (PSHUFB PALIGNR horizontal add/sub, PMADDUBSW PMULHRSW PSIGN PABS), the SSE4.1 integer
+/// instructions (min/max, PMULLD PMULDQ PCMPEQQ blends PTEST PMOVZX/PMOVSX PACKUSDW PINSR/PEXTR
+/// PHMINPOSUW MPSADBW) and SSE4.2 PCMPGTQ. MMX forms of the SSSE3 instructions stay #UD.
+/// </summary>
+[InstructionFamily]
+internal static class Ssse3Sse41Integer
+{
+    public static void RegisterFamily(EmitterTable t)
+    {
+        foreach (var name in (string[])[
+            "Pshufb", "Phaddw", "Phaddd", "Phaddsw", "Phsubw", "Phsubd", "Phsubsw", "Pmaddubsw", "Pmulhrsw",
+            "Psignb", "Psignw", "Psignd", "Pminsb", "Pminsd", "Pminuw", "Pminud", "Pmaxsb", "Pmaxsd", "Pmaxuw", "Pmaxud",
+            "Pmulld", "Pmuldq", "Pcmpeqq", "Pcmpgtq", "Packusdw"])
+            SseInteger.Binary(t, Enum.Parse<Mnemonic>(name), name);
+        foreach (var name in (string[])["Pabsb", "Pabsw", "Pabsd", "Phminposuw"])
+            SseInteger.Unary(t, Enum.Parse<Mnemonic>(name), name);
+        foreach (var name in (string[])["Palignr", "Pblendw", "Mpsadbw"])
+            SseInteger.BinaryImm(t, Enum.Parse<Mnemonic>(name), name);
+        foreach (var name in (string[])["Pmovzxbw", "Pmovzxbd", "Pmovzxbq", "Pmovzxwd", "Pmovzxwq", "Pmovzxdq",
+            "Pmovsxbw", "Pmovsxbd", "Pmovsxbq", "Pmovsxwd", "Pmovsxwq", "Pmovsxdq"])
+        {
+            int op = SseMove.Op(name);
+            t.Add(Enum.Parse<Mnemonic>(name), (Lifter l, in Instruction i) => Widen(l, i, op));
+        }
+        t.Add(Mnemonic.Pblendvb, Pblendvb);
+        t.Add(Mnemonic.Ptest, Ptest);
+        t.Add(Mnemonic.Pinsrb, (Lifter l, in Instruction i) => SseInteger.InsertLane(l, i, 1));
+        t.Add(Mnemonic.Pinsrd, (Lifter l, in Instruction i) => SseInteger.InsertLane(l, i, 4));
+        t.Add(Mnemonic.Pinsrq, (Lifter l, in Instruction i) => SseInteger.InsertLane(l, i, 8));
+        t.Add(Mnemonic.Pextrb, (Lifter l, in Instruction i) => SseInteger.ExtractLane(l, i, 1));
+        t.Add(Mnemonic.Pextrd, (Lifter l, in Instruction i) => SseInteger.ExtractLane(l, i, 4));
+        t.Add(Mnemonic.Pextrq, (Lifter l, in Instruction i) => SseInteger.ExtractLane(l, i, 8));
+    }
+
+    private static readonly int s_pblendvb = SseMove.Op(nameof(SimdIntOps.Pblendvb));
+    private static readonly int s_ptest = SseMove.Op(nameof(SimdIntOps.Ptest));
+
+    /// <summary>PMOVZX/PMOVSX: the source is an XMM register or only as many bytes of memory as are widened (no alignment).</summary>
+    private static void Widen(Lifter l, in Instruction i, int op)
+    {
+        var src = Lifter.IsMem(i, 1) ? l.B.ZExt(Widened(l, i), V128) : l.ReadOp(i, 1, V128);
+        l.WriteOp(i, 0, l.CallPure(op, V128, src));
+    }
+
+    private static IrValue Widened(Lifter l, in Instruction i)
+    {
+        var v = l.ReadOp(i, 1); // m64, m32 or m16
+        return v.Type == I16 ? l.B.ZExt(v, I32) : v;
+    }
+
+    /// <summary>PBLENDVB: the mask is XMM0 implicitly.</summary>
+    private static void Pblendvb(Lifter l, in Instruction i)
+    {
+        var src = SseMove.Src(l, i, 1, V128);
+        l.WriteOp(i, 0, l.CallPure(s_pblendvb, V128, l.ReadOp(i, 0, V128), src, l.B.GetXmm(0)));
+    }
+
+    /// <summary>PTEST: ZF and CF from the AND and ANDN of the operands; AF OF PF SF cleared.</summary>
+    private static void Ptest(Lifter l, in Instruction i)
+    {
+        var b = l.B;
+        var src = SseMove.Src(l, i, 1, V128);
+        var r = l.CallPure(s_ptest, I32, l.ReadOp(i, 0, V128), src);
+        b.SetFlag(Flag.ZF, b.Ne(b.And(r, b.I32(1)), b.I32(0)));
+        b.SetFlag(Flag.CF, b.Ne(b.And(r, b.I32(2)), b.I32(0)));
+        foreach (var f in (Flag[])[Flag.AF, Flag.OF, Flag.PF, Flag.SF]) b.SetFlag(f, b.Bool(false));
+        l.ForgetFlagProducer();
+    }
+}

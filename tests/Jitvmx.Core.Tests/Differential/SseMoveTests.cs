@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: MIT
+using System.Reflection;
+using Iced.Intel;
+using Jitvmx.Tests.Oracle;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Jitvmx.Tests.Differential;
+
+/// <summary>
+/// Differential tests of the SSE data moves: every legacy (non-MMX) encoding of each mnemonic,
+/// register and memory forms, misaligned operands (#GP(0) for the aligned forms), MOVQ/MOVD
+/// zeroing, the MOVSS/MOVSD register merge and load zeroing, MASKMOVDQU.
+/// </summary>
+public sealed class SseMoveTests
+{
+    public static TheoryData<string> Codes => SimdCases.Theory(
+        Mnemonic.Movaps, Mnemonic.Movups, Mnemonic.Movapd, Mnemonic.Movupd, Mnemonic.Movdqa, Mnemonic.Movdqu,
+        Mnemonic.Movd, Mnemonic.Movq, Mnemonic.Movss, Mnemonic.Movsd, Mnemonic.Movhps, Mnemonic.Movlps, Mnemonic.Movhpd,
+        Mnemonic.Movlpd, Mnemonic.Movhlps, Mnemonic.Movlhps, Mnemonic.Movntps, Mnemonic.Movntpd, Mnemonic.Movntdq,
+        Mnemonic.Movntdqa, Mnemonic.Lddqu);
+
+    [Theory]
+    [MemberData(nameof(Codes))]
+    public void Forms(string code) => SimdCases.Run(Enum.Parse<Code>(code), 40);
+
+    [Fact]
+    public void Maskmovdqu()
+    {
+        var rng = DiffHarness.Rng(out int seed);
+        var cases = new List<OracleCase>();
+        for (int k = 0; k < 40; k++)
+        {
+            var mem = SimdCases.Memory(rng, counts: false);
+            var gprs = SimdCases.Gprs(rng);
+            gprs[(int)Gpr.Rdi] = HostOracle.DataBase + 0x100 + (ulong)rng.Next(0x40);
+            var insn = Instruction.CreateMaskmovdqu(64, Register.XMM0 + rng.Next(16), Register.XMM0 + rng.Next(16), Register.None);
+            cases.Add(SimdCases.Case([insn], gprs, mem, rng));
+        }
+        DiffHarness.Check(cases, label: "maskmovdqu", seed: seed);
+    }
+
+    /// <summary>Register-to-register MOVQ and MOVD to an XMM register zero the upper bits; MOVSS/MOVSD loads zero, register forms merge.</summary>
+    [Fact]
+    public void ZeroingAndMerging()
+    {
+        var rng = DiffHarness.Rng(out int seed);
+        var mem = SimdCases.Memory(rng, counts: false);
+        var gprs = SimdCases.Gprs(rng);
+        Action<Assembler>[] forms =
+        [
+            a => a.movq(xmm1, xmm2), a => a.movq(xmm1, __qword_ptr[rbx + 0x100]), a => a.movd(xmm1, ecx), a => a.movq(xmm1, rcx),
+            a => a.movd(ecx, xmm3), a => a.movq(rcx, xmm3), a => a.movss(xmm1, xmm2), a => a.movss(xmm1, __dword_ptr[rbx + 0x100]),
+            a => a.movsd(xmm1, xmm2), a => a.movsd(xmm1, __qword_ptr[rbx + 0x100]), a => a.movss(__dword_ptr[rbx + 0x100], xmm1),
+            a => a.movsd(__qword_ptr[rbx + 0x104], xmm1), a => a.movhlps(xmm1, xmm1), a => a.movlhps(xmm1, xmm1),
+            a => a.movaps(xmm1, __xmmword_ptr[rbx + 0x108]), a => a.movups(xmm1, __xmmword_ptr[rbx + 0x108]),
+            a => a.movdqa(__xmmword_ptr[rbx + 0x101], xmm1), a => a.movntdq(__xmmword_ptr[rbx + 0x10f], xmm1),
+            a => a.movntdqa(xmm1, __xmmword_ptr[rbx + 0x104]), a => a.lddqu(xmm1, __xmmword_ptr[rbx + 0x10c]),
+            a => a.movhps(xmm1, __qword_ptr[rbx + 0x101]), a => a.movlpd(__qword_ptr[rbx + 0x103], xmm1),
+        ];
+        var cases = forms.Select(f => SimdCases.Case(OracleCase.Assemble(f), gprs, mem, rng)).ToList();
+        DiffHarness.Check(cases, label: "zeroing/merging", seed: seed);
+    }
+}
+
+/// <summary>
+/// Builds SIMD oracle cases. The data window holds the 16 XMM inputs at +0x000, the memory operand
+/// at +0x100 (aligned; sometimes moved by a few bytes to test alignment), and receives all 16 XMM
+/// registers at +0x200 after the code under test; the oracle then compares them with the host's.
+/// </summary>
+internal static class SimdCases
+{
+    private const ulong Data = HostOracle.DataBase;
+    private const int MemOperand = 0x100;
+
+    /// <summary>The legacy (non-VEX, non-MMX) encodings of the mnemonics, as theory rows.</summary>
+    public static TheoryData<string> Theory(params Mnemonic[] ms)
+    {
+        var data = new TheoryData<string>();
+        foreach (var code in Enum.GetValues<Code>())
+        {
+            if (!ms.Contains(code.Mnemonic())) continue;
+            var op = code.ToOpCode();
+            if (op.Encoding != EncodingKind.Legacy || !op.Mode64) continue;
+            bool ok = true;
+            for (int n = 0; n < op.OpCount; n++) ok &= Supported(op.GetOpKind(n));
+            if (ok) data.Add(code.ToString());
+        }
+        return data;
+    }
+
+    private static bool Supported(OpCodeOperandKind k) => k is OpCodeOperandKind.xmm_reg or OpCodeOperandKind.xmm_rm
+        or OpCodeOperandKind.xmm_or_mem or OpCodeOperandKind.mem or OpCodeOperandKind.imm8 or OpCodeOperandKind.r32_or_mem
+        or OpCodeOperandKind.r64_or_mem or OpCodeOperandKind.r32_reg or OpCodeOperandKind.r64_reg or OpCodeOperandKind.r32_rm
+        or OpCodeOperandKind.r64_rm;
+
+    /// <summary>Random registers, RBX at the data window.</summary>
+    public static ulong[] Gprs(Random rng)
+    {
+        var g = CaseSet.RandomGprs(rng);
+        g[(int)Gpr.Rbx] = Data;
+        return g;
+    }
+
+    private static readonly ulong[] s_edges =
+    [
+        0, 0xFFFF_FFFF_FFFF_FFFF, 0x8080_8080_8080_8080, 0x7F7F_7F7F_7F7F_7F7F, 0x8000_8000_8000_8000, 0x7FFF_7FFF_7FFF_7FFF,
+        0x8000_0000_8000_0000, 0x7FFF_FFFF_7FFF_FFFF, 0x8000_0000_0000_0000, 0x7FFF_FFFF_FFFF_FFFF, 0x0101_0101_0101_0101,
+        0x0001_0001_0001_0001, 0x00FF_00FF_00FF_00FF, 0xFF00_FF00_FF00_FF00, 0xFFFF_0000_FFFF_0000, 0x0000_0001_0000_0001,
+        0x0000_0000_FFFF_FFFF, 1, 0xFF, 0x8001_7FFF_0080_FF7F,
+    ];
+
+    private static readonly ulong[] s_counts = [0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 255, 256, 0x1_0000_0003, 0x8000_0000_0000_0001];
+
+    /// <summary>A data window: random bytes, lanes of edge values, lanes copied between vectors (for the equality compares); shift counts in low quadwords when <paramref name="counts"/>.</summary>
+    public static byte[] Memory(Random rng, bool counts)
+    {
+        var m = new byte[HostOracle.MemorySize];
+        rng.NextBytes(m);
+        var q = new ulong[m.Length / 8];
+        Buffer.BlockCopy(m, 0, q, 0, m.Length);
+        for (int v = 0; v < 0x150 / 16; v++)
+        {
+            for (int h = 0; h < 2; h++)
+            {
+                int k = 2 * v + h;
+                switch (rng.Next(4))
+                {
+                    case 0: q[k] = s_edges[rng.Next(s_edges.Length)]; break;
+                    case 1: q[k] = q[rng.Next(0x150 / 8)] ^ (rng.Next(2) == 0 ? 0 : 0xFFUL << (8 * rng.Next(8))); break;
+                }
+            }
+            if (counts && rng.Next(4) != 0)
+                q[2 * v] = rng.Next(3) == 0 ? (ulong)rng.Next(70) : s_counts[rng.Next(s_counts.Length)];
+        }
+        Buffer.BlockCopy(q, 0, m, 0, m.Length);
+        return m;
+    }
+
+    private static readonly byte[] s_imms = [0, 1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 0x80, 0xE4, 0x1B, 0xFF];
+
+    /// <summary>Loads all 16 XMM registers, runs <paramref name="code"/>, stores all 16.</summary>
+    public static OracleCase Case(byte[] code, ulong[] gprs, byte[] mem, Random rng)
+    {
+        var pre = OracleCase.Assemble(a =>
+        {
+            for (int k = 0; k < 16; k++) a.movdqu(new AssemblerRegisterXMM(Register.XMM0 + k), __xmmword_ptr[rbx + 16 * k]);
+        });
+        var post = OracleCase.Assemble(a =>
+        {
+            for (int k = 0; k < 16; k++) a.movdqu(__xmmword_ptr[rbx + 0x200 + 16 * k], new AssemblerRegisterXMM(Register.XMM0 + k));
+        });
+        return new OracleCase([.. pre, .. code, .. post], gprs, CaseSet.RandomFlags(rng), mem);
+    }
+
+    public static OracleCase Case(Instruction[] insns, ulong[] gprs, byte[] mem, Random rng) =>
+        Case(OracleCase.Assemble(a => { foreach (var i in insns) a.AddInstruction(i); }), gprs, mem, rng);
+
+    private static bool IsShiftByVector(Mnemonic m) => m is Mnemonic.Psllw or Mnemonic.Pslld or Mnemonic.Psllq
+        or Mnemonic.Psrlw or Mnemonic.Psrld or Mnemonic.Psrlq or Mnemonic.Psraw or Mnemonic.Psrad;
+
+    /// <summary>Random instances of one encoding: registers, memory (sometimes misaligned), edge immediates.</summary>
+    public static void Run(Code code, int count, ulong undefinedFlags = 0)
+    {
+        var rng = DiffHarness.Rng(out int seed);
+        var op = code.ToOpCode();
+        var cases = new List<OracleCase>();
+        for (int k = 0; k < count; k++)
+        {
+            var gprs = Gprs(rng);
+            var mem = Memory(rng, IsShiftByVector(code.Mnemonic()));
+            bool useMem = rng.Next(3) == 0;
+            // Mostly aligned; sometimes a few bytes off to check #GP(0) of the aligned forms.
+            int disp = MemOperand + (rng.Next(6) == 0 ? (int)s_imms[rng.Next(1, 8)] : 0);
+            var args = new List<object>();
+            var types = new List<Type> { typeof(Code) };
+            for (int n = 0; n < op.OpCount; n++)
+            {
+                var kind = op.GetOpKind(n);
+                bool isMem = kind == OpCodeOperandKind.mem || (useMem && kind is OpCodeOperandKind.xmm_or_mem or OpCodeOperandKind.r32_or_mem or OpCodeOperandKind.r64_or_mem);
+                if (isMem)
+                {
+                    args.Add(__[rbx + disp].ToMemoryOperand(64));
+                    types.Add(typeof(MemoryOperand).MakeByRefType());
+                }
+                else if (kind == OpCodeOperandKind.imm8)
+                {
+                    args.Add((int)(rng.Next(3) == 0 ? (byte)rng.Next(256) : s_imms[rng.Next(s_imms.Length)]));
+                    types.Add(typeof(int));
+                }
+                else
+                {
+                    args.Add(kind is OpCodeOperandKind.xmm_reg or OpCodeOperandKind.xmm_rm or OpCodeOperandKind.xmm_or_mem
+                        ? Register.XMM0 + rng.Next(16)
+                        : PickGpr(rng, kind is OpCodeOperandKind.r64_or_mem or OpCodeOperandKind.r64_reg or OpCodeOperandKind.r64_rm));
+                    types.Add(typeof(Register));
+                }
+            }
+            var create = typeof(Instruction).GetMethod(nameof(Instruction.Create), BindingFlags.Public | BindingFlags.Static, [.. types])
+                ?? throw new InvalidOperationException($"no Instruction.Create for {code}");
+            var insn = (Instruction)create.Invoke(null, [code, .. args])!;
+            cases.Add(Case([insn], gprs, mem, rng));
+        }
+        DiffHarness.Check(cases, undefinedFlags, label: code.ToString(), seed: seed);
+    }
+
+    /// <summary>Any GPR but RSP and RBX (the data base).</summary>
+    private static Register PickGpr(Random rng, bool wide)
+    {
+        int n;
+        do n = rng.Next(16); while (n is (int)Gpr.Rsp or (int)Gpr.Rbx);
+        return (wide ? Register.RAX : Register.EAX) + n;
+    }
+}
