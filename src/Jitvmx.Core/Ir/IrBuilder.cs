@@ -57,6 +57,7 @@ public sealed class IrBuilder
     /// <summary>Constant of type <paramref name="t"/> (truncated to its width).</summary>
     public IrValue Const(IrType t, ulong value)
     {
+        if (t == IrType.V128) throw new InvalidOperationException("V128 constants are built with ZExt of an I64 (or a helper)");
         value &= t.Mask();
         if (_consts.TryGetValue((t, value), out var c)) return c;
         c = Add(IrOp.Const, t);
@@ -210,7 +211,8 @@ public sealed class IrBuilder
         int from = a.Type.Bits(), to = t.Bits();
         if (to < from) op = IrOp.Trunc;
         else if (op == IrOp.Trunc) throw new InvalidOperationException($"cannot truncate {a.Type} to {t}");
-        if (IsConst(a, out ulong x))
+        // Constants are integers of up to 64 bits: a conversion to or from V128 stays an operation.
+        if (IsConst(a, out ulong x) && t != IrType.V128 && a.Type != IrType.V128)
             return Const(t, op == IrOp.SExt ? (ulong)SignExtend(x, from) : x);
         // A truncation of an extension is the original (or a smaller extension of it).
         if (op == IrOp.Trunc && a.Op is IrOp.ZExt or IrOp.SExt && a.Args[0].Type == t) return a.Args[0];

@@ -44,6 +44,8 @@ internal sealed class TranslationCache(VirtualMachine vm)
     private readonly Dictionary<ulong, List<Region>> _byPage = [];
     private readonly Lock _lock = new();
     private long _generation;
+    // JITVMX_DUMP_IR=1 prints every region's IR to stderr (a debugging aid).
+    private static readonly bool s_dumpIr = Environment.GetEnvironmentVariable("JITVMX_DUMP_IR") == "1";
 
     public TranslationStatistics Statistics { get; } = new();
 
@@ -71,6 +73,7 @@ internal sealed class TranslationCache(VirtualMachine vm)
         if (ir is null) return null;
         int blocks = ir.Blocks.Count(b => b.ChargedInsns > 0);
         Passes.Run(ir);
+        if (s_dumpIr) Console.Error.WriteLine($"jitvmx: region 0x{rip:x}\n{ir}");
         var compiled = IlBackend.Compile(ir);
         var pages = CodePages(cpu, ir);
         var region = new Region(rip, compiled, ir.Blocks[0].ChargedInsns, pages, singleStep);
