@@ -404,4 +404,85 @@ internal static class SimdIntOps
         }
         return r.AsByte();
     }
+
+    // ---------------- SSE4.2 string compares ----------------
+
+    /// <summary>
+    /// PCMPxSTRx core. <paramref name="la"/>/<paramref name="lb"/> are the explicit lengths (RAX/RDX or
+    /// EAX/EDX sign-extended; absolute value, saturated), unless <paramref name="implicitLengths"/> is
+    /// set: then each length is the index of the first zero element. Returns IntRes2 in bits 15:0, CF ZF SF OF in bits 16–19 and the
+    /// index (PCMPxSTRI's ECX) in bits 36:32.
+    /// </summary>
+    public static ulong PcmpStr(V a, V b, long la, long lb, byte imm, byte implicitLengths)
+    {
+        bool words = (imm & 1) != 0, signed = (imm & 2) != 0;
+        int n = words ? 8 : 16;
+        int Elem(V v, int k) => (words, signed) switch
+        {
+            (false, false) => v[k],
+            (false, true) => (sbyte)v[k],
+            (true, false) => v.AsUInt16()[k],
+            _ => v.AsInt16()[k],
+        };
+        int Length(V v, long explicitLength)
+        {
+            if (implicitLengths == 0) return (int)Math.Min(Math.Abs(Math.Max(explicitLength, long.MinValue + 1)), n);
+            int k = 0;
+            while (k < n && Elem(v, k) != 0) k++;
+            return k;
+        }
+        int lenA = Length(a, la), lenB = Length(b, lb);
+        int agg = (imm >> 2) & 3;
+        uint res1 = 0;
+        for (int j = 0; j < n; j++)
+        {
+            bool bit;
+            switch (agg)
+            {
+                case 0: // equal any
+                    bit = false;
+                    for (int k = 0; k < lenA && j < lenB; k++) bit |= Elem(a, k) == Elem(b, j);
+                    break;
+                case 1: // ranges
+                    bit = false;
+                    for (int k = 0; k + 1 < lenA && j < lenB; k += 2) bit |= Elem(a, k) <= Elem(b, j) && Elem(b, j) <= Elem(a, k + 1);
+                    break;
+                case 2: // equal each
+                    bit = j >= lenA && j >= lenB || j < lenA && j < lenB && Elem(a, j) == Elem(b, j);
+                    break;
+                default: // equal ordered: a (the needle) matches b at j
+                    bit = true;
+                    for (int k = 0; k < n - j && k < lenA; k++) bit &= j + k < lenB && Elem(a, k) == Elem(b, j + k);
+                    break;
+            }
+            if (bit) res1 |= 1u << j;
+        }
+        uint all = (1u << n) - 1, valid = (1u << lenB) - 1;
+        uint res2 = ((imm >> 4) & 3) switch
+        {
+            1 => ~res1 & all,
+            3 => (res1 ^ valid) & all,
+            _ => res1,
+        };
+        ulong index = res2 == 0 ? (ulong)n : (imm & 0x40) != 0 ? (ulong)(31 - System.Numerics.BitOperations.LeadingZeroCount(res2))
+            : (ulong)System.Numerics.BitOperations.TrailingZeroCount(res2);
+        ulong flags = (res2 != 0 ? 1u : 0) | (lenB < n ? 2u : 0) | (lenA < n ? 4u : 0) | ((res2 & 1) << 3);
+        return res2 | (flags << 16) | (index << 32);
+    }
+
+    /// <summary>PCMPxSTRM's XMM0: IntRes2 as a bit mask, or expanded to byte/word masks when imm8 bit 6 is set.</summary>
+    public static V PcmpMask(ulong res, byte imm)
+    {
+        uint r = (uint)res & 0xFFFF;
+        if ((imm & 0x40) == 0) return Vector128.CreateScalar(r).AsByte();
+        if ((imm & 1) == 0)
+        {
+            var bytes = V.Zero;
+            for (int k = 0; k < 16; k++) if ((r >> k & 1) != 0) bytes = bytes.WithElement(k, (byte)0xFF);
+            return bytes;
+        }
+        var w = Vector128<ushort>.Zero;
+        for (int k = 0; k < 8; k++) if ((r >> k & 1) != 0) w = w.WithElement(k, (ushort)0xFFFF);
+        return w.AsByte();
+    }
 }

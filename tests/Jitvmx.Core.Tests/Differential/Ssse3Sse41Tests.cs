@@ -62,4 +62,35 @@ public sealed class Ssse3Sse41Tests
         }
         DiffHarness.Check(cases, label: "ptest consumers", seed: seed);
     }
+
+    /// <summary>PCMPESTRI/M and PCMPISTRI/M over small alphabets with NULs, every aggregation/polarity/format, lengths at the edges.</summary>
+    [Fact]
+    public void StringCompares()
+    {
+        var rng = DiffHarness.Rng(out int seed);
+        Code[] codes = [Code.Pcmpestri_xmm_xmmm128_imm8, Code.Pcmpestri64_xmm_xmmm128_imm8, Code.Pcmpestrm_xmm_xmmm128_imm8,
+            Code.Pcmpestrm64_xmm_xmmm128_imm8, Code.Pcmpistri_xmm_xmmm128_imm8, Code.Pcmpistrm_xmm_xmmm128_imm8];
+        byte[] alphabet = [(byte)'a', (byte)'b', (byte)'c', 0x80, 0xFF, 0x7F, 1];
+        long[] lengths = [0, 1, 2, 7, 8, 9, 15, 16, 17, -1, -5, -16, -17, int.MinValue, long.MinValue, 0x1_0000_0003];
+        var cases = new List<OracleCase>();
+        foreach (var code in codes)
+        {
+            for (int k = 0; k < 50; k++)
+            {
+                var mem = SimdCases.Memory(rng, counts: false);
+                for (int j = 0; j < 0x150; j++)
+                    mem[j] = rng.Next(12) == 0 ? (byte)0 : alphabet[rng.Next(rng.Next(2) == 0 ? 3 : alphabet.Length)];
+                var gprs = SimdCases.Gprs(rng);
+                gprs[(int)Gpr.Rax] = (ulong)lengths[rng.Next(lengths.Length)];
+                gprs[(int)Gpr.Rdx] = (ulong)lengths[rng.Next(lengths.Length)];
+                int imm = rng.Next(128) | (rng.Next(2) == 0 ? 0x0C : 0); // equal ordered (substring search) half the time
+                var a = SimdCases.Xmm(rng);
+                var insn = rng.Next(3) == 0
+                    ? Instruction.Create(code, a, __[rbx + 0x100 + rng.Next(16)].ToMemoryOperand(64), imm)
+                    : Instruction.Create(code, a, SimdCases.Xmm(rng), imm);
+                cases.Add(SimdCases.Case([insn], gprs, mem, rng));
+            }
+        }
+        DiffHarness.Check(cases, label: "pcmpxstrx", seed: seed);
+    }
 }
