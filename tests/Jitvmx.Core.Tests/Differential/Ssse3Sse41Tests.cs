@@ -20,7 +20,7 @@ public sealed class Ssse3Sse41Tests
         Mnemonic.Pblendw, Mnemonic.Pblendvb, Mnemonic.Ptest, Mnemonic.Pmovzxbw, Mnemonic.Pmovzxbd, Mnemonic.Pmovzxbq,
         Mnemonic.Pmovzxwd, Mnemonic.Pmovzxwq, Mnemonic.Pmovzxdq, Mnemonic.Pmovsxbw, Mnemonic.Pmovsxbd, Mnemonic.Pmovsxbq,
         Mnemonic.Pmovsxwd, Mnemonic.Pmovsxwq, Mnemonic.Pmovsxdq, Mnemonic.Packusdw, Mnemonic.Pinsrb, Mnemonic.Pinsrd,
-        Mnemonic.Pinsrq, Mnemonic.Pextrb, Mnemonic.Pextrd, Mnemonic.Pextrq, Mnemonic.Pextrw, Mnemonic.Phminposuw,
+        Mnemonic.Pinsrq, Mnemonic.Pextrb, Mnemonic.Pextrd, Mnemonic.Pextrq, Mnemonic.Phminposuw,
         Mnemonic.Mpsadbw, Mnemonic.Pcmpgtq);
 
     [Fact]
