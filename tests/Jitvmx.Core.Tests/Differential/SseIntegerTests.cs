@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
+using System.Reflection;
+using System.Runtime.Intrinsics;
 using Iced.Intel;
+using Jitvmx.Lifting;
 using Jitvmx.Tests.Oracle;
 using static Iced.Intel.AssemblerRegisters;
 
@@ -107,5 +110,27 @@ public sealed class SseIntegerTests
             cases.Add(SimdCases.Case(insns, gprs, m, rng, all: true));
         }
         DiffHarness.Check(cases, label: "shift counts", seed: seed);
+    }
+
+    /// <summary>The portable paths (for hosts without SSE2…SSE4.1) agree with the intrinsics on this host.</summary>
+    [Fact]
+    public void PortableMatchesIntrinsics()
+    {
+        var rng = DiffHarness.Rng(out int seed);
+        const BindingFlags Any = BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic;
+        foreach (var portable in typeof(SimdIntOps.Portable).GetMethods(BindingFlags.Static | BindingFlags.Public))
+        {
+            var types = portable.GetParameters().Select(p => p.ParameterType).ToArray();
+            var native = typeof(SimdIntOps).GetMethod(portable.Name, Any, types)!;
+            for (int k = 0; k < 500; k++)
+            {
+                var mem = SimdCases.Memory(rng, counts: false);
+                var args = types.Select((t, n) => t == typeof(Vector128<byte>) ? (object)Vector128.Create(mem.AsSpan(32 * n, 16).ToArray())
+                    : t == typeof(int) ? 1 << rng.Next(4) : (object)(rng.Next(2) == 0)).ToArray();
+                var expected = native.Invoke(null, args);
+                var actual = portable.Invoke(null, args);
+                Assert.True(Equals(expected, actual), $"{portable.Name}({string.Join(", ", args)}): {actual}, intrinsic {expected} (seed {seed})");
+            }
+        }
     }
 }
