@@ -55,6 +55,13 @@ public sealed class SseMoveTests
             a => a.movdqa(__xmmword_ptr[rbx + 0x101], xmm1), a => a.movntdq(__xmmword_ptr[rbx + 0x10f], xmm1),
             a => a.movntdqa(xmm1, __xmmword_ptr[rbx + 0x104]), a => a.lddqu(xmm1, __xmmword_ptr[rbx + 0x10c]),
             a => a.movhps(xmm1, __qword_ptr[rbx + 0x101]), a => a.movlpd(__qword_ptr[rbx + 0x103], xmm1),
+            // RIP-relative (compilers' constant pools), absolute, 32-bit address size and indexed operands.
+            a => a.AddInstruction(Instruction.Create(Code.Movdqa_xmm_xmmm128, Register.XMM1, new MemoryOperand(Register.RIP, (long)HostOracle.DataBase + 0x110))),
+            a => a.AddInstruction(Instruction.Create(Code.Pshufb_xmm_xmmm128, Register.XMM2, new MemoryOperand(Register.RIP, (long)HostOracle.DataBase + 0x120))),
+            a => a.AddInstruction(Instruction.Create(Code.Movdqu_xmmm128_xmm, new MemoryOperand(Register.RIP, (long)HostOracle.DataBase + 0x105), Register.XMM7)),
+            a => a.pand(xmm1, __xmmword_ptr[(ulong)HostOracle.DataBase + 0x100]),
+            a => a.movdqa(xmm1, __xmmword_ptr[ebx + 0x100]),
+            a => { a.mov(ecx, 3); a.movdqu(__xmmword_ptr[rbx + rcx * 8 + 0x100], xmm2); },
         ];
         var cases = forms.Select(f => SimdCases.Case(OracleCase.Assemble(f), gprs, mem, rng)).ToList();
         DiffHarness.Check(cases, label: "zeroing/merging", seed: seed);
