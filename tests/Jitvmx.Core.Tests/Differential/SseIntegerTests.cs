@@ -15,7 +15,7 @@ namespace Jitvmx.Tests.Differential;
 /// </summary>
 public sealed class SseIntegerTests
 {
-    private static IReadOnlyList<Code> Codes => SimdCases.Encodings(
+    internal static IReadOnlyList<Code> Codes => SimdCases.Encodings(
         Mnemonic.Paddb, Mnemonic.Paddw, Mnemonic.Paddd, Mnemonic.Paddq, Mnemonic.Psubb, Mnemonic.Psubw, Mnemonic.Psubd, Mnemonic.Psubq,
         Mnemonic.Paddsb, Mnemonic.Paddsw, Mnemonic.Paddusb, Mnemonic.Paddusw, Mnemonic.Psubsb, Mnemonic.Psubsw, Mnemonic.Psubusb, Mnemonic.Psubusw,
         Mnemonic.Pmullw, Mnemonic.Pmulhw, Mnemonic.Pmulhuw, Mnemonic.Pmuludq, Mnemonic.Pmaddwd, Mnemonic.Psadbw, Mnemonic.Pavgb, Mnemonic.Pavgw,
@@ -31,6 +31,25 @@ public sealed class SseIntegerTests
 
     [Fact]
     public void Forms() => SimdCases.RunAll(Codes, 16);
+
+    /// <summary>
+    /// Runs of random instructions over shared registers (moves, SSE2, SSSE3, SSE4.1 mixed) in one
+    /// translation: values flow between instructions through the promoted XMM locals and across the
+    /// blocks the alignment checks split off.
+    /// </summary>
+    [Fact]
+    public void Sequences()
+    {
+        var rng = DiffHarness.Rng(out int seed);
+        Code[] all = [.. Codes, .. Ssse3Sse41Tests.Codes, .. SseMoveTests.Codes];
+        var cases = new List<OracleCase>();
+        for (int k = 0; k < 60; k++)
+        {
+            var insns = Enumerable.Range(0, 10).Select(_ => SimdCases.RandomInstruction(all[rng.Next(all.Length)], rng, misalign: k % 6 == 5)).ToArray();
+            cases.Add(SimdCases.Case(insns, SimdCases.Gprs(rng), SimdCases.Memory(rng, counts: k % 2 == 0), rng));
+        }
+        DiffHarness.Check(cases, label: "sequences", seed: seed);
+    }
 
     /// <summary>glibc's SSE2 strlen/strchr/memchr idioms, with the consumers of PMOVMSKB's result (TEST/BSF/Jcc).</summary>
     [Fact]

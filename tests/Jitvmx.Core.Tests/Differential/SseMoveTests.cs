@@ -13,7 +13,7 @@ namespace Jitvmx.Tests.Differential;
 /// </summary>
 public sealed class SseMoveTests
 {
-    private static IReadOnlyList<Code> Codes => SimdCases.Encodings(
+    internal static IReadOnlyList<Code> Codes => SimdCases.Encodings(
         Mnemonic.Movaps, Mnemonic.Movups, Mnemonic.Movapd, Mnemonic.Movupd, Mnemonic.Movdqa, Mnemonic.Movdqu,
         Mnemonic.Movd, Mnemonic.Movq, Mnemonic.Movss, Mnemonic.Movsd, Mnemonic.Movhps, Mnemonic.Movlps, Mnemonic.Movhpd,
         Mnemonic.Movlpd, Mnemonic.Movhlps, Mnemonic.Movlhps, Mnemonic.Movntps, Mnemonic.Movntpd, Mnemonic.Movntdq,
@@ -212,48 +212,49 @@ internal static class SimdCases
     private static bool IsShiftByVector(Mnemonic m) => m is Mnemonic.Psllw or Mnemonic.Pslld or Mnemonic.Psllq
         or Mnemonic.Psrlw or Mnemonic.Psrld or Mnemonic.Psrlq or Mnemonic.Psraw or Mnemonic.Psrad;
 
-    /// <summary>Random instances of one encoding: registers, memory (sometimes misaligned), edge immediates.</summary>
+    /// <summary>Random instances of one encoding, each a case of its own.</summary>
     private static List<OracleCase> Random(Code code, int count, Random rng)
     {
-        var op = code.ToOpCode();
         var cases = new List<OracleCase>();
         for (int k = 0; k < count; k++)
-        {
-            var gprs = Gprs(rng);
-            var mem = Memory(rng, IsShiftByVector(code.Mnemonic()));
-            bool useMem = rng.Next(3) == 0;
-            // Mostly aligned; sometimes a few bytes off to check #GP(0) of the aligned forms.
-            int disp = MemOperand + (rng.Next(6) == 0 ? (int)s_imms[rng.Next(1, 8)] : 0);
-            var args = new List<object>();
-            var types = new List<Type> { typeof(Code) };
-            for (int n = 0; n < op.OpCount; n++)
-            {
-                var kind = op.GetOpKind(n);
-                bool isMem = kind == OpCodeOperandKind.mem || (useMem && kind is OpCodeOperandKind.xmm_or_mem or OpCodeOperandKind.r32_or_mem or OpCodeOperandKind.r64_or_mem);
-                if (isMem)
-                {
-                    args.Add(__[rbx + disp].ToMemoryOperand(64));
-                    types.Add(typeof(MemoryOperand).MakeByRefType());
-                }
-                else if (kind == OpCodeOperandKind.imm8)
-                {
-                    args.Add((int)(rng.Next(3) == 0 ? (byte)rng.Next(256) : s_imms[rng.Next(s_imms.Length)]));
-                    types.Add(typeof(int));
-                }
-                else
-                {
-                    args.Add(kind is OpCodeOperandKind.xmm_reg or OpCodeOperandKind.xmm_rm or OpCodeOperandKind.xmm_or_mem
-                        ? Xmm(rng)
-                        : PickGpr(rng, kind is OpCodeOperandKind.r64_or_mem or OpCodeOperandKind.r64_reg or OpCodeOperandKind.r64_rm));
-                    types.Add(typeof(Register));
-                }
-            }
-            var create = typeof(Instruction).GetMethod(nameof(Instruction.Create), BindingFlags.Public | BindingFlags.Static, [.. types])
-                ?? throw new InvalidOperationException($"no Instruction.Create for {code}");
-            var insn = (Instruction)create.Invoke(null, [code, .. args])!;
-            cases.Add(Case([insn], gprs, mem, rng));
-        }
+            cases.Add(Case([RandomInstruction(code, rng)], Gprs(rng), Memory(rng, IsShiftByVector(code.Mnemonic())), rng));
         return cases;
+    }
+
+    /// <summary>One instance of an encoding: pool registers, memory (sometimes misaligned), edge immediates.</summary>
+    public static Instruction RandomInstruction(Code code, Random rng, bool misalign = true)
+    {
+        var op = code.ToOpCode();
+        bool useMem = rng.Next(3) == 0;
+        // Mostly aligned; sometimes a few bytes off to check #GP(0) of the aligned forms.
+        int disp = MemOperand + (misalign && rng.Next(6) == 0 ? (int)s_imms[rng.Next(1, 8)] : 0);
+        var args = new List<object>();
+        var types = new List<Type> { typeof(Code) };
+        for (int n = 0; n < op.OpCount; n++)
+        {
+            var kind = op.GetOpKind(n);
+            bool isMem = kind == OpCodeOperandKind.mem || (useMem && kind is OpCodeOperandKind.xmm_or_mem or OpCodeOperandKind.r32_or_mem or OpCodeOperandKind.r64_or_mem);
+            if (isMem)
+            {
+                args.Add(__[rbx + disp].ToMemoryOperand(64));
+                types.Add(typeof(MemoryOperand).MakeByRefType());
+            }
+            else if (kind == OpCodeOperandKind.imm8)
+            {
+                args.Add((int)(rng.Next(3) == 0 ? (byte)rng.Next(256) : s_imms[rng.Next(s_imms.Length)]));
+                types.Add(typeof(int));
+            }
+            else
+            {
+                args.Add(kind is OpCodeOperandKind.xmm_reg or OpCodeOperandKind.xmm_rm or OpCodeOperandKind.xmm_or_mem
+                    ? Xmm(rng)
+                    : PickGpr(rng, kind is OpCodeOperandKind.r64_or_mem or OpCodeOperandKind.r64_reg or OpCodeOperandKind.r64_rm));
+                types.Add(typeof(Register));
+            }
+        }
+        var create = typeof(Instruction).GetMethod(nameof(Instruction.Create), BindingFlags.Public | BindingFlags.Static, [.. types])
+            ?? throw new InvalidOperationException($"no Instruction.Create for {code}");
+        return (Instruction)create.Invoke(null, [code, .. args])!;
     }
 
     /// <summary>Any GPR but RSP and RBX (the data base).</summary>

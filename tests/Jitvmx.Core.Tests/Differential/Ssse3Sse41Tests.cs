@@ -12,7 +12,7 @@ namespace Jitvmx.Tests.Differential;
 /// </summary>
 public sealed class Ssse3Sse41Tests
 {
-    private static IReadOnlyList<Code> Codes => SimdCases.Encodings(
+    internal static IReadOnlyList<Code> Codes => SimdCases.Encodings(
         Mnemonic.Pshufb, Mnemonic.Palignr, Mnemonic.Phaddw, Mnemonic.Phaddd, Mnemonic.Phaddsw, Mnemonic.Phsubw, Mnemonic.Phsubd,
         Mnemonic.Phsubsw, Mnemonic.Pmaddubsw, Mnemonic.Pmulhrsw, Mnemonic.Psignb, Mnemonic.Psignw, Mnemonic.Psignd,
         Mnemonic.Pabsb, Mnemonic.Pabsw, Mnemonic.Pabsd, Mnemonic.Pminsb, Mnemonic.Pminsd, Mnemonic.Pminuw, Mnemonic.Pminud,
