@@ -18,16 +18,6 @@ internal static class SimdIntOps
 
     private static readonly V s_iota = Vector128.Create((byte)0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 
-    /// <summary>Element-wise scalar fallback.</summary>
-    private static V Map<T>(V a, V b, Func<T, T, T> f) where T : struct
-    {
-        var x = a.As<byte, T>();
-        var y = b.As<byte, T>();
-        var r = x;
-        for (int i = 0; i < Vector128<T>.Count; i++) r = r.WithElement(i, f(x.GetElement(i), y.GetElement(i)));
-        return r.AsByte();
-    }
-
     // ---------------- moves and lanes ----------------
 
     [MethodImpl(Inline)] public static V MergeLow32(V dst, V src) => dst.AsUInt32().WithElement(0, src.AsUInt32().ToScalar()).AsByte();
@@ -82,38 +72,28 @@ internal static class SimdIntOps
     [MethodImpl(Inline)] public static V Psubq(V a, V b) => (a.AsUInt64() - b.AsUInt64()).AsByte();
 
     [MethodImpl(Inline)]
-    public static V Paddsb(V a, V b) => Sse2.IsSupported ? Sse2.AddSaturate(a.AsSByte(), b.AsSByte()).AsByte()
-        : Map<sbyte>(a, b, static (x, y) => (sbyte)Math.Clamp(x + y, sbyte.MinValue, sbyte.MaxValue));
+    public static V Paddsb(V a, V b) => Sse2.IsSupported ? Sse2.AddSaturate(a.AsSByte(), b.AsSByte()).AsByte() : Portable.Paddsb(a, b);
     [MethodImpl(Inline)]
-    public static V Paddsw(V a, V b) => Sse2.IsSupported ? Sse2.AddSaturate(a.AsInt16(), b.AsInt16()).AsByte()
-        : Map<short>(a, b, static (x, y) => (short)Math.Clamp(x + y, short.MinValue, short.MaxValue));
+    public static V Paddsw(V a, V b) => Sse2.IsSupported ? Sse2.AddSaturate(a.AsInt16(), b.AsInt16()).AsByte() : Portable.Paddsw(a, b);
     [MethodImpl(Inline)]
-    public static V Paddusb(V a, V b) => Sse2.IsSupported ? Sse2.AddSaturate(a, b)
-        : Map<byte>(a, b, static (x, y) => (byte)Math.Min(x + y, byte.MaxValue));
+    public static V Paddusb(V a, V b) => Sse2.IsSupported ? Sse2.AddSaturate(a, b) : Portable.Paddusb(a, b);
     [MethodImpl(Inline)]
-    public static V Paddusw(V a, V b) => Sse2.IsSupported ? Sse2.AddSaturate(a.AsUInt16(), b.AsUInt16()).AsByte()
-        : Map<ushort>(a, b, static (x, y) => (ushort)Math.Min(x + y, ushort.MaxValue));
+    public static V Paddusw(V a, V b) => Sse2.IsSupported ? Sse2.AddSaturate(a.AsUInt16(), b.AsUInt16()).AsByte() : Portable.Paddusw(a, b);
     [MethodImpl(Inline)]
-    public static V Psubsb(V a, V b) => Sse2.IsSupported ? Sse2.SubtractSaturate(a.AsSByte(), b.AsSByte()).AsByte()
-        : Map<sbyte>(a, b, static (x, y) => (sbyte)Math.Clamp(x - y, sbyte.MinValue, sbyte.MaxValue));
+    public static V Psubsb(V a, V b) => Sse2.IsSupported ? Sse2.SubtractSaturate(a.AsSByte(), b.AsSByte()).AsByte() : Portable.Psubsb(a, b);
     [MethodImpl(Inline)]
-    public static V Psubsw(V a, V b) => Sse2.IsSupported ? Sse2.SubtractSaturate(a.AsInt16(), b.AsInt16()).AsByte()
-        : Map<short>(a, b, static (x, y) => (short)Math.Clamp(x - y, short.MinValue, short.MaxValue));
+    public static V Psubsw(V a, V b) => Sse2.IsSupported ? Sse2.SubtractSaturate(a.AsInt16(), b.AsInt16()).AsByte() : Portable.Psubsw(a, b);
     [MethodImpl(Inline)]
-    public static V Psubusb(V a, V b) => Sse2.IsSupported ? Sse2.SubtractSaturate(a, b)
-        : Map<byte>(a, b, static (x, y) => (byte)Math.Max(x - y, 0));
+    public static V Psubusb(V a, V b) => Sse2.IsSupported ? Sse2.SubtractSaturate(a, b) : Portable.Psubusb(a, b);
     [MethodImpl(Inline)]
-    public static V Psubusw(V a, V b) => Sse2.IsSupported ? Sse2.SubtractSaturate(a.AsUInt16(), b.AsUInt16()).AsByte()
-        : Map<ushort>(a, b, static (x, y) => (ushort)Math.Max(x - y, 0));
+    public static V Psubusw(V a, V b) => Sse2.IsSupported ? Sse2.SubtractSaturate(a.AsUInt16(), b.AsUInt16()).AsByte() : Portable.Psubusw(a, b);
 
     [MethodImpl(Inline)] public static V Pmullw(V a, V b) => (a.AsUInt16() * b.AsUInt16()).AsByte();
     [MethodImpl(Inline)] public static V Pmulld(V a, V b) => (a.AsUInt32() * b.AsUInt32()).AsByte();
     [MethodImpl(Inline)]
-    public static V Pmulhw(V a, V b) => Sse2.IsSupported ? Sse2.MultiplyHigh(a.AsInt16(), b.AsInt16()).AsByte()
-        : Map<short>(a, b, static (x, y) => (short)((x * y) >> 16));
+    public static V Pmulhw(V a, V b) => Sse2.IsSupported ? Sse2.MultiplyHigh(a.AsInt16(), b.AsInt16()).AsByte() : Portable.Pmulhw(a, b);
     [MethodImpl(Inline)]
-    public static V Pmulhuw(V a, V b) => Sse2.IsSupported ? Sse2.MultiplyHigh(a.AsUInt16(), b.AsUInt16()).AsByte()
-        : Map<ushort>(a, b, static (x, y) => (ushort)((uint)(x * y) >> 16));
+    public static V Pmulhuw(V a, V b) => Sse2.IsSupported ? Sse2.MultiplyHigh(a.AsUInt16(), b.AsUInt16()).AsByte() : Portable.Pmulhuw(a, b);
     [MethodImpl(Inline)]
     public static V Pmuludq(V a, V b)
     {
@@ -121,38 +101,15 @@ internal static class SimdIntOps
         return ((a.AsUInt64() & m) * (b.AsUInt64() & m)).AsByte();
     }
     [MethodImpl(Inline)]
-    public static V Pmuldq(V a, V b)
-    {
-        if (Sse41.IsSupported) return Sse41.Multiply(a.AsInt32(), b.AsInt32()).AsByte();
-        var x = Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(a.AsInt64(), 32), 32);
-        var y = Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(b.AsInt64(), 32), 32);
-        return (x * y).AsByte();
-    }
+    public static V Pmuldq(V a, V b) => Sse41.IsSupported ? Sse41.Multiply(a.AsInt32(), b.AsInt32()).AsByte() : Portable.Pmuldq(a, b);
     [MethodImpl(Inline)]
-    public static V Pmaddwd(V a, V b)
-    {
-        if (Sse2.IsSupported) return Sse2.MultiplyAddAdjacent(a.AsInt16(), b.AsInt16()).AsByte();
-        var x = a.AsInt16();
-        var y = b.AsInt16();
-        var r = Vector128<int>.Zero;
-        for (int i = 0; i < 4; i++)
-            r = r.WithElement(i, (int)(x[2 * i] * y[2 * i] + (uint)(x[2 * i + 1] * y[2 * i + 1])));
-        return r.AsByte();
-    }
+    public static V Pmaddwd(V a, V b) => Sse2.IsSupported ? Sse2.MultiplyAddAdjacent(a.AsInt16(), b.AsInt16()).AsByte() : Portable.Pmaddwd(a, b);
     [MethodImpl(Inline)]
-    public static V Psadbw(V a, V b)
-    {
-        if (Sse2.IsSupported) return Sse2.SumAbsoluteDifferences(a, b).AsByte();
-        ulong lo = 0, hi = 0;
-        for (int i = 0; i < 8; i++) lo += (ulong)Math.Abs(a[i] - b[i]);
-        for (int i = 8; i < 16; i++) hi += (ulong)Math.Abs(a[i] - b[i]);
-        return Vector128.Create(lo, hi).AsByte();
-    }
+    public static V Psadbw(V a, V b) => Sse2.IsSupported ? Sse2.SumAbsoluteDifferences(a, b).AsByte() : Portable.Psadbw(a, b);
     [MethodImpl(Inline)]
-    public static V Pavgb(V a, V b) => Sse2.IsSupported ? Sse2.Average(a, b) : Map<byte>(a, b, static (x, y) => (byte)((x + y + 1) >> 1));
+    public static V Pavgb(V a, V b) => Sse2.IsSupported ? Sse2.Average(a, b) : Portable.Pavgb(a, b);
     [MethodImpl(Inline)]
-    public static V Pavgw(V a, V b) => Sse2.IsSupported ? Sse2.Average(a.AsUInt16(), b.AsUInt16()).AsByte()
-        : Map<ushort>(a, b, static (x, y) => (ushort)((x + y + 1) >> 1));
+    public static V Pavgw(V a, V b) => Sse2.IsSupported ? Sse2.Average(a.AsUInt16(), b.AsUInt16()).AsByte() : Portable.Pavgw(a, b);
 
     [MethodImpl(Inline)] public static V Pminub(V a, V b) => Vector128.Min(a, b);
     [MethodImpl(Inline)] public static V Pmaxub(V a, V b) => Vector128.Max(a, b);
@@ -241,13 +198,7 @@ internal static class SimdIntOps
                 (_, true) => Sse2.UnpackHigh(a.AsUInt64(), b.AsUInt64()).AsByte(),
             };
         }
-        var r = V.Zero;
-        for (int j = 0; j < 16; j++)
-        {
-            int elem = j / size, k = elem / 2 + (high ? 8 / size : 0);
-            r = r.WithElement(j, (elem % 2 == 0 ? a : b)[k * size + j % size]);
-        }
-        return r;
+        return Portable.Unpack(a, b, size, high);
     }
 
     [MethodImpl(Inline)] public static V Punpcklbw(V a, V b) => Unpack(a, b, 1, false);
@@ -260,93 +211,46 @@ internal static class SimdIntOps
     [MethodImpl(Inline)] public static V Punpckhqdq(V a, V b) => Unpack(a, b, 8, true);
 
     [MethodImpl(Inline)]
-    public static V Packsswb(V a, V b) => Sse2.IsSupported ? Sse2.PackSignedSaturate(a.AsInt16(), b.AsInt16()).AsByte()
-        : Vector128.Narrow(Vector128.Clamp(a.AsInt16(), Vector128.Create((short)-128), Vector128.Create((short)127)),
-            Vector128.Clamp(b.AsInt16(), Vector128.Create((short)-128), Vector128.Create((short)127))).AsByte();
+    public static V Packsswb(V a, V b) => Sse2.IsSupported ? Sse2.PackSignedSaturate(a.AsInt16(), b.AsInt16()).AsByte() : Portable.Packsswb(a, b);
     [MethodImpl(Inline)]
-    public static V Packssdw(V a, V b) => Sse2.IsSupported ? Sse2.PackSignedSaturate(a.AsInt32(), b.AsInt32()).AsByte()
-        : Vector128.Narrow(Vector128.Clamp(a.AsInt32(), Vector128.Create(-32768), Vector128.Create(32767)),
-            Vector128.Clamp(b.AsInt32(), Vector128.Create(-32768), Vector128.Create(32767))).AsByte();
+    public static V Packssdw(V a, V b) => Sse2.IsSupported ? Sse2.PackSignedSaturate(a.AsInt32(), b.AsInt32()).AsByte() : Portable.Packssdw(a, b);
     [MethodImpl(Inline)]
-    public static V Packuswb(V a, V b) => Sse2.IsSupported ? Sse2.PackUnsignedSaturate(a.AsInt16(), b.AsInt16())
-        : Vector128.Narrow(Vector128.Clamp(a.AsInt16(), Vector128<short>.Zero, Vector128.Create((short)255)),
-            Vector128.Clamp(b.AsInt16(), Vector128<short>.Zero, Vector128.Create((short)255))).AsByte();
+    public static V Packuswb(V a, V b) => Sse2.IsSupported ? Sse2.PackUnsignedSaturate(a.AsInt16(), b.AsInt16()) : Portable.Packuswb(a, b);
     [MethodImpl(Inline)]
-    public static V Packusdw(V a, V b) => Sse41.IsSupported ? Sse41.PackUnsignedSaturate(a.AsInt32(), b.AsInt32()).AsByte()
-        : Vector128.Narrow(Vector128.Clamp(a.AsInt32(), Vector128<int>.Zero, Vector128.Create(65535)),
-            Vector128.Clamp(b.AsInt32(), Vector128<int>.Zero, Vector128.Create(65535))).AsByte();
+    public static V Packusdw(V a, V b) => Sse41.IsSupported ? Sse41.PackUnsignedSaturate(a.AsInt32(), b.AsInt32()).AsByte() : Portable.Packusdw(a, b);
 
     // ---------------- SSSE3 ----------------
 
     /// <summary>PSHUFB: a set top bit gives zero, otherwise the low four bits index (out-of-range indices shuffle to zero).</summary>
     [MethodImpl(Inline)]
-    public static V Pshufb(V a, V b) => Ssse3.IsSupported ? Ssse3.Shuffle(a, b) : Vector128.Shuffle(a, b & Vector128.Create((byte)0x8F));
-
-    /// <summary>Horizontal pairs of 16-bit lanes: a's pairs to the low half, b's to the high half.</summary>
-    private static V Horizontal16(V a, V b, Func<short, short, short> f)
-    {
-        var x = a.AsInt16();
-        var y = b.AsInt16();
-        var r = Vector128<short>.Zero;
-        for (int i = 0; i < 4; i++)
-        {
-            r = r.WithElement(i, f(x[2 * i], x[2 * i + 1]));
-            r = r.WithElement(i + 4, f(y[2 * i], y[2 * i + 1]));
-        }
-        return r.AsByte();
-    }
-
-    private static V Horizontal32(V a, V b, Func<int, int, int> f)
-    {
-        var x = a.AsInt32();
-        var y = b.AsInt32();
-        return Vector128.Create(f(x[0], x[1]), f(x[2], x[3]), f(y[0], y[1]), f(y[2], y[3])).AsByte();
-    }
+    public static V Pshufb(V a, V b) => Ssse3.IsSupported ? Ssse3.Shuffle(a, b) : Portable.Pshufb(a, b);
 
     [MethodImpl(Inline)]
-    public static V Phaddw(V a, V b) => Ssse3.IsSupported ? Ssse3.HorizontalAdd(a.AsInt16(), b.AsInt16()).AsByte()
-        : Horizontal16(a, b, static (x, y) => (short)(x + y));
+    public static V Phaddw(V a, V b) => Ssse3.IsSupported ? Ssse3.HorizontalAdd(a.AsInt16(), b.AsInt16()).AsByte() : Portable.Phaddw(a, b);
     [MethodImpl(Inline)]
-    public static V Phaddd(V a, V b) => Ssse3.IsSupported ? Ssse3.HorizontalAdd(a.AsInt32(), b.AsInt32()).AsByte()
-        : Horizontal32(a, b, static (x, y) => x + y);
+    public static V Phaddd(V a, V b) => Ssse3.IsSupported ? Ssse3.HorizontalAdd(a.AsInt32(), b.AsInt32()).AsByte() : Portable.Phaddd(a, b);
     [MethodImpl(Inline)]
-    public static V Phaddsw(V a, V b) => Ssse3.IsSupported ? Ssse3.HorizontalAddSaturate(a.AsInt16(), b.AsInt16()).AsByte()
-        : Horizontal16(a, b, static (x, y) => (short)Math.Clamp(x + y, short.MinValue, short.MaxValue));
+    public static V Phaddsw(V a, V b) => Ssse3.IsSupported ? Ssse3.HorizontalAddSaturate(a.AsInt16(), b.AsInt16()).AsByte() : Portable.Phaddsw(a, b);
     [MethodImpl(Inline)]
-    public static V Phsubw(V a, V b) => Ssse3.IsSupported ? Ssse3.HorizontalSubtract(a.AsInt16(), b.AsInt16()).AsByte()
-        : Horizontal16(a, b, static (x, y) => (short)(x - y));
+    public static V Phsubw(V a, V b) => Ssse3.IsSupported ? Ssse3.HorizontalSubtract(a.AsInt16(), b.AsInt16()).AsByte() : Portable.Phsubw(a, b);
     [MethodImpl(Inline)]
-    public static V Phsubd(V a, V b) => Ssse3.IsSupported ? Ssse3.HorizontalSubtract(a.AsInt32(), b.AsInt32()).AsByte()
-        : Horizontal32(a, b, static (x, y) => x - y);
+    public static V Phsubd(V a, V b) => Ssse3.IsSupported ? Ssse3.HorizontalSubtract(a.AsInt32(), b.AsInt32()).AsByte() : Portable.Phsubd(a, b);
     [MethodImpl(Inline)]
-    public static V Phsubsw(V a, V b) => Ssse3.IsSupported ? Ssse3.HorizontalSubtractSaturate(a.AsInt16(), b.AsInt16()).AsByte()
-        : Horizontal16(a, b, static (x, y) => (short)Math.Clamp(x - y, short.MinValue, short.MaxValue));
+    public static V Phsubsw(V a, V b) => Ssse3.IsSupported ? Ssse3.HorizontalSubtractSaturate(a.AsInt16(), b.AsInt16()).AsByte() : Portable.Phsubsw(a, b);
 
     /// <summary>PMADDUBSW: unsigned bytes of a times signed bytes of b, adjacent pairs added with signed saturation.</summary>
     [MethodImpl(Inline)]
-    public static V Pmaddubsw(V a, V b)
-    {
-        if (Ssse3.IsSupported) return Ssse3.MultiplyAddAdjacent(a, b.AsSByte()).AsByte();
-        var y = b.AsSByte();
-        var r = Vector128<short>.Zero;
-        for (int i = 0; i < 8; i++)
-            r = r.WithElement(i, (short)Math.Clamp(a[2 * i] * y[2 * i] + a[2 * i + 1] * y[2 * i + 1], short.MinValue, short.MaxValue));
-        return r.AsByte();
-    }
+    public static V Pmaddubsw(V a, V b) => Ssse3.IsSupported ? Ssse3.MultiplyAddAdjacent(a, b.AsSByte()).AsByte() : Portable.Pmaddubsw(a, b);
     [MethodImpl(Inline)]
-    public static V Pmulhrsw(V a, V b) => Ssse3.IsSupported ? Ssse3.MultiplyHighRoundScale(a.AsInt16(), b.AsInt16()).AsByte()
-        : Map<short>(a, b, static (x, y) => (short)((((x * y) >> 14) + 1) >> 1));
+    public static V Pmulhrsw(V a, V b) => Ssse3.IsSupported ? Ssse3.MultiplyHighRoundScale(a.AsInt16(), b.AsInt16()).AsByte() : Portable.Pmulhrsw(a, b);
 
     /// <summary>PSIGN: negate where b is negative, zero where b is zero.</summary>
     [MethodImpl(Inline)]
-    public static V Psignb(V a, V b) => Ssse3.IsSupported ? Ssse3.Sign(a.AsSByte(), b.AsSByte()).AsByte()
-        : Map<sbyte>(a, b, static (x, y) => (sbyte)(y < 0 ? -x : y == 0 ? 0 : x));
+    public static V Psignb(V a, V b) => Ssse3.IsSupported ? Ssse3.Sign(a.AsSByte(), b.AsSByte()).AsByte() : Portable.Psignb(a, b);
     [MethodImpl(Inline)]
-    public static V Psignw(V a, V b) => Ssse3.IsSupported ? Ssse3.Sign(a.AsInt16(), b.AsInt16()).AsByte()
-        : Map<short>(a, b, static (x, y) => (short)(y < 0 ? -x : y == 0 ? 0 : x));
+    public static V Psignw(V a, V b) => Ssse3.IsSupported ? Ssse3.Sign(a.AsInt16(), b.AsInt16()).AsByte() : Portable.Psignw(a, b);
     [MethodImpl(Inline)]
-    public static V Psignd(V a, V b) => Ssse3.IsSupported ? Ssse3.Sign(a.AsInt32(), b.AsInt32()).AsByte()
-        : Map<int>(a, b, static (x, y) => y < 0 ? -x : y == 0 ? 0 : x);
+    public static V Psignd(V a, V b) => Ssse3.IsSupported ? Ssse3.Sign(a.AsInt32(), b.AsInt32()).AsByte() : Portable.Psignd(a, b);
     [MethodImpl(Inline)] public static V Pabsb(V a) => Vector128.Abs(a.AsSByte()).AsByte();
     [MethodImpl(Inline)] public static V Pabsw(V a) => Vector128.Abs(a.AsInt16()).AsByte();
     [MethodImpl(Inline)] public static V Pabsd(V a) => Vector128.Abs(a.AsInt32()).AsByte();
@@ -382,14 +286,7 @@ internal static class SimdIntOps
 
     /// <summary>PHMINPOSUW: the smallest word in lane 0, the index of its first occurrence in bits 18:16, the rest zero.</summary>
     [MethodImpl(Inline)]
-    public static V Phminposuw(V a)
-    {
-        if (Sse41.IsSupported) return Sse41.MinHorizontal(a.AsUInt16()).AsByte();
-        var w = a.AsUInt16();
-        int idx = 0;
-        for (int i = 1; i < 8; i++) if (w[i] < w[idx]) idx = i;
-        return Vector128.CreateScalar((uint)w[idx] | ((uint)idx << 16)).AsByte();
-    }
+    public static V Phminposuw(V a) => Sse41.IsSupported ? Sse41.MinHorizontal(a.AsUInt16()).AsByte() : Portable.Phminposuw(a);
 
     /// <summary>MPSADBW: eight sums of absolute differences of 4-byte groups sliding over dst against one group of src.</summary>
     public static V Mpsadbw(V dst, V src, byte imm)
@@ -403,5 +300,199 @@ internal static class SimdIntOps
             r = r.WithElement(i, (ushort)s);
         }
         return r.AsByte();
+    }
+
+    // ---------------- SSE4.2 string compares ----------------
+
+    /// <summary>
+    /// PCMPxSTRx core. <paramref name="la"/>/<paramref name="lb"/> are the explicit lengths (RAX/RDX or
+    /// EAX/EDX sign-extended; absolute value, saturated), unless <paramref name="implicitLengths"/> is
+    /// set: then each length is the index of the first zero element. Returns IntRes2 in bits 15:0, CF ZF SF OF in bits 16–19 and the
+    /// index (PCMPxSTRI's ECX) in bits 36:32.
+    /// </summary>
+    public static ulong PcmpStr(V a, V b, long la, long lb, byte imm, byte implicitLengths)
+    {
+        bool words = (imm & 1) != 0, signed = (imm & 2) != 0;
+        int n = words ? 8 : 16;
+        int Elem(V v, int k) => (words, signed) switch
+        {
+            (false, false) => v[k],
+            (false, true) => (sbyte)v[k],
+            (true, false) => v.AsUInt16()[k],
+            _ => v.AsInt16()[k],
+        };
+        int Length(V v, long explicitLength)
+        {
+            if (implicitLengths == 0) return (int)Math.Min(Math.Abs(Math.Max(explicitLength, long.MinValue + 1)), n);
+            int k = 0;
+            while (k < n && Elem(v, k) != 0) k++;
+            return k;
+        }
+        int lenA = Length(a, la), lenB = Length(b, lb);
+        int agg = (imm >> 2) & 3;
+        uint res1 = 0;
+        for (int j = 0; j < n; j++)
+        {
+            bool bit;
+            switch (agg)
+            {
+                case 0: // equal any
+                    bit = false;
+                    for (int k = 0; k < lenA && j < lenB; k++) bit |= Elem(a, k) == Elem(b, j);
+                    break;
+                case 1: // ranges
+                    bit = false;
+                    for (int k = 0; k + 1 < lenA && j < lenB; k += 2) bit |= Elem(a, k) <= Elem(b, j) && Elem(b, j) <= Elem(a, k + 1);
+                    break;
+                case 2: // equal each
+                    bit = j >= lenA && j >= lenB || j < lenA && j < lenB && Elem(a, j) == Elem(b, j);
+                    break;
+                default: // equal ordered: a (the needle) matches b at j
+                    bit = true;
+                    for (int k = 0; k < n - j && k < lenA; k++) bit &= j + k < lenB && Elem(a, k) == Elem(b, j + k);
+                    break;
+            }
+            if (bit) res1 |= 1u << j;
+        }
+        uint all = (1u << n) - 1, valid = (1u << lenB) - 1;
+        uint res2 = ((imm >> 4) & 3) switch
+        {
+            1 => ~res1 & all,
+            3 => (res1 ^ valid) & all,
+            _ => res1,
+        };
+        ulong index = res2 == 0 ? (ulong)n : (imm & 0x40) != 0 ? (ulong)(31 - System.Numerics.BitOperations.LeadingZeroCount(res2))
+            : (ulong)System.Numerics.BitOperations.TrailingZeroCount(res2);
+        ulong flags = (res2 != 0 ? 1u : 0) | (lenB < n ? 2u : 0) | (lenA < n ? 4u : 0) | ((res2 & 1) << 3);
+        return res2 | (flags << 16) | (index << 32);
+    }
+
+    /// <summary>PCMPxSTRM's XMM0: IntRes2 as a bit mask, or expanded to byte/word masks when imm8 bit 6 is set.</summary>
+    public static V PcmpMask(ulong res, byte imm)
+    {
+        uint r = (uint)res & 0xFFFF;
+        if ((imm & 0x40) == 0) return Vector128.CreateScalar(r).AsByte();
+        if ((imm & 1) == 0)
+        {
+            var bytes = V.Zero;
+            for (int k = 0; k < 16; k++) if ((r >> k & 1) != 0) bytes = bytes.WithElement(k, (byte)0xFF);
+            return bytes;
+        }
+        var w = Vector128<ushort>.Zero;
+        for (int k = 0; k < 8; k++) if ((r >> k & 1) != 0) w = w.WithElement(k, (ushort)0xFFFF);
+        return w.AsByte();
+    }
+
+    /// <summary>
+    /// The portable paths of the operations that use x86 intrinsics when the host has them; public so
+    /// the tests can check them against the intrinsics on an x86 host.
+    /// </summary>
+    internal static class Portable
+    {
+        /// <summary>Element-wise scalar fallback.</summary>
+        private static V Map<T>(V a, V b, Func<T, T, T> f) where T : struct
+        {
+            var x = a.As<byte, T>();
+            var y = b.As<byte, T>();
+            var r = x;
+            for (int i = 0; i < Vector128<T>.Count; i++) r = r.WithElement(i, f(x.GetElement(i), y.GetElement(i)));
+            return r.AsByte();
+        }
+
+        /// <summary>Horizontal pairs of 16-bit lanes: a's pairs to the low half, b's to the high half.</summary>
+        private static V Horizontal16(V a, V b, Func<short, short, short> f)
+        {
+            var x = a.AsInt16();
+            var y = b.AsInt16();
+            var r = Vector128<short>.Zero;
+            for (int i = 0; i < 4; i++)
+            {
+                r = r.WithElement(i, f(x[2 * i], x[2 * i + 1]));
+                r = r.WithElement(i + 4, f(y[2 * i], y[2 * i + 1]));
+            }
+            return r.AsByte();
+        }
+
+        private static V Horizontal32(V a, V b, Func<int, int, int> f)
+        {
+            var x = a.AsInt32();
+            var y = b.AsInt32();
+            return Vector128.Create(f(x[0], x[1]), f(x[2], x[3]), f(y[0], y[1]), f(y[2], y[3])).AsByte();
+        }
+
+        public static V Paddsb(V a, V b) => Map<sbyte>(a, b, static (x, y) => (sbyte)Math.Clamp(x + y, sbyte.MinValue, sbyte.MaxValue));
+        public static V Paddsw(V a, V b) => Map<short>(a, b, static (x, y) => (short)Math.Clamp(x + y, short.MinValue, short.MaxValue));
+        public static V Paddusb(V a, V b) => Map<byte>(a, b, static (x, y) => (byte)Math.Min(x + y, byte.MaxValue));
+        public static V Paddusw(V a, V b) => Map<ushort>(a, b, static (x, y) => (ushort)Math.Min(x + y, ushort.MaxValue));
+        public static V Psubsb(V a, V b) => Map<sbyte>(a, b, static (x, y) => (sbyte)Math.Clamp(x - y, sbyte.MinValue, sbyte.MaxValue));
+        public static V Psubsw(V a, V b) => Map<short>(a, b, static (x, y) => (short)Math.Clamp(x - y, short.MinValue, short.MaxValue));
+        public static V Psubusb(V a, V b) => Map<byte>(a, b, static (x, y) => (byte)Math.Max(x - y, 0));
+        public static V Psubusw(V a, V b) => Map<ushort>(a, b, static (x, y) => (ushort)Math.Max(x - y, 0));
+        public static V Pmulhw(V a, V b) => Map<short>(a, b, static (x, y) => (short)((x * y) >> 16));
+        public static V Pmulhuw(V a, V b) => Map<ushort>(a, b, static (x, y) => (ushort)((uint)(x * y) >> 16));
+        public static V Pavgw(V a, V b) => Map<ushort>(a, b, static (x, y) => (ushort)((x + y + 1) >> 1));
+        public static V Packsswb(V a, V b) => Vector128.Narrow(Vector128.Clamp(a.AsInt16(), Vector128.Create((short)-128), Vector128.Create((short)127)), Vector128.Clamp(b.AsInt16(), Vector128.Create((short)-128), Vector128.Create((short)127))).AsByte();
+        public static V Packssdw(V a, V b) => Vector128.Narrow(Vector128.Clamp(a.AsInt32(), Vector128.Create(-32768), Vector128.Create(32767)), Vector128.Clamp(b.AsInt32(), Vector128.Create(-32768), Vector128.Create(32767))).AsByte();
+        public static V Packuswb(V a, V b) => Vector128.Narrow(Vector128.Clamp(a.AsInt16(), Vector128<short>.Zero, Vector128.Create((short)255)), Vector128.Clamp(b.AsInt16(), Vector128<short>.Zero, Vector128.Create((short)255))).AsByte();
+        public static V Packusdw(V a, V b) => Vector128.Narrow(Vector128.Clamp(a.AsInt32(), Vector128<int>.Zero, Vector128.Create(65535)), Vector128.Clamp(b.AsInt32(), Vector128<int>.Zero, Vector128.Create(65535))).AsByte();
+        public static V Phaddw(V a, V b) => Horizontal16(a, b, static (x, y) => (short)(x + y));
+        public static V Phaddd(V a, V b) => Horizontal32(a, b, static (x, y) => x + y);
+        public static V Phaddsw(V a, V b) => Horizontal16(a, b, static (x, y) => (short)Math.Clamp(x + y, short.MinValue, short.MaxValue));
+        public static V Phsubw(V a, V b) => Horizontal16(a, b, static (x, y) => (short)(x - y));
+        public static V Phsubd(V a, V b) => Horizontal32(a, b, static (x, y) => x - y);
+        public static V Phsubsw(V a, V b) => Horizontal16(a, b, static (x, y) => (short)Math.Clamp(x - y, short.MinValue, short.MaxValue));
+        public static V Pmulhrsw(V a, V b) => Map<short>(a, b, static (x, y) => (short)((((x * y) >> 14) + 1) >> 1));
+        public static V Psignb(V a, V b) => Map<sbyte>(a, b, static (x, y) => (sbyte)(y < 0 ? -x : y == 0 ? 0 : x));
+        public static V Psignw(V a, V b) => Map<short>(a, b, static (x, y) => (short)(y < 0 ? -x : y == 0 ? 0 : x));
+        public static V Psignd(V a, V b) => Map<int>(a, b, static (x, y) => y < 0 ? -x : y == 0 ? 0 : x);
+        public static V Pmuldq(V a, V b)
+        {
+            var x = Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(a.AsInt64(), 32), 32);
+            var y = Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(b.AsInt64(), 32), 32);
+            return (x * y).AsByte();
+        }
+        public static V Pmaddwd(V a, V b)
+        {
+            var x = a.AsInt16();
+            var y = b.AsInt16();
+            var r = Vector128<int>.Zero;
+            for (int i = 0; i < 4; i++)
+                r = r.WithElement(i, (int)(x[2 * i] * y[2 * i] + (uint)(x[2 * i + 1] * y[2 * i + 1])));
+            return r.AsByte();
+        }
+        public static V Psadbw(V a, V b)
+        {
+            ulong lo = 0, hi = 0;
+            for (int i = 0; i < 8; i++) lo += (ulong)Math.Abs(a[i] - b[i]);
+            for (int i = 8; i < 16; i++) hi += (ulong)Math.Abs(a[i] - b[i]);
+            return Vector128.Create(lo, hi).AsByte();
+        }
+        public static V Pavgb(V a, V b) => Map<byte>(a, b, static (x, y) => (byte)((x + y + 1) >> 1));
+        public static V Unpack(V a, V b, int size, bool high)
+        {
+            var r = V.Zero;
+            for (int j = 0; j < 16; j++)
+            {
+                int elem = j / size, k = elem / 2 + (high ? 8 / size : 0);
+                r = r.WithElement(j, (elem % 2 == 0 ? a : b)[k * size + j % size]);
+            }
+            return r;
+        }
+        public static V Pshufb(V a, V b) => Vector128.Shuffle(a, b & Vector128.Create((byte)0x8F));
+        public static V Pmaddubsw(V a, V b)
+        {
+            var y = b.AsSByte();
+            var r = Vector128<short>.Zero;
+            for (int i = 0; i < 8; i++)
+                r = r.WithElement(i, (short)Math.Clamp(a[2 * i] * y[2 * i] + a[2 * i + 1] * y[2 * i + 1], short.MinValue, short.MaxValue));
+            return r.AsByte();
+        }
+        public static V Phminposuw(V a)
+        {
+            var w = a.AsUInt16();
+            int idx = 0;
+            for (int i = 1; i < 8; i++) if (w[i] < w[idx]) idx = i;
+            return Vector128.CreateScalar((uint)w[idx] | ((uint)idx << 16)).AsByte();
+        }
     }
 }

@@ -80,7 +80,7 @@ internal static class SseInteger
         });
     }
 
-    /// <summary>dst = op(src) for two-operand forms, op(dst) with an imm8 for the in-place byte shifts, op(src, imm8) for shuffles.</summary>
+    /// <summary>dst = op(src, imm8): the byte shifts (two operands) work on dst in place, the shuffles read xmm/m128.</summary>
     internal static void UnaryImm(EmitterTable t, Mnemonic m, string name)
     {
         int op = SseMove.Op(name);
