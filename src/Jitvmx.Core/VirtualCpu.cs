@@ -87,7 +87,7 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
         s = default;
         s.Rflags = (ulong)RFlags.Reserved1;
         s.Cr0 = 0x31;       // PE, ET, NE. 64-bit code with CR0.PG clear is Jitvmx's flat mode: guest-linear = guest-physical.
-        s.Cr4 = 0x20;       // PAE
+        s.Cr4 = 0x620;      // PAE, OSFXSR, OSXMMEXCPT: SSE is enabled, as an OS would have set it up
         s.Efer = 0x500;     // LME, LMA
         s.Cs = new SegmentRegister { Selector = 0x08, Limit = 0xFFFFFFFF, AccessRights = 0xA09B };
         var data = new SegmentRegister { Selector = 0x10, Limit = 0xFFFFFFFF, AccessRights = 0xC093 };
