@@ -100,58 +100,42 @@ internal static unsafe partial class SimdOps
     private static partial nint mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
 
     /// <summary>
-    /// Operation word passed to <see cref="Exec"/>: stub address in the low 48 bits; bits 56–57 the
-    /// result element (0 none, 1 single, 2 double) and 58–60 the element count, used to detect
-    /// exact tiny results when UE is unmasked (the masked run does not flag them).
-    /// </summary>
-    internal static ulong OpWord(nint stub, int elementKind, int count) => (ulong)stub | ((ulong)elementKind << 56) | ((ulong)count << 58);
-
-    /// <summary>
-    /// Runs the host instruction under the guest's MXCSR with every exception masked; commits the
-    /// raised flags, or (an unmasked one was raised) sets the flags the SDM says are set before
-    /// #XM plus <see cref="XmPending"/> and returns <paramref name="a"/> unchanged.
+    /// Runs the host instruction (stub address <paramref name="op"/>) under the guest's MXCSR with
+    /// every exception masked; commits the raised flags, or (an unmasked one was raised) sets the
+    /// flags the SDM says are set before #XM plus <see cref="XmPending"/> and returns
+    /// <paramref name="a"/> unchanged.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector128<byte> Exec(CpuContext* ctx, ulong op, Vector128<byte> a, Vector128<byte> b)
     {
+        var stub = (delegate* unmanaged[SuppressGCTransition]<uint*, Vector128<byte>*, Vector128<byte>*, void>)(nint)op;
         uint guest = ctx->State.Mxcsr;
         uint unmasked = ~(guest >> 7) & FlagMask;
         uint run = (guest & ~FlagMask) | 0x1F80;
-        if ((unmasked & UE) != 0) run &= ~0x8000u; // FTZ applies only while UE is masked
+        // An unmasked UE traps on tiny results even when exact (intermediate ones too, as in DPPS),
+        // which a masked run does not flag; with FTZ every tiny result is flushed and so flagged.
+        if ((unmasked & UE) != 0) run |= 0x8000;
         var r = a;
-        ((delegate* unmanaged[SuppressGCTransition]<uint*, Vector128<byte>*, Vector128<byte>*, void>)(nint)(op & 0xFFFF_FFFF_FFFF))(&run, &r, &b);
+        stub(&run, &r, &b);
         uint raised = run & FlagMask;
-        if ((unmasked & UE) != 0 && (raised & UE) == 0 && HasTinyResult(r, op)) raised |= UE;
         if ((raised & unmasked) == 0)
         {
             ctx->State.Mxcsr = guest | raised;
             return r;
+        }
+        if ((unmasked & UE) != 0 && (raised & UE) != 0)
+        {
+            // The flush made the result inexact; the other flags come from a run without it.
+            run = (guest & ~FlagMask & ~0x8000u) | 0x1F80;
+            var r2 = a;
+            stub(&run, &r2, &b);
+            raised = (run & FlagMask) | UE;
         }
         // Pre-computation exceptions (IE, DE, ZE) that are unmasked stop the operation before any
         // post-computation flag (OE, UE, PE) is detected.
         uint pre = raised & (IE | DE | ZE);
         ctx->State.Mxcsr = guest | ((pre & unmasked) != 0 ? pre : raised) | XmPending;
         return a;
-    }
-
-    /// <summary>Whether a result element is a nonzero denormal (tiny; exact tiny results signal UE only when it is unmasked).</summary>
-    private static bool HasTinyResult(Vector128<byte> r, ulong op)
-    {
-        int kind = (int)(op >> 56) & 3, count = (int)(op >> 58) & 7;
-        for (int k = 0; k < count; k++)
-        {
-            if (kind == 1)
-            {
-                uint v = r.AsUInt32().GetElement(k) & 0x7FFF_FFFF;
-                if (v != 0 && v < 0x0080_0000) return true;
-            }
-            else if (kind == 2)
-            {
-                ulong v = r.AsUInt64().GetElement(k) & 0x7FFF_FFFF_FFFF_FFFF;
-                if (v != 0 && v < 0x0010_0000_0000_0000) return true;
-            }
-        }
-        return false;
     }
 
     // ---------------- fast paths ----------------
@@ -180,7 +164,8 @@ internal static unsafe partial class SimdOps
     /// <summary>
     /// Result lanes that raise nothing but PE given tame inputs: finite and above the smallest
     /// normal (so neither overflow nor tininess after rounding), or an exact zero from a zero
-    /// input; for ADD/SUB (<paramref name="addLike"/>) any finite result (tiny sums are exact).
+    /// input; for ADD/SUB and SQRT (<paramref name="addLike"/>) any finite result (tiny sums are
+    /// exact, square roots of normals are normal).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<int> QuietS(Vector128<byte> r, Vector128<byte> a, Vector128<byte> b, bool addLike)

@@ -55,42 +55,39 @@ internal static class SseFloat
         t.Add(Mnemonic.Insertps, Insertps); t.Add(Mnemonic.Extractps, Extractps);
     }
 
-    // Result element kinds for the unmasked-underflow check (see SimdOps.OpWord).
-    private const int None = 0, S = 1, D = 2;
-
-    private static void Addps(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Addps), S, 4);
-    private static void Addss(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Addss), S, 1);
-    private static void Addpd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Addpd), D, 2);
-    private static void Addsd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Addsd), D, 1);
-    private static void Subps(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Subps), S, 4);
-    private static void Subss(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Subss), S, 1);
-    private static void Subpd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Subpd), D, 2);
-    private static void Subsd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Subsd), D, 1);
-    private static void Mulps(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Mulps), S, 4);
-    private static void Mulss(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Mulss), S, 1);
-    private static void Mulpd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Mulpd), D, 2);
-    private static void Mulsd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Mulsd), D, 1);
-    private static void Divps(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Divps), S, 4);
-    private static void Divss(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Divss), S, 1);
-    private static void Divpd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Divpd), D, 2);
-    private static void Divsd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Divsd), D, 1);
-    private static void Minps(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Minps), None, 0);
-    private static void Minss(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Minss), None, 0);
-    private static void Minpd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Minpd), None, 0);
-    private static void Minsd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Minsd), None, 0);
-    private static void Maxps(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Maxps), None, 0);
-    private static void Maxss(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Maxss), None, 0);
-    private static void Maxpd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Maxpd), None, 0);
-    private static void Maxsd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Maxsd), None, 0);
-    private static void Sqrtps(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Sqrtps), None, 0);
-    private static void Sqrtss(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Sqrtss), None, 0);
-    private static void Sqrtpd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Sqrtpd), None, 0);
-    private static void Sqrtsd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Sqrtsd), None, 0);
+    private static void Addps(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Addps));
+    private static void Addss(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Addss));
+    private static void Addpd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Addpd));
+    private static void Addsd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Addsd));
+    private static void Subps(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Subps));
+    private static void Subss(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Subss));
+    private static void Subpd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Subpd));
+    private static void Subsd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Subsd));
+    private static void Mulps(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Mulps));
+    private static void Mulss(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Mulss));
+    private static void Mulpd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Mulpd));
+    private static void Mulsd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Mulsd));
+    private static void Divps(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Divps));
+    private static void Divss(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Divss));
+    private static void Divpd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Divpd));
+    private static void Divsd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Divsd));
+    private static void Minps(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Minps));
+    private static void Minss(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Minss));
+    private static void Minpd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Minpd));
+    private static void Minsd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Minsd));
+    private static void Maxps(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Maxps));
+    private static void Maxss(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Maxss));
+    private static void Maxpd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Maxpd));
+    private static void Maxsd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Maxsd));
+    private static void Sqrtps(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Sqrtps));
+    private static void Sqrtss(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Sqrtss));
+    private static void Sqrtpd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Sqrtpd));
+    private static void Sqrtsd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Sqrtsd));
     // RCP/RSQRT signal nothing; the approximation is the host's (the SDM bounds the relative error, not the bits).
-    private static void Rcpps(Lifter l, in Instruction i) => Host(l, i, None, 0);
-    private static void Rcpss(Lifter l, in Instruction i) => Host(l, i, None, 0);
-    private static void Rsqrtps(Lifter l, in Instruction i) => Host(l, i, None, 0);
-    private static void Rsqrtss(Lifter l, in Instruction i) => Host(l, i, None, 0);
+    private static void Rcpps(Lifter l, in Instruction i) => Host(l, i);
+    private static void Rcpss(Lifter l, in Instruction i) => Host(l, i);
+    private static void Rsqrtps(Lifter l, in Instruction i) => Host(l, i);
+    private static void Rsqrtss(Lifter l, in Instruction i) => Host(l, i);
 
     private static void Cmpps(Lifter l, in Instruction i) => Compare(l, i, 0);
     private static void Cmppd(Lifter l, in Instruction i) => Compare(l, i, 1);
@@ -108,29 +105,29 @@ internal static class SseFloat
     private static void Cvtsd2si(Lifter l, in Instruction i) => ToInteger(l, i);
     private static void Cvttss2si(Lifter l, in Instruction i) => ToInteger(l, i);
     private static void Cvttsd2si(Lifter l, in Instruction i) => ToInteger(l, i);
-    private static void Cvtss2sd(Lifter l, in Instruction i) => Host(l, i, None, 0);
-    private static void Cvtsd2ss(Lifter l, in Instruction i) => Host(l, i, S, 1);
-    private static void Cvtps2pd(Lifter l, in Instruction i) => Host(l, i, None, 0);
-    private static void Cvtpd2ps(Lifter l, in Instruction i) => Host(l, i, S, 2);
-    private static void Cvtdq2ps(Lifter l, in Instruction i) => Host(l, i, None, 0);
-    private static void Cvtps2dq(Lifter l, in Instruction i) => Host(l, i, None, 0);
-    private static void Cvttps2dq(Lifter l, in Instruction i) => Host(l, i, None, 0);
-    private static void Cvtdq2pd(Lifter l, in Instruction i) => Host(l, i, None, 0);
-    private static void Cvtpd2dq(Lifter l, in Instruction i) => Host(l, i, None, 0);
-    private static void Cvttpd2dq(Lifter l, in Instruction i) => Host(l, i, None, 0);
+    private static void Cvtss2sd(Lifter l, in Instruction i) => Host(l, i);
+    private static void Cvtsd2ss(Lifter l, in Instruction i) => Host(l, i);
+    private static void Cvtps2pd(Lifter l, in Instruction i) => Host(l, i);
+    private static void Cvtpd2ps(Lifter l, in Instruction i) => Host(l, i);
+    private static void Cvtdq2ps(Lifter l, in Instruction i) => Host(l, i);
+    private static void Cvtps2dq(Lifter l, in Instruction i) => Host(l, i);
+    private static void Cvttps2dq(Lifter l, in Instruction i) => Host(l, i);
+    private static void Cvtdq2pd(Lifter l, in Instruction i) => Host(l, i);
+    private static void Cvtpd2dq(Lifter l, in Instruction i) => Host(l, i);
+    private static void Cvttpd2dq(Lifter l, in Instruction i) => Host(l, i);
 
-    private static void Addsubps(Lifter l, in Instruction i) => Host(l, i, S, 4);
-    private static void Addsubpd(Lifter l, in Instruction i) => Host(l, i, D, 2);
-    private static void Haddps(Lifter l, in Instruction i) => Host(l, i, S, 4);
-    private static void Haddpd(Lifter l, in Instruction i) => Host(l, i, D, 2);
-    private static void Hsubps(Lifter l, in Instruction i) => Host(l, i, S, 4);
-    private static void Hsubpd(Lifter l, in Instruction i) => Host(l, i, D, 2);
-    private static void Roundss(Lifter l, in Instruction i) => Host(l, i, None, 0);
-    private static void Roundsd(Lifter l, in Instruction i) => Host(l, i, None, 0);
-    private static void Roundps(Lifter l, in Instruction i) => Host(l, i, None, 0);
-    private static void Roundpd(Lifter l, in Instruction i) => Host(l, i, None, 0);
-    private static void Dpps(Lifter l, in Instruction i) => Host(l, i, S, 4);
-    private static void Dppd(Lifter l, in Instruction i) => Host(l, i, D, 2);
+    private static void Addsubps(Lifter l, in Instruction i) => Host(l, i);
+    private static void Addsubpd(Lifter l, in Instruction i) => Host(l, i);
+    private static void Haddps(Lifter l, in Instruction i) => Host(l, i);
+    private static void Haddpd(Lifter l, in Instruction i) => Host(l, i);
+    private static void Hsubps(Lifter l, in Instruction i) => Host(l, i);
+    private static void Hsubpd(Lifter l, in Instruction i) => Host(l, i);
+    private static void Roundss(Lifter l, in Instruction i) => Host(l, i);
+    private static void Roundsd(Lifter l, in Instruction i) => Host(l, i);
+    private static void Roundps(Lifter l, in Instruction i) => Host(l, i);
+    private static void Roundpd(Lifter l, in Instruction i) => Host(l, i);
+    private static void Dpps(Lifter l, in Instruction i) => Host(l, i);
+    private static void Dppd(Lifter l, in Instruction i) => Host(l, i);
 
     private static void Movsldup(Lifter l, in Instruction i) => l.WriteXmm(i.Op0Register, l.CallPure(s_dupSingles, V128, Source(l, i, 1), l.B.I64(0)));
     private static void Movshdup(Lifter l, in Instruction i) => l.WriteXmm(i.Op0Register, l.CallPure(s_dupSingles, V128, Source(l, i, 1), l.B.I64(1)));
@@ -184,9 +181,9 @@ internal static class SseFloat
     /// <summary>The immediate operand, or -1.</summary>
     private static int Imm(in Instruction i) => i.OpCount > 2 && i.GetOpKind(i.OpCount - 1) == OpKind.Immediate8 ? i.Immediate8 : -1;
 
-    /// <summary>Operation word for the host stub running this instruction's encoding on xmm0/xmm1 (or eax/rax).</summary>
-    private static IrValue Op(Lifter l, in Instruction i, Register dst, Register src, SimdOps.StubOutput output, int kind = None, int count = 0) =>
-        l.B.I64(SimdOps.OpWord(SimdOps.Stub(i.Code, dst, src, Imm(i), output), kind, count));
+    /// <summary>Address of the host stub running this instruction's encoding on xmm0/xmm1 (or eax/rax).</summary>
+    private static IrValue Op(Lifter l, in Instruction i, Register dst, Register src, SimdOps.StubOutput output) =>
+        l.B.I64((ulong)SimdOps.Stub(i.Code, dst, src, Imm(i), output));
 
     /// <summary>Raises #XM when the helper just flagged an unmasked exception (clearing the marker; the flags it set stay).</summary>
     private static void CheckXm(Lifter l)
@@ -203,12 +200,12 @@ internal static class SseFloat
     }
 
     /// <summary>xmm ← op(xmm, xmm/m) through a helper with a fast path.</summary>
-    private static void Fast(Lifter l, in Instruction i, string helper, int kind, int count) =>
-        Vector(l, i, Reg(helper), Op(l, i, Register.XMM0, Register.XMM1, SimdOps.StubOutput.Xmm, kind, count));
+    private static void Fast(Lifter l, in Instruction i, string helper) =>
+        Vector(l, i, Reg(helper), Op(l, i, Register.XMM0, Register.XMM1, SimdOps.StubOutput.Xmm));
 
     /// <summary>xmm ← op(xmm, xmm/m) always through the host stub.</summary>
-    private static void Host(Lifter l, in Instruction i, int kind, int count) =>
-        Vector(l, i, s_exec, Op(l, i, Register.XMM0, Register.XMM1, SimdOps.StubOutput.Xmm, kind, count));
+    private static void Host(Lifter l, in Instruction i) =>
+        Vector(l, i, s_exec, Op(l, i, Register.XMM0, Register.XMM1, SimdOps.StubOutput.Xmm));
 
     private static void Vector(Lifter l, in Instruction i, int helper, IrValue op, params IrValue[] extra)
     {

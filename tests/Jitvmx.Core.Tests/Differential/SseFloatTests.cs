@@ -298,4 +298,168 @@ public sealed class SseFloatTests
     [InlineData("Extractps_rm32_xmm_imm8", 'M')]
     [InlineData("Extractps_r64m32_xmm_imm8", 'M')]
     public void Sse41(string code, char elem) => Run(code, elem);
+
+    /// <summary>LDMXCSR of every control/flag combination (STMXCSR back), reserved bits (#GP), an unaligned operand, and flags preset with their exceptions unmasked (no fault until an instruction raises one).</summary>
+    [Fact]
+    public void LdmxcsrAndStmxcsr()
+    {
+        var rng = DiffHarness.Rng(out int seed);
+        var cases = new List<OracleCase>();
+        uint[] values = [0x1F80, 0xFFFF, 0, 0x0040, 0x8000, 0x6000, 0x003F, 0x1F3F, 0x1_0000, 0x8000_0000, 0xFFFF_FFFF, 0x0004_1F80];
+        foreach (uint v in values.Concat(Enumerable.Range(0, 20).Select(_ => (uint)rng.Next(0x10000))))
+        {
+            var mem = new byte[HostOracle.MemorySize];
+            BitConverter.TryWriteBytes(mem.AsSpan(0x13), v);
+            BitConverter.TryWriteBytes(mem.AsSpan(0x20), 1.0f);
+            BitConverter.TryWriteBytes(mem.AsSpan(0x24), 3.0f);
+            cases.Add(OracleCase.FromAssembler(a =>
+            {
+                a.stmxcsr(__dword_ptr[rbx + 0x100]);
+                a.ldmxcsr(__dword_ptr[rbx + 0x13]);
+                a.stmxcsr(__dword_ptr[rbx + 0x104]);
+                // An exact operation raises nothing, whatever is unmasked or already flagged.
+                a.blendps(xmm1, __xmmword_ptr[rbx + 0x20], 0xF);
+                a.addss(xmm1, xmm1);
+                a.stmxcsr(__dword_ptr[rbx + 0x108]);
+                StoreXmm(a, xmm1, 0x110);
+            }, memory: mem).With(Gpr.Rbx, Data));
+        }
+        Check(cases, "ldmxcsr", seed);
+    }
+
+    /// <summary>Edge cases the random operands may miss: exact tiny results with UE unmasked (#XM though nothing is inexact) and masked (no flag), FTZ, integer indefinite.</summary>
+    [Fact]
+    public void TinyExactResultsAndIndefinite()
+    {
+        var cases = new List<OracleCase>();
+        foreach (uint m in (uint[])[0x1F80, 0x1780, 0x9F80, 0x9780, 0x1FC0])
+        {
+            var mem = new byte[HostOracle.MemorySize];
+            BitConverter.TryWriteBytes(mem.AsSpan(0), m);
+            BitConverter.TryWriteBytes(mem.AsSpan(0x20), 0x0080_0000u); // smallest normal single
+            BitConverter.TryWriteBytes(mem.AsSpan(0x30), 0.5f);
+            BitConverter.TryWriteBytes(mem.AsSpan(0x40), 0x0010_0000_0000_0000UL); // smallest normal double
+            BitConverter.TryWriteBytes(mem.AsSpan(0x50), 0.5);
+            BitConverter.TryWriteBytes(mem.AsSpan(0x60), 3e9f);
+            cases.Add(OracleCase.FromAssembler(a =>
+            {
+                a.ldmxcsr(__dword_ptr[rbx]);
+                a.mov(rax, -1L);
+                a.cvttss2si(eax, __dword_ptr[rbx + 0x60]);
+                a.mov(__qword_ptr[rbx + 0x200], rax);
+                a.cvtss2si(rcx, __dword_ptr[rbx + 0x24]); // NaN-free denormal-ish bits: exercises DAZ
+                a.mov(__qword_ptr[rbx + 0x208], rcx);
+                a.stmxcsr(__dword_ptr[rbx + 0x210]);
+                a.blendps(xmm1, __xmmword_ptr[rbx + 0x20], 0xF);
+                a.mulss(xmm1, __dword_ptr[rbx + 0x30]);
+                StoreXmm(a, xmm1, 0x100);
+                a.stmxcsr(__dword_ptr[rbx + 0x110]);
+                a.blendpd(xmm2, __xmmword_ptr[rbx + 0x40], 3);
+                a.mulsd(xmm2, __qword_ptr[rbx + 0x50]);
+                StoreXmm(a, xmm2, 0x120);
+                a.stmxcsr(__dword_ptr[rbx + 0x130]);
+            }, memory: mem).With(Gpr.Rbx, Data));
+        }
+        Check(cases, "tiny", 0);
+    }
+
+    /// <summary>Runs ldmxcsr, loads of xmm1/xmm2, then <paramref name="op"/> under Jitvmx; returns the exit, xmm1, MXCSR, RIP and the op's offset.</summary>
+    private static (VmExit Exit, Vector128<byte> Dst, uint Mxcsr, ulong Rip, int OpOffset) RunDirect(uint mxcsr, Action<Assembler> op, uint[] a, uint[] b)
+    {
+        var mem = new byte[HostOracle.MemorySize];
+        BitConverter.TryWriteBytes(mem.AsSpan(0), mxcsr);
+        for (int k = 0; k < 4; k++)
+        {
+            BitConverter.TryWriteBytes(mem.AsSpan(0x10 + 4 * k), a[k]);
+            BitConverter.TryWriteBytes(mem.AsSpan(0x20 + 4 * k), b[k]);
+        }
+        void Prefix(Assembler asm)
+        {
+            asm.ldmxcsr(__dword_ptr[rbx]);
+            asm.blendps(xmm1, __xmmword_ptr[rbx + 0x10], 0xF);
+            asm.blendps(xmm2, __xmmword_ptr[rbx + 0x20], 0xF);
+        }
+        var code = OracleCase.Assemble(asm =>
+        {
+            Prefix(asm);
+            op(asm);
+            asm.hlt();
+        });
+        using var vm = new VirtualMachine();
+        vm.MapMemory(HostOracle.DataBase, HostOracle.MemorySize, MemoryPermissions.ReadWrite);
+        vm.MapMemory(HostOracle.CodeBase, 0x1000, MemoryPermissions.ReadExecute);
+        vm.WritePhysical(HostOracle.DataBase, mem);
+        vm.WritePhysical(HostOracle.CodeBase, code);
+        var cpu = vm.CreateCpu();
+        cpu.State[GuestRegister.Rbx] = Data;
+        cpu.State.Rip = HostOracle.CodeBase;
+        cpu.Controls.ExceptionBitmap = 0xFFFFFFFF;
+        cpu.Controls.HltExiting = true;
+        var exit = cpu.Run(1000);
+        return (exit, cpu.State.Xmm[1], cpu.State.Mxcsr, cpu.State.Rip - HostOracle.CodeBase, OracleCase.Assemble(Prefix).Length);
+    }
+
+    private static Vector128<byte> V(uint[] f) => Vector128.Create(f[0], f[1], f[2], f[3]).AsByte();
+
+    private static uint F(float f) => BitConverter.SingleToUInt32Bits(f);
+
+    /// <summary>
+    /// An unmasked exception raises #XM at the instruction with the destination unchanged and the
+    /// flags set: only the pre-computation ones (IE DE ZE) when one of those is unmasked, else
+    /// all raised (SDM Vol. 1 §11.5.1). A flag already set does not fault by itself; a new occurrence does.
+    /// </summary>
+    [Theory]
+    [InlineData(0x1D80u, "divps", true, 0x1D84u)]  // ZM unmasked: 1/0 in lane 0 → ZE; the inexact 3/7 in lane 1 is not flagged
+    [InlineData(0x0FA0u, "divps", true, 0x0FA4u)]  // PM unmasked with PE already set: ZE masked, PE raised again → #XM
+    [InlineData(0x1F00u, "addps", true, 0x1F01u)]  // IM unmasked: SNaN in lane 2 → IE only
+    [InlineData(0x1F01u, "mulps", false, 0x1F21u)] // IE flagged and unmasked but only PE raised: no fault
+    public void UnmaskedExceptionsRaiseXm(uint mxcsr, string op, bool faults, uint expectMxcsr)
+    {
+        // Bit patterns: a float SNaN would be quieted on its way through C#.
+        uint[] a = [F(1), F(3), F(1), F(2)];
+        uint[] b = op == "divps" ? [0, F(7), F(1), F(1)] : op == "addps" ? [F(1), F(3), 0x7F80_0001, F(1)] : [F(1), F(1f / 3), F(1), F(1)];
+        var (exit, dst, m, rip, at) = RunDirect(mxcsr, asm =>
+        {
+            if (op == "divps") asm.divps(xmm1, xmm2);
+            else if (op == "addps") asm.addps(xmm1, xmm2);
+            else asm.mulps(xmm1, xmm2);
+        }, a, b);
+        Assert.True(expectMxcsr == m, $"mxcsr {m:x}, expected {expectMxcsr:x}; {exit}; {dst}");
+        if (faults)
+        {
+            Assert.Equal(ExitReason.ExceptionOrNmi, exit.Reason);
+            Assert.Equal(ExceptionVector.XM, exit.Vector);
+            Assert.Equal((ulong)at, rip);
+            Assert.Equal(V(a), dst);
+        }
+        else
+        {
+            Assert.Equal(ExitReason.Hlt, exit.Reason);
+            Assert.NotEqual(V(a), dst);
+        }
+        Assert.Equal(expectMxcsr, m);
+    }
+
+    /// <summary>
+    /// RCPPS/RSQRTPS results are the host's (the SDM fixes only the bound, |relative error| ≤ 1.5·2⁻¹²,
+    /// and implementations differ, so a guest sees the approximation of the CPU it runs on, as
+    /// under hardware virtualization). This checks the bound; the differential tests check the bits.
+    /// </summary>
+    [Fact]
+    public void ReciprocalApproximationsAreWithinTheArchitecturalBound()
+    {
+        var rng = new Random(1);
+        for (int n = 0; n < 20; n++)
+        {
+            float[] f = [.. Enumerable.Range(0, 4).Select(_ => (float)(rng.NextDouble() * Math.Pow(2, rng.Next(-60, 60)) + 1e-30))];
+            uint[] x = [.. f.Select(F)];
+            var (_, rcp, _, _, _) = RunDirect(0x1F80, asm => asm.rcpps(xmm1, xmm1), x, x);
+            var (_, rsq, _, _, _) = RunDirect(0x1F80, asm => asm.rsqrtps(xmm1, xmm1), x, x);
+            for (int k = 0; k < 4; k++)
+            {
+                Assert.InRange(Math.Abs(rcp.AsSingle()[k] * (double)f[k] - 1), 0, 1.5 * Math.Pow(2, -12));
+                Assert.InRange(Math.Abs(rsq.AsSingle()[k] * Math.Sqrt(f[k]) - 1), 0, 1.5 * Math.Pow(2, -12));
+            }
+        }
+    }
 }
