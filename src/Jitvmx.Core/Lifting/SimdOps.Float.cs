@@ -18,7 +18,7 @@ namespace Jitvmx.Lifting;
 /// exception is unmasked, reports #XM without touching the destination. Doing this in C# instead
 /// would mean re-deriving IEEE flags (inexact, tininess after rounding, SNaN vs QNaN rules per
 /// instruction) for every operation and rounding mode: slower to get right and never
-/// bit-exact by construction. The stub costs a call plus LDMXCSR/STMXCSR (~5–10 ns), so the
+/// bit-exact by construction. The stub costs a call and two LDMXCSR/STMXCSR pairs (measured ~2× the fast path), so the
 /// common case takes a C# fast path instead: round-to-nearest, no DAZ/FTZ, all masked, PE already
 /// set (it is sticky, so this holds after the first inexact operation) and operands/results that
 /// are normal or zero, where the only flag the operation could raise is PE and the host's
@@ -299,14 +299,20 @@ internal static unsafe partial class SimdOps
 #pragma warning restore CS1591
 
     /// <summary>
-    /// COMISS/UCOMISS/COMISD/UCOMISD: the result's low bits are RFLAGS from the host comparison.
+    /// COMISS/UCOMISS/COMISD/UCOMISD: the result's low bits are RFLAGS from the host comparison, bit 63 the #XM marker.
     /// Ordered tame operands raise nothing in any environment and compare the same in C#.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector128<byte> Comis(CpuContext* ctx, ulong op, Vector128<byte> a, Vector128<byte> b, ulong isDouble)
     {
         bool fast = isDouble != 0 ? All(TameD(a) & TameD(b), 1) : All(TameS(a) & TameS(b), 1);
-        if (!fast) return Exec(ctx, op, a, b);
+        if (!fast)
+        {
+            // Bit 63 repeats the #XM marker so the check depends on this call, which then stays
+            // even when the flags it produces are dead.
+            var r = Exec(ctx, op, a, b).AsUInt64();
+            return r.WithElement(0, (r.ToScalar() & 0xFFFF) | ((ctx->State.Mxcsr & XmPending) != 0 ? 1UL << 63 : 0)).AsByte();
+        }
         int c = isDouble != 0 ? a.AsDouble().ToScalar().CompareTo(b.AsDouble().ToScalar()) : a.AsSingle().ToScalar().CompareTo(b.AsSingle().ToScalar());
         // ±0 compare equal in hardware; CompareTo orders -0 below +0.
         if (isDouble != 0 ? a.AsDouble().ToScalar() == b.AsDouble().ToScalar() : a.AsSingle().ToScalar() == b.AsSingle().ToScalar()) c = 0;

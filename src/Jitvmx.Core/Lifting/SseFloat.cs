@@ -186,13 +186,13 @@ internal static class SseFloat
         l.B.I64((ulong)SimdOps.Stub(i.Code, dst, src, Imm(i), output));
 
     /// <summary>Raises #XM when the helper just flagged an unmasked exception (clearing the marker; the flags it set stay).</summary>
-    private static void CheckXm(Lifter l)
+    private static void CheckXm(Lifter l, IrValue? pending = null)
     {
-        var m = l.B.GetState(I32, StateOffsets.Mxcsr);
         var fault = l.NewBlock();
         var cont = l.NewBlock();
-        l.B.Branch(l.B.SignOf(m), fault, cont);
+        l.B.Branch(pending ?? l.B.SignOf(l.B.GetState(I32, StateOffsets.Mxcsr)), fault, cont);
         l.SetBlock(fault);
+        var m = l.B.GetState(I32, StateOffsets.Mxcsr);
         l.B.SetState(StateOffsets.Mxcsr, l.B.And(m, l.B.I32(~SimdOps.XmPending)));
         l.RaiseException(ExceptionVector.XM);
         l.SetBlock(cont);
@@ -227,7 +227,7 @@ internal static class SseFloat
         var a = l.ReadXmm(i.Op0Register);
         var op = Op(l, i, Register.XMM0, Register.XMM1, SimdOps.StubOutput.Flags);
         var flags = l.B.Trunc(l.CallPure(s_comis, V128, op, a, b, l.B.I64(isDouble ? 1UL : 0)), I64);
-        CheckXm(l);
+        CheckXm(l, l.B.BitOf(flags, 63));
         l.B.SetFlag(Flag.ZF, l.B.BitOf(flags, 6));
         l.B.SetFlag(Flag.PF, l.B.BitOf(flags, 2));
         l.B.SetFlag(Flag.CF, l.B.BitOf(flags, 0));

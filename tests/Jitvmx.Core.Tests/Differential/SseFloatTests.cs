@@ -8,7 +8,7 @@ namespace Jitvmx.Tests.Differential;
 
 /// <summary>
 /// Differential tests of SSE floating point (SSE, SSE2, SSE3, SSE4.1) and LDMXCSR/STMXCSR. Each case
-/// loads MXCSR, then runs the instruction on eight operand pairs (register and memory forms
+/// loads MXCSR, then runs the instruction on six operand pairs (register and memory forms
 /// alternating), storing every result and the MXCSR after each one to the data window, so
 /// results and sticky flags are compared under every rounding mode, DAZ, FTZ, preset flags and
 /// unmasked exceptions (#XM: SIGFPE on the host). Operands mix the special values (±0, ±inf, QNaN,
@@ -17,7 +17,7 @@ namespace Jitvmx.Tests.Differential;
 public sealed class SseFloatTests
 {
     private const ulong Data = HostOracle.DataBase;
-    private const int InBase = 0x100, OutBase = 0x600, Stride = 0x40;
+    private const int InBase = 0x100, OutBase = 0x600, Stride = 0x40, SubOps = 6;
 
     /// <summary>Masked environments: the four rounding modes, DAZ, FTZ, both, flags already set (the fast paths).</summary>
     private static readonly uint[] s_masked = [0x1F80, 0x3F80, 0x5F80, 0x7F80, 0x1FC0, 0x9F80, 0xFFC0, 0x1FA0, 0x1FBF, 0x5FA0, 0xDFE0];
@@ -94,10 +94,10 @@ public sealed class SseFloatTests
         for (int k = 0; k < 4; k++) a.extractps(__dword_ptr[rbx + at + 4 * k], x, (byte)k);
     }
 
-    /// <summary>Immediate for sub-operation <paramref name="k"/>: every CMP predicate, random others.</summary>
+    /// <summary>Immediate for sub-operation <paramref name="k"/>: random (CMP predicates 0–7).</summary>
     private static int ImmFor(string code, int k, Random rng) => code switch
     {
-        _ when code.StartsWith("Cmp", StringComparison.Ordinal) => k,
+        _ when code.StartsWith("Cmp", StringComparison.Ordinal) => rng.Next(8),
         _ when code.StartsWith("Round", StringComparison.Ordinal) => rng.Next(16),
         _ when code.StartsWith("Extractps", StringComparison.Ordinal) => k & 3,
         _ when code.EndsWith("_imm8", StringComparison.Ordinal) => rng.Next(256),
@@ -113,7 +113,7 @@ public sealed class SseFloatTests
         return mem ? Instruction.Create(code, r0, m) : Instruction.Create(code, r0, r1);
     }
 
-    /// <summary>A case: MXCSR from +0, then the instruction on eight operand pairs, results and MXCSR to the output area.</summary>
+    /// <summary>A case: MXCSR from +0, then the instruction on six operand pairs, results and MXCSR to the output area.</summary>
     private static OracleCase BuildCase(string codeName, char elem, uint mxcsr, Random rng, bool misaligned = false)
     {
         var code = Enum.Parse<Code>(codeName);
@@ -123,7 +123,7 @@ public sealed class SseFloatTests
         bool wide = codeName.Contains("r64", StringComparison.Ordinal) || codeName.EndsWith("rm64", StringComparison.Ordinal);
         var gpr = wide ? Register.RAX : Register.EAX;
         var emit = new List<Action<Assembler>>();
-        for (int k = 0; k < 8; k++)
+        for (int k = 0; k < SubOps; k++)
         {
             int a = InBase + k * Stride, b = a + 16, c = a + 32, o = OutBase + k * Stride;
             Fill(rng, mem, a, elem);
@@ -361,6 +361,32 @@ public sealed class SseFloatTests
             }, memory: mem).With(Gpr.Rbx, Data));
         }
         Check(cases, "tiny", 0);
+    }
+
+    /// <summary>(U)COMIS whose flags are overwritten at once still updates MXCSR and still raises #XM.</summary>
+    [Fact]
+    public void ComisWithDeadFlags()
+    {
+        var cases = new List<OracleCase>();
+        foreach (uint m in (uint[])[0x1F80, 0x1F00, 0x1E80, 0x1FC0])
+        foreach (uint v in (uint[])[0x7F80_0001, 0x7FC0_0000, 0x0000_0001, 0x3F80_0000])
+        {
+            var mem = new byte[HostOracle.MemorySize];
+            BitConverter.TryWriteBytes(mem.AsSpan(0), m);
+            BitConverter.TryWriteBytes(mem.AsSpan(0x20), v);
+            BitConverter.TryWriteBytes(mem.AsSpan(0x30), 1f);
+            cases.Add(OracleCase.FromAssembler(a =>
+            {
+                a.ldmxcsr(__dword_ptr[rbx]);
+                a.blendps(xmm1, __xmmword_ptr[rbx + 0x20], 0xF);
+                a.comiss(xmm1, __dword_ptr[rbx + 0x30]);
+                a.xor(eax, eax);
+                a.ucomiss(xmm1, __dword_ptr[rbx + 0x30]);
+                a.xor(ecx, ecx);
+                a.stmxcsr(__dword_ptr[rbx + 0x100]);
+            }, memory: mem).With(Gpr.Rbx, Data));
+        }
+        Check(cases, "comis", 0);
     }
 
     /// <summary>Runs ldmxcsr, loads of xmm1/xmm2, then <paramref name="op"/> under Jitvmx; returns the exit, xmm1, MXCSR, RIP and the op's offset.</summary>
