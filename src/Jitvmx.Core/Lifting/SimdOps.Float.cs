@@ -369,6 +369,41 @@ internal static unsafe partial class SimdOps
         return Exec(ctx, op, a, b);
     }
 
+    /// <summary>CVTSI2SD from 32 bits: always exact, so it raises nothing and ignores MXCSR.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector128<byte> Cvtsi2sd32(CpuContext* ctx, ulong op, Vector128<byte> a, Vector128<byte> b) =>
+        Sse2.IsSupported ? Sse2.ConvertScalarToVector128Double(a.AsDouble(), b.AsInt32().ToScalar()).AsByte() : Exec(ctx, op, a, b);
+
+    /// <summary>CVTSS2SD: exact for a tame single (only SNaN and denormal inputs raise anything).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector128<byte> Cvtss2sd(CpuContext* ctx, ulong op, Vector128<byte> a, Vector128<byte> b) =>
+        Sse2.IsSupported && All(TameS(b), 1) ? Sse2.ConvertScalarToVector128Double(a.AsDouble(), b.AsSingle()).AsByte() : Exec(ctx, op, a, b);
+
+    /// <summary>
+    /// CVTTSS2SI/CVTTSD2SI (<paramref name="shape"/>: bit 0 double source, bit 1 64-bit result):
+    /// a tame source well inside the range can raise only PE; with PE already set and masked that
+    /// changes nothing, and truncation ignores the rounding mode.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector128<byte> Cvtt2si(CpuContext* ctx, ulong op, Vector128<byte> a, Vector128<byte> b, ulong shape)
+    {
+        if (Sse2.X64.IsSupported && (ctx->State.Mxcsr & 0x1020) == 0x1020)
+        {
+            bool wide = (shape & 2) != 0;
+            double limit = wide ? 9223372036854775808.0 : 2147483648.0;
+            if ((shape & 1) != 0)
+            {
+                if (All(TameD(b), 1) && Math.Abs(b.AsDouble().ToScalar()) < limit)
+                    return Vector128.CreateScalar(wide ? (ulong)Sse2.X64.ConvertToInt64WithTruncation(b.AsDouble()) : (uint)Sse2.ConvertToInt32WithTruncation(b.AsDouble())).AsByte();
+            }
+            else if (All(TameS(b), 1) && Math.Abs(b.AsSingle().ToScalar()) < limit)
+            {
+                return Vector128.CreateScalar(wide ? (ulong)Sse.X64.ConvertToInt64WithTruncation(b.AsSingle()) : (uint)Sse.ConvertToInt32WithTruncation(b.AsSingle())).AsByte();
+            }
+        }
+        return Exec(ctx, op, a, b);
+    }
+
     // ---------------- operations without floating-point exceptions ----------------
 
     /// <summary>BLENDPS/BLENDPD by immediate (<paramref name="laneBits"/> 32 or 64).</summary>

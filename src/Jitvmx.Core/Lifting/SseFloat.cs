@@ -20,6 +20,8 @@ internal static class SseFloat
     private static readonly int s_exec = Reg(nameof(SimdOps.Exec));
     private static readonly int s_comis = Reg(nameof(SimdOps.Comis));
     private static readonly int s_cmp = Reg(nameof(SimdOps.Cmp));
+    private static readonly int s_cvtsi2sd32 = Reg(nameof(SimdOps.Cvtsi2sd32));
+    private static readonly int s_cvtt2si = Reg(nameof(SimdOps.Cvtt2si));
     private static readonly int s_blendImm = Reg(nameof(SimdOps.BlendImm));
     private static readonly int s_blendVar = Reg(nameof(SimdOps.BlendVar));
     private static readonly int s_dupSingles = Reg(nameof(SimdOps.DupSingles));
@@ -99,13 +101,13 @@ internal static class SseFloat
     private static void Ucomiss(Lifter l, in Instruction i) => OrderedCompare(l, i, false);
     private static void Ucomisd(Lifter l, in Instruction i) => OrderedCompare(l, i, true);
 
-    private static void Cvtsi2ss(Lifter l, in Instruction i) => FromInteger(l, i);
-    private static void Cvtsi2sd(Lifter l, in Instruction i) => FromInteger(l, i);
-    private static void Cvtss2si(Lifter l, in Instruction i) => ToInteger(l, i);
-    private static void Cvtsd2si(Lifter l, in Instruction i) => ToInteger(l, i);
-    private static void Cvttss2si(Lifter l, in Instruction i) => ToInteger(l, i);
-    private static void Cvttsd2si(Lifter l, in Instruction i) => ToInteger(l, i);
-    private static void Cvtss2sd(Lifter l, in Instruction i) => Host(l, i);
+    private static void Cvtsi2ss(Lifter l, in Instruction i) => FromInteger(l, i, s_exec);
+    private static void Cvtsi2sd(Lifter l, in Instruction i) => FromInteger(l, i, Lifter.OpSize(i, 1) == 4 ? s_cvtsi2sd32 : s_exec);
+    private static void Cvtss2si(Lifter l, in Instruction i) => ToInteger(l, i, truncating: false);
+    private static void Cvtsd2si(Lifter l, in Instruction i) => ToInteger(l, i, truncating: false);
+    private static void Cvttss2si(Lifter l, in Instruction i) => ToInteger(l, i, truncating: true);
+    private static void Cvttsd2si(Lifter l, in Instruction i) => ToInteger(l, i, truncating: true);
+    private static void Cvtss2sd(Lifter l, in Instruction i) => Fast(l, i, nameof(SimdOps.Cvtss2sd));
     private static void Cvtsd2ss(Lifter l, in Instruction i) => Host(l, i);
     private static void Cvtps2pd(Lifter l, in Instruction i) => Host(l, i);
     private static void Cvtpd2ps(Lifter l, in Instruction i) => Host(l, i);
@@ -238,19 +240,21 @@ internal static class SseFloat
     }
 
     /// <summary>CVTSI2SS/SD: the integer travels in the low lane of the second operand (the stub loads it into eax/rax).</summary>
-    private static void FromInteger(Lifter l, in Instruction i)
+    private static void FromInteger(Lifter l, in Instruction i, int helper)
     {
         var src = Lifter.OpSize(i, 1) == 8 ? Register.RAX : Register.EAX;
-        Vector(l, i, s_exec, Op(l, i, Register.XMM0, src, SimdOps.StubOutput.Xmm));
+        Vector(l, i, helper, Op(l, i, Register.XMM0, src, SimdOps.StubOutput.Xmm));
     }
 
     /// <summary>CVT(T)SS2SI/CVT(T)SD2SI: the stub returns eax/rax (integer indefinite on NaN or overflow).</summary>
-    private static void ToInteger(Lifter l, in Instruction i)
+    private static void ToInteger(Lifter l, in Instruction i, bool truncating)
     {
         var dst = i.Op0Register.GetSize() == 8 ? Register.RAX : Register.EAX;
         var b = Source(l, i, 1);
         var op = Op(l, i, dst, Register.XMM1, SimdOps.StubOutput.Gpr);
-        var r = l.B.Trunc(l.CallPure(s_exec, V128, op, b, b), dst == Register.RAX ? I64 : I32);
+        ulong shape = (i.Mnemonic is Mnemonic.Cvttsd2si ? 1UL : 0) | (dst == Register.RAX ? 2UL : 0);
+        var call = truncating ? l.CallPure(s_cvtt2si, V128, op, b, b, l.B.I64(shape)) : l.CallPure(s_exec, V128, op, b, b);
+        var r = l.B.Trunc(call, dst == Register.RAX ? I64 : I32);
         CheckXm(l);
         l.WriteReg(i.Op0Register, r);
     }
