@@ -51,7 +51,7 @@ public static class DiffHarness
             ExitReason.ExceptionOrNmi when exit.Vector == ExceptionVector.GP && off == (ulong)c.Code.Length => OracleSignal.None,
             ExitReason.ExceptionOrNmi => exit.Vector switch
             {
-                ExceptionVector.DE => OracleSignal.Sigfpe,
+                ExceptionVector.DE or ExceptionVector.XM or ExceptionVector.MF => OracleSignal.Sigfpe,
                 ExceptionVector.UD => OracleSignal.Sigill,
                 ExceptionVector.BP or ExceptionVector.DB => OracleSignal.Sigtrap,
                 ExceptionVector.AC => OracleSignal.Sigbus,
