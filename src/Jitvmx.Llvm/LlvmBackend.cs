@@ -85,17 +85,20 @@ internal sealed unsafe class LlvmBackend
         var jit = LlvmJit.Instance;
         string name = jit.UniqueName($"region_{region.EntryRip:x}");
         long t0 = Stopwatch.GetTimestamp();
-        nint tsc = LLVMOrcCreateNewThreadSafeContext();
+        nint context = LLVMContextCreate();
         try
         {
-            if (!TryLower(region, LLVMOrcThreadSafeContextGetContext(tsc), name, out nint module, out var successors, out reason))
+            if (!TryLower(region, context, name, out nint module, out var successors, out reason))
                 return false;
             long t1 = Stopwatch.GetTimestamp();
             Optimize(module, level);
             long t2 = Stopwatch.GetTimestamp();
-            nint tsm = LLVMOrcCreateNewThreadSafeModule(module, tsc); // takes the module
-            nint tracker = jit.AddModule(tsm);                         // takes the thread-safe module
-            nint fn = jit.Lookup(name);                                // code generation happens here
+            // Code is generated on this thread with its own target machine and linked as an object:
+            // compilations on several threads do not share LLJIT's single compiler.
+            nint obj = EmitObject(module, CodegenLevel(level));
+            LLVMDisposeModule(module);
+            nint tracker = jit.AddObject(obj); // takes the buffer
+            nint fn = jit.Lookup(name);        // links against the runtime symbols
             times = new LlvmCompileTimes(t1 - t0, t2 - t1, Stopwatch.GetTimestamp() - t2);
             var thunk = new LlvmRegionThunk(fn, tracker);
             compiled = new CompiledRegion(thunk.Invoke, successors);
@@ -103,8 +106,27 @@ internal sealed unsafe class LlvmBackend
         }
         finally
         {
-            LLVMOrcDisposeThreadSafeContext(tsc); // modules hold their own reference
+            LLVMContextDispose(context);
         }
+    }
+
+    /// <summary>Codegen optimisation level used with an IR level.</summary>
+    public static int CodegenLevel(LlvmOptLevel level) => level == LlvmOptLevel.O0 ? 0 : 2;
+
+    /// <summary>Generates a relocatable object for <paramref name="module"/> (not consumed); the caller owns the returned LLVMMemoryBufferRef.</summary>
+    public static nint EmitObject(nint module, int codegenLevel)
+    {
+        if (LLVMTargetMachineEmitToMemoryBuffer(LlvmJit.Instance.TargetMachine(codegenLevel), module, 1, out nint err, out nint buffer) != 0)
+            throw new InvalidOperationException($"LLVM: emitting an object: {TakeMessage(err)}");
+        return buffer;
+    }
+
+    /// <summary>The bytes of an object buffer, which is disposed.</summary>
+    public static byte[] TakeBytes(nint buffer)
+    {
+        var bytes = new ReadOnlySpan<byte>(LLVMGetBufferStart(buffer), (int)LLVMGetBufferSize(buffer)).ToArray();
+        LLVMDisposeMemoryBuffer(buffer);
+        return bytes;
     }
 
     /// <summary>Runs the pipeline of <paramref name="level"/> over <paramref name="module"/>.</summary>
@@ -117,7 +139,7 @@ internal sealed unsafe class LlvmBackend
             _ => "default<O2>",
         };
         nint options = LLVMCreatePassBuilderOptions();
-        try { Check(LLVMRunPasses(module, passes, LlvmJit.Instance.TargetMachine, options), $"running {passes}"); }
+        try { Check(LLVMRunPasses(module, passes, LlvmJit.Instance.TargetMachine(), options), $"running {passes}"); }
         finally { LLVMDisposePassBuilderOptions(options); }
     }
 

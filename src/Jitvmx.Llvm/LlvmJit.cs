@@ -15,7 +15,8 @@ internal sealed unsafe class LlvmJit
     private static readonly Lazy<LlvmJit> s_instance = new(() => new LlvmJit(), LazyThreadSafetyMode.ExecutionAndPublication);
     private readonly nint _jit;
     private readonly nint _dylib;
-    private readonly ThreadLocal<nint> _targetMachine;
+    private readonly ThreadLocal<nint>[] _targetMachines = new ThreadLocal<nint>[4];
+    private readonly Lock _irCompile = new();
     private long _names;
 
     /// <summary>The JIT; throws <see cref="LlvmUnavailableException"/> (every time, same message) when libLLVM 19 is missing.</summary>
@@ -36,7 +37,11 @@ internal sealed unsafe class LlvmJit
         _dylib = LLVMOrcLLJITGetMainJITDylib(_jit);
         Triple = Str(LLVMOrcLLJITGetTripleString(_jit));
         DataLayout = Str(LLVMOrcLLJITGetDataLayoutStr(_jit));
-        _targetMachine = new ThreadLocal<nint>(CreateTargetMachine);
+        for (int level = 0; level < _targetMachines.Length; level++)
+        {
+            int l = level;
+            _targetMachines[level] = new ThreadLocal<nint>(() => CreateTargetMachine(l));
+        }
         DefineAbsolute(LlvmRuntime.Symbols());
     }
 
@@ -46,17 +51,20 @@ internal sealed unsafe class LlvmJit
     /// <summary>Data layout every module added must use.</summary>
     public string DataLayout { get; }
 
-    /// <summary>A target machine for the host CPU and its features, one per thread (pass pipelines and object emission are not shared across threads).</summary>
-    public nint TargetMachine => _targetMachine.Value;
+    /// <summary>
+    /// A target machine for the host CPU and its features with codegen level <paramref name="codegenLevel"/>
+    /// (0–3), one per thread: a target machine must not generate code on two threads at once.
+    /// </summary>
+    public nint TargetMachine(int codegenLevel = 2) => _targetMachines[codegenLevel].Value;
 
-    private nint CreateTargetMachine()
+    private nint CreateTargetMachine(int level)
     {
         if (LLVMGetTargetFromTriple(Triple, out nint target, out nint err) != 0)
             throw new InvalidOperationException($"LLVM: no target for {Triple}: {TakeMessage(err)}");
         string cpu = TakeMessage(LLVMGetHostCPUName());
         string features = TakeMessage(LLVMGetHostCPUFeatures());
-        // Level 2 (default) codegen, PIC so emitted objects link anywhere, default code model.
-        return LLVMCreateTargetMachine(target, Triple, cpu, features, 2, 2, 0);
+        // PIC so emitted objects link anywhere, default code model.
+        return LLVMCreateTargetMachine(target, Triple, cpu, features, level, 2, 0);
     }
 
     /// <summary>A symbol name not used before in this process (with <paramref name="prefix"/> for readability).</summary>
@@ -84,15 +92,20 @@ internal sealed unsafe class LlvmJit
 
     /// <summary>
     /// Adds a thread-safe module (ownership passes to LLVM, also on failure) under a new resource
-    /// tracker, which the caller owns (<see cref="Release"/>).
+    /// tracker, which the caller owns (<see cref="Release"/>), and compiles it by looking up
+    /// <paramref name="symbol"/>. LLJIT's default compiler shares one target machine, so IR modules
+    /// are compiled one at a time; <see cref="AddObject(nint)"/> of code generated per thread is the concurrent path.
     /// </summary>
-    public nint AddModule(nint threadSafeModule)
+    public (nint Tracker, nint Address) AddModule(nint threadSafeModule, string symbol)
     {
-        nint rt = LLVMOrcJITDylibCreateResourceTracker(_dylib);
-        nint err = LLVMOrcLLJITAddLLVMIRModuleWithRT(_jit, rt, threadSafeModule);
-        if (err != 0) LLVMOrcReleaseResourceTracker(rt);
-        Check(err, "adding module");
-        return rt;
+        lock (_irCompile)
+        {
+            nint rt = LLVMOrcJITDylibCreateResourceTracker(_dylib);
+            nint err = LLVMOrcLLJITAddLLVMIRModuleWithRT(_jit, rt, threadSafeModule);
+            if (err != 0) LLVMOrcReleaseResourceTracker(rt);
+            Check(err, "adding module");
+            return (rt, Lookup(symbol));
+        }
     }
 
     /// <summary>Adds a relocatable object (copied) under a new resource tracker the caller owns.</summary>
@@ -100,6 +113,12 @@ internal sealed unsafe class LlvmJit
     {
         nint buf;
         fixed (byte* p = obj) buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(p, (nuint)obj.Length, name);
+        return AddObject(buf);
+    }
+
+    /// <summary>Adds a relocatable object held in an LLVM memory buffer (ownership passes to LLVM) under a new resource tracker the caller owns.</summary>
+    public nint AddObject(nint buf)
+    {
         nint rt = LLVMOrcJITDylibCreateResourceTracker(_dylib);
         nint err = LLVMOrcLLJITAddObjectFileWithRT(_jit, rt, buf); // takes the buffer
         if (err != 0) LLVMOrcReleaseResourceTracker(rt);

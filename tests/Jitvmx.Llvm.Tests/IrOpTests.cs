@@ -17,6 +17,8 @@ public unsafe class IrOpTests
     private static readonly IrOp[] s_unary = [IrOp.Not, IrOp.Neg, IrOp.Parity, IrOp.Popcnt, IrOp.Ctz, IrOp.Clz];
 
     /// <summary>Stores every op's result, zero-extended, to consecutive quadwords at RDX.</summary>
+    internal static IrRegion AllOpsRegion() => AllOps();
+
     private static IrRegion AllOps()
     {
         var region = new IrRegion { EntryRip = 0x1000 };
@@ -120,5 +122,19 @@ public unsafe class IrOpTests
     {
         Passes.Run(r);
         return r;
+    }
+}
+
+public class ConcurrencyTests
+{
+    [Fact]
+    public void RegionsCompileOnSeveralThreadsAtOnce()
+    {
+        Parallel.For(0, 16, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i =>
+        {
+            var level = (LlvmOptLevel)(i % 3);
+            Assert.True(LlvmBackend.TryCompile(IrOpTests.Prepared(IrOpTests.AllOpsRegion()), level, out var c, out var reason), reason);
+            Assert.NotNull(c);
+        });
     }
 }

@@ -36,8 +36,8 @@ public unsafe class LlvmJitTests
         TakeMessage(msg);
         nint tsm = LLVMOrcCreateNewThreadSafeModule(module, tsc);
         LLVMOrcDisposeThreadSafeContext(tsc);
-        nint rt = jit.AddModule(tsm);
-        var add = (delegate* unmanaged<int, int, int>)jit.Lookup(name);
+        var (rt, fnAddress) = jit.AddModule(tsm, name);
+        var add = (delegate* unmanaged<int, int, int>)fnAddress;
         Assert.Equal(5, add(2, 3));
         Assert.Equal(int.MinValue, add(int.MaxValue, 1));
         LlvmJit.Release(rt, removeCode: true);
