@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 using Jitvmx.Backend;
 using Jitvmx.Ir;
+using System.Runtime.CompilerServices;
 using Jitvmx.Runtime;
 
 namespace Jitvmx.Llvm.Tests;
@@ -136,5 +137,76 @@ public class ConcurrencyTests
             Assert.True(LlvmBackend.TryCompile(IrOpTests.Prepared(IrOpTests.AllOpsRegion()), level, out var c, out var reason), reason);
             Assert.NotNull(c);
         });
+    }
+}
+
+public unsafe class VectorAndHelperTests
+{
+    private const ulong Ram = 0x100000;
+
+    /// <summary>XMM registers, 16-byte loads and stores (page-crossing too), vector/scalar moves, pure helpers and an exit helper.</summary>
+    private static IrRegion Region(bool stopThroughHelper)
+    {
+        var region = new IrRegion { EntryRip = 0x1000 };
+        var b = new IrBuilder(region);
+        b.SetBlock(region.NewBlock());
+        var rax = b.GetReg(0);
+        var rcx = b.GetReg(1);
+        var @out = b.GetReg(2);
+        var x0 = b.GetXmm(0);
+        b.Store(@out, x0);
+        b.Store(b.Add(@out, b.I64(0xFF8)), b.GetXmm(3));            // crosses into the next page
+        b.SetXmm(1, b.Load(IrType.V128, b.Add(@out, b.I64(0xFF4))));
+        b.SetXmm(2, b.ZExt(rax, IrType.V128));
+        b.SetReg(3, b.Trunc(x0, IrType.I64));
+        b.SetReg(5, b.ZExt(b.Trunc(b.GetXmm(3), IrType.I16), IrType.I64));
+        var hi = b.And(rcx, b.I64(0xFF));
+        var d = b.Or(rcx, b.I64(0x100));
+        b.SetReg(6, b.Call(HelperId.UDiv128Quotient, IrType.I64, hi, rax, d));
+        b.SetReg(7, b.Call(HelperId.UDiv128Remainder, IrType.I64, hi, rax, d));
+        b.SetReg(8, b.Call(HelperId.Pdep, IrType.I64, rax, rcx));
+        b.SetReg(9, b.Call(HelperId.Pext, IrType.I64, rax, rcx));
+        b.SetReg(10, b.Call(HelperId.SDiv128Faults, IrType.I64, rcx, rax, b.And(rax, b.I64(0xF))));
+        if (stopThroughHelper) b.ExitHelper(HelperId.StopAt, b.I64(0x3333));
+        else b.ExitIndirect(b.Add(rax, b.I64(4)));
+        Passes.Run(region);
+        return region;
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void MatchesTheIlBackend(bool stopThroughHelper)
+    {
+        var il = IlBackend.Compile(Region(stopThroughHelper));
+        Assert.True(LlvmBackend.TryCompile(Region(stopThroughHelper), LlvmOptLevel.O2, out var llvm, out var reason), reason);
+        using var g = new TestGuest(_ => { });
+        var rng = new Random(99);
+        for (int i = 0; i < 50; i++)
+        {
+            ulong a = (ulong)rng.NextInt64(), c = (ulong)rng.NextInt64();
+            var xs = new ulong[8];
+            for (int k = 0; k < xs.Length; k++) xs[k] = (ulong)rng.NextInt64();
+            (int, GuestState, byte[]) Run(RegionFunction f)
+            {
+                g.Vm.GetSpan(Ram, 0x2000).Fill(0xCC);
+                if (i % 2 == 0) g.Cpu.FlushTlb();
+                g.Cpu.Reset();
+                ref var s = ref g.Cpu.State;
+                s.Rax = a; s.Rcx = c; s.Rdx = Ram;
+                fixed (ulong* p = xs) Buffer.MemoryCopy(p, (byte*)Unsafe.AsPointer(ref s) + Jitvmx.StateOffsets.Xmm, 64, 64);
+                int code = f(g.Cpu.Context);
+                return (code, g.Cpu.State, g.Vm.GetSpan(Ram, 0x2000).ToArray());
+            }
+            var (c1, s1, m1) = Run(il.Function);
+            var (c2, s2, m2) = Run(llvm!.Function);
+            Assert.Equal(c1, c2);
+            Assert.Equal(m1, m2);
+            Assert.Equal(s1.Rip, s2.Rip);
+            for (int r = 0; r < 16; r++) Assert.Equal(((ulong*)&s1)[r], ((ulong*)&s2)[r]);
+            var x1 = new ReadOnlySpan<byte>((byte*)&s1 + Jitvmx.StateOffsets.Xmm, 256).ToArray();
+            var x2 = new ReadOnlySpan<byte>((byte*)&s2 + Jitvmx.StateOffsets.Xmm, 256).ToArray();
+            Assert.Equal(x1, x2);
+        }
     }
 }
