@@ -135,7 +135,8 @@ internal sealed unsafe class LlvmBackend
         string passes = level switch
         {
             LlvmOptLevel.O0 => "function(mem2reg)",
-            LlvmOptLevel.O1 => "function(sroa,early-cse,instcombine,simplifycfg,dce)",
+            // instcombine alone checks that it reached a fixpoint and aborts the process when not.
+            LlvmOptLevel.O1 => "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,dce)",
             _ => "default<O2>",
         };
         nint options = LLVMCreatePassBuilderOptions();

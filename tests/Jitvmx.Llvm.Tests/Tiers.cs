@@ -25,13 +25,15 @@ internal static class Tiers
     public static bool IsLlvm(Region r) => r.Function.Target is LlvmRegionThunk;
 
     /// <summary>Compiles the region at <paramref name="rip"/> with LLVM and puts it in the cache in place of the IL code.</summary>
-    public static void Install(TestGuest g, ulong rip, LlvmOptLevel level)
+    public static void Install(TestGuest g, ulong rip, LlvmOptLevel level) => Install(g.Vm, g.Cpu, rip, level);
+
+    /// <inheritdoc cref="Install(TestGuest, ulong, LlvmOptLevel)"/>
+    public static void Install(VirtualMachine vm, VirtualCpu cpu, ulong rip, LlvmOptLevel level)
     {
-        var vm = g.Vm;
-        var region = vm.Cache.Find(rip, false) ?? vm.Cache.Translate(g.Cpu, rip, false, out _)
-            ?? throw new InvalidOperationException($"no code at 0x{rip:x}");
+        var region = vm.Cache.Find(rip, false) ?? vm.Cache.Translate(cpu, rip, false, out _);
+        if (region is null) return; // nothing fetchable there (any more)
         var limits = new RegionLimits(vm.Options.MaxRegionInstructions, vm.Options.MaxRegionBlocks, Math.Min(96, vm.Options.MaxRegionInstructions));
-        var ir = Translator.Translate(g.Cpu, rip, limits, out _) ?? throw new InvalidOperationException("translation failed");
+        var ir = Translator.Translate(cpu, rip, limits, out _) ?? throw new InvalidOperationException("translation failed");
         Passes.Run(ir);
         Assert.True(LlvmBackend.TryCompile(ir, level, out var compiled, out string? reason), reason);
         Assert.Equal(region.SuccessorRips, compiled!.SuccessorRips);
