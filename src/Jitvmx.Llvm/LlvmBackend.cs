@@ -20,9 +20,9 @@ public enum LlvmOptLevel
 }
 
 /// <summary>Timing of one LLVM compilation, in Stopwatch ticks.</summary>
-internal readonly record struct LlvmCompileTimes(long Lower, long Optimize, long CodeGen)
+internal readonly record struct LlvmCompileTimes(long Lower, long Optimize, long CodeGen, long Link)
 {
-    public double TotalMs => (Lower + Optimize + CodeGen) * 1000.0 / Stopwatch.Frequency;
+    public double TotalMs => (Lower + Optimize + CodeGen + Link) * 1000.0 / Stopwatch.Frequency;
 }
 
 /// <summary>
@@ -97,9 +97,10 @@ internal sealed unsafe class LlvmBackend
             // compilations on several threads do not share LLJIT's single compiler.
             nint obj = EmitObject(module, CodegenLevel(level));
             LLVMDisposeModule(module);
+            long t3 = Stopwatch.GetTimestamp();
             nint tracker = jit.AddObject(obj); // takes the buffer
             nint fn = jit.Lookup(name);        // links against the runtime symbols
-            times = new LlvmCompileTimes(t1 - t0, t2 - t1, Stopwatch.GetTimestamp() - t2);
+            times = new LlvmCompileTimes(t1 - t0, t2 - t1, t3 - t2, Stopwatch.GetTimestamp() - t3);
             var thunk = new LlvmRegionThunk(fn, tracker);
             compiled = new CompiledRegion(thunk.Invoke, successors);
             return true;
@@ -108,6 +109,38 @@ internal sealed unsafe class LlvmBackend
         {
             LLVMContextDispose(context);
         }
+    }
+
+    /// <summary>
+    /// Compiles <paramref name="region"/> to a relocatable ELF object defining <paramref name="symbol"/>.
+    /// The object imports the runtime entry points by name (no addresses are baked in), so it can be
+    /// stored and loaded by <see cref="LoadObject"/> in another process.
+    /// </summary>
+    public static bool TryEmitObject(IrRegion region, LlvmOptLevel level, string symbol, out byte[]? obj, out ulong[] successors, out string? reason)
+    {
+        obj = null;
+        nint context = LLVMContextCreate();
+        try
+        {
+            if (!TryLower(region, context, symbol, out nint module, out successors, out reason)) return false;
+            Optimize(module, level);
+            obj = TakeBytes(EmitObject(module, CodegenLevel(level)));
+            LLVMDisposeModule(module);
+            return true;
+        }
+        finally
+        {
+            LLVMContextDispose(context);
+        }
+    }
+
+    /// <summary>Links an object from <see cref="TryEmitObject"/> into the process JIT and returns the region.</summary>
+    public static CompiledRegion LoadObject(ReadOnlySpan<byte> obj, string symbol, ulong[] successors)
+    {
+        var jit = LlvmJit.Instance;
+        nint tracker = jit.AddObject(obj, symbol);
+        var thunk = new LlvmRegionThunk(jit.Lookup(symbol), tracker);
+        return new CompiledRegion(thunk.Invoke, successors);
     }
 
     /// <summary>Codegen optimisation level used with an IR level.</summary>

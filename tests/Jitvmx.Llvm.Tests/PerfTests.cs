@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: MIT
+using System.Diagnostics;
+using Iced.Intel;
+using Jitvmx.Ir;
+using Jitvmx.Lifting;
+using Xunit.Abstractions;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Jitvmx.Llvm.Tests;
+
+/// <summary>
+/// Compile cost per optimisation level and run time against the IL tier (reported, not asserted).
+/// Times are CPU time of the measuring thread, so a loaded machine inflates them less than wall time.
+/// </summary>
+public unsafe partial class PerfTests(ITestOutputHelper output)
+{
+    [System.Runtime.InteropServices.LibraryImport("libc")]
+    private static partial int clock_gettime(int clock, long* ts);
+
+    private static double ThreadCpuMs()
+    {
+        long* ts = stackalloc long[2];
+        clock_gettime(3, ts); // CLOCK_THREAD_CPUTIME_ID
+        return ts[0] * 1e3 + ts[1] / 1e6;
+    }
+
+    private const ulong Ram = TestGuest.RamBase;
+
+    /// <summary>One load, one store and five ALU instructions per iteration.</summary>
+    private static void HotLoop(Assembler a, int iterations)
+    {
+        var loop = a.CreateLabel();
+        a.mov(rbx, Ram);
+        a.mov(ecx, iterations);
+        a.Label(ref loop);
+        a.mov(rax, __qword_ptr[rbx]);
+        a.add(rax, rcx);
+        a.xor(rax, rdx);
+        a.shr(rax, 1);
+        a.mov(__qword_ptr[rbx + 8], rax);
+        a.add(rdx, rax);
+        a.dec(rcx);
+        a.jnz(loop);
+        a.hlt();
+    }
+
+    [Fact]
+    public void CompileTimesAndLoopSpeed()
+    {
+        // Compile cost: the regions of three programs, each compiled several times per level.
+        var programs = new Action<Assembler>[] { a => HotLoop(a, 10), ProgramTests.LoadStoreLoop };
+        foreach (LlvmOptLevel level in Enum.GetValues<LlvmOptLevel>())
+        {
+            var totals = new List<double>();
+            var cpu = new List<double>();
+            var parts = new List<LlvmCompileTimes>();
+            foreach (var p in programs)
+            {
+                using var g = new TestGuest(p);
+                for (int i = 0; i < 8; i++)
+                {
+                    var ir = Translator.Translate(g.Cpu, TestGuest.CodeBase, RegionLimits.Default, out _)!;
+                    Passes.Run(ir);
+                    double c0 = ThreadCpuMs();
+                    Assert.True(LlvmBackend.TryCompile(ir, level, out _, out var reason, out var t), reason);
+                    double c1 = ThreadCpuMs();
+                    if (i > 0) { totals.Add(t.TotalMs); parts.Add(t); cpu.Add(c1 - c0); }
+                }
+            }
+            totals.Sort();
+            cpu.Sort();
+            double Ms(long ticks) => ticks * 1000.0 / Stopwatch.Frequency;
+            output.WriteLine($"{level}: median {cpu[cpu.Count / 2]:F2} ms CPU, {totals[totals.Count / 2]:F2} ms wall per region (wall: lower {parts.Average(x => Ms(x.Lower)):F2}, optimise {parts.Average(x => Ms(x.Optimize)):F2}, codegen {parts.Average(x => Ms(x.CodeGen)):F2}, link {parts.Average(x => Ms(x.Link)):F2})");
+        }
+
+        // Loading a region from a relocatable object (the ahead-of-time cache's path).
+        {
+            using var g = new TestGuest(ProgramTests.LoadStoreLoop);
+            var loads = new List<double>();
+            for (int i = 0; i < 6; i++)
+            {
+                var ir = Translator.Translate(g.Cpu, TestGuest.CodeBase, RegionLimits.Default, out _)!;
+                Passes.Run(ir);
+                string symbol = LlvmJit.Instance.UniqueName("perf_obj");
+                Assert.True(LlvmBackend.TryEmitObject(ir, LlvmOptLevel.O2, symbol, out var obj, out var succ, out var reason), reason);
+                double c0 = ThreadCpuMs();
+                LlvmBackend.LoadObject(obj, symbol, succ);
+                if (i > 0) loads.Add(ThreadCpuMs() - c0);
+            }
+            loads.Sort();
+            output.WriteLine($"object load + link: median {loads[loads.Count / 2]:F3} ms CPU");
+        }
+
+        // Run time of the hot loop: IL tier against LLVM (code compiled before timing).
+        const int n = 20_000_000;
+        double Time(LlvmOptLevel? level)
+        {
+            using var g = new TestGuest(a => HotLoop(a, n));
+            if (level is LlvmOptLevel l)
+            {
+                // The loop is the region at its label (entered from the first region's exit).
+                g.Cpu.Run(3);
+                foreach (ulong rip in Tiers.Regions(g.Vm).Keys.ToList()) Tiers.Install(g, rip, l);
+            }
+            else g.Cpu.Run(3);
+            double c0 = ThreadCpuMs();
+            var exit = g.Cpu.Run();
+            double elapsed = ThreadCpuMs() - c0;
+            Assert.Equal(ExitReason.Hlt, exit.Reason);
+            if (level is not null) Assert.All(Tiers.Regions(g.Vm).Values, r => Assert.True(Tiers.IsLlvm(r)));
+            return elapsed * 1e6 / n;
+        }
+        Time(null);
+        output.WriteLine($"hot loop (1 load, 1 store, 5 ALU per iteration): IL {Time(null):F2} ns/iter, LLVM O0 {Time(LlvmOptLevel.O0):F2}, O1 {Time(LlvmOptLevel.O1):F2}, O2 {Time(LlvmOptLevel.O2):F2} ns/iter");
+    }
+}
