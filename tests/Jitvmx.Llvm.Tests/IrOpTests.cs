@@ -210,3 +210,20 @@ public unsafe class VectorAndHelperTests
         }
     }
 }
+
+public class FallbackTests
+{
+    [Fact]
+    public void UnsupportedRegionFallsBackWithTheReason()
+    {
+        var region = new IrRegion { EntryRip = 0x1000 };
+        var b = new IrBuilder(region);
+        b.SetBlock(region.NewBlock());
+        b.SetReg(0, b.Call(HelperId.Reserved, IrType.I64, b.GetReg(1)));
+        b.ExitDirect(0x2000);
+        Passes.Run(region);
+        Assert.False(LlvmBackend.TryCompile(region, LlvmOptLevel.O1, out var compiled, out var reason));
+        Assert.Null(compiled);
+        Assert.Contains("not implemented", reason);
+    }
+}

@@ -44,6 +44,46 @@ public unsafe partial class PerfTests(ITestOutputHelper output)
         a.hlt();
     }
 
+    private static void Fib(Assembler a)
+    {
+        var fib = a.CreateLabel();
+        var small = a.CreateLabel();
+        a.mov(edi, 22);
+        a.call(fib);
+        a.hlt();
+        a.Label(ref fib);
+        a.cmp(rdi, 2);
+        a.jb(small);
+        a.push(rdi);
+        a.dec(rdi);
+        a.call(fib);
+        a.pop(rdi);
+        a.push(rax);
+        a.sub(rdi, 2);
+        a.call(fib);
+        a.pop(rcx);
+        a.add(rax, rcx);
+        a.ret();
+        a.Label(ref small);
+        a.mov(rax, rdi);
+        a.ret();
+    }
+
+    private static double Calls(LlvmOptLevel? level)
+    {
+        var warm = Tiers.Run(Fib, g => g.Cpu.Run());
+        using var g = new TestGuest(Fib);
+        if (level is LlvmOptLevel l)
+            foreach (ulong rip in warm.Rips) Tiers.Install(g, rip, l);
+        else
+            foreach (ulong rip in warm.Rips) g.Vm.Cache.Translate(g.Cpu, rip, false, out _);
+        double c0 = ThreadCpuMs();
+        Assert.Equal(ExitReason.Hlt, g.Cpu.Run().Reason);
+        double ms = ThreadCpuMs() - c0;
+        Assert.Equal(17711UL, g.Cpu.State.Rax);
+        return ms;
+    }
+
     [Fact]
     public void CompileTimesAndLoopSpeed()
     {
@@ -111,6 +151,7 @@ public unsafe partial class PerfTests(ITestOutputHelper output)
             return elapsed * 1e6 / n;
         }
         Time(null);
+        output.WriteLine($"calls (recursive fib(22), a region transition per call and return): IL {Calls(null):F1} ms, LLVM O2 {Calls(LlvmOptLevel.O2):F1} ms");
         output.WriteLine($"hot loop (1 load, 1 store, 5 ALU per iteration): IL {Time(null):F2} ns/iter, LLVM O0 {Time(LlvmOptLevel.O0):F2}, O1 {Time(LlvmOptLevel.O1):F2}, O2 {Time(LlvmOptLevel.O2):F2} ns/iter");
     }
 }
