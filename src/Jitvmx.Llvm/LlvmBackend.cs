@@ -11,7 +11,7 @@ namespace Jitvmx.Llvm;
 /// <summary>Optimisation applied to a region's LLVM IR before code generation.</summary>
 public enum LlvmOptLevel
 {
-    /// <summary>Only mem2reg (guest registers become SSA values): the cheapest useful code.</summary>
+    /// <summary>Only mem2reg (guest registers become SSA values) and fast instruction selection: the cheapest code to produce, slower than the IL tier.</summary>
     O0,
     /// <summary>A short pipeline for translated code: SSA, CSE, combining, CFG cleanup.</summary>
     O1,
@@ -179,7 +179,8 @@ internal sealed unsafe class LlvmBackend
 
     /// <summary>
     /// Lowers <paramref name="region"/> to a new module in <paramref name="context"/> defining function
-    /// <paramref name="name"/>, verified. The caller owns the module. False with the reason when unsupported.
+    /// <paramref name="name"/>, verified. The caller owns the module. False with the reason when the region uses
+    /// something not lowered yet or the verifier rejects the function (a lowering bug).
     /// </summary>
     public static bool TryLower(IrRegion region, nint context, string name, out nint module, out ulong[] successors, out string? reason)
     {
@@ -199,8 +200,9 @@ internal sealed unsafe class LlvmBackend
             reason = null;
             return true;
         }
-        catch (NotSupportedException e)
+        catch (Exception e) when (e is NotSupportedException or InvalidOperationException)
         {
+            // Unsupported IR, or a lowering bug the verifier caught: the IL tier's code stays in use.
             LLVMDisposeModule(module);
             module = 0;
             reason = e.Message;
@@ -679,7 +681,7 @@ internal sealed unsafe class LlvmBackend
 
     // ================= helpers =================
 
-    /// <summary>Calls helper <paramref name="v"/>.Aux through the runtime's helper trampoline; returns the raw 64-bit result slot.</summary>
+    /// <summary>Calls helper <paramref name="v"/>.Aux through the runtime's helper trampoline: arguments in 16-byte slots, result in the result buffer.</summary>
     private void CallHelper(IrValue v)
     {
         for (int i = 0; i < v.Args.Length; i++)
