@@ -355,6 +355,23 @@ internal sealed unsafe class LlvmBackend
 
     private void SetRip(ulong rip) => CtxStore(I64(rip), StateOffsets.Rip, 8);
 
+    private nint _unlikely;
+
+    /// <summary>A conditional branch whose true side is rare (slow paths, stops, faults): hot code is laid out straight.</summary>
+    private void CondBrUnlikely(nint cond, nint rare, nint common)
+    {
+        nint br = LLVMBuildCondBr(_b, cond, rare, common);
+        if (_unlikely == 0)
+        {
+            nint* md = stackalloc nint[3];
+            md[0] = LLVMMDStringInContext2(_ctx, "branch_weights", 14);
+            md[1] = LLVMValueAsMetadata(LLVMConstInt(_i32, 1, 0));
+            md[2] = LLVMValueAsMetadata(LLVMConstInt(_i32, 2000, 0));
+            _unlikely = LLVMMetadataAsValue(_ctx, LLVMMDNodeInContext2(_ctx, md, 3));
+        }
+        LLVMSetMetadata(br, LLVMGetMDKindIDInContext(_ctx, "prof", 4), _unlikely);
+    }
+
     private void ExitWith(int code)
     {
         LLVMBuildStore(_b, I32(code), _code);
@@ -414,7 +431,7 @@ internal sealed unsafe class LlvmBackend
         {
             // A loop inside one instruction (REP): stop with RIP at the instruction, which has not retired.
             nint stop = NewBlock($"b{b.Id}.stop"), go = NewBlock($"b{b.Id}.go");
-            LLVMBuildCondBr(_b, LLVMBuildICmp(_b, LlvmIntPredicate.Ne, VolatileStopLoad(), I32(0), ""), stop, go);
+            CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Ne, VolatileStopLoad(), I32(0), ""), stop, go);
             LLVMPositionBuilderAtEnd(_b, stop);
             LLVMBuildStore(_b, LLVMBuildAdd(_b, Load(_i64, _remaining), I64((ulong)resume.GiveBack), ""), _remaining);
             SetRip(resume.Rip);
@@ -427,7 +444,7 @@ internal sealed unsafe class LlvmBackend
             if (b.IsLoopHeader)
             {
                 nint charge = NewBlock($"b{b.Id}.charge");
-                LLVMBuildCondBr(_b, LLVMBuildICmp(_b, LlvmIntPredicate.Ne, VolatileStopLoad(), I32(0), ""), stop, charge);
+                CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Ne, VolatileStopLoad(), I32(0), ""), stop, charge);
                 LLVMPositionBuilderAtEnd(_b, charge);
             }
             // remaining -= n; if (remaining < 0) stop before the block with RIP at its start.
@@ -435,7 +452,7 @@ internal sealed unsafe class LlvmBackend
             nint after = LLVMBuildSub(_b, before, I64((ulong)b.ChargedInsns), "");
             nint over = NewBlock($"b{b.Id}.over");
             LLVMBuildStore(_b, after, _remaining);
-            LLVMBuildCondBr(_b, LLVMBuildICmp(_b, LlvmIntPredicate.Slt, after, I64(0), ""), over, ok);
+            CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Slt, after, I64(0), ""), over, ok);
             LLVMPositionBuilderAtEnd(_b, over);
             LLVMBuildStore(_b, before, _remaining);
             LLVMBuildBr(_b, stop);
@@ -600,7 +617,7 @@ internal sealed unsafe class LlvmBackend
         nint last = size > 1 ? LLVMBuildAdd(_b, addr, I64((ulong)(size - 1)), "") : addr;
         nint page = LLVMBuildAnd(_b, last, I64(CpuContext.PageMask), "");
         nint fast = NewBlock("tlb.hit");
-        LLVMBuildCondBr(_b, LLVMBuildICmp(_b, LlvmIntPredicate.Eq, tag, page, ""), fast, slow);
+        CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Ne, tag, page, ""), slow, fast);
         LLVMPositionBuilderAtEnd(_b, fast);
         nint addend = Load(_i64, Gep(entry, I64(16)), 8);
         return LLVMBuildIntToPtr(_b, LLVMBuildAdd(_b, addr, addend, ""), _ptr, "");
@@ -610,7 +627,7 @@ internal sealed unsafe class LlvmBackend
     private void CheckPending(nint next)
     {
         nint pending = CtxLoad(_i32, StateOffsets.Pending, 4);
-        LLVMBuildCondBr(_b, LLVMBuildICmp(_b, LlvmIntPredicate.Ne, pending, I32(0), ""), _fault, next);
+        CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Ne, pending, I32(0), ""), _fault, next);
     }
 
     private (nint Rip, nint GiveBack) InsnArgs(IrValue v) => (I64(v.Insn?.Rip ?? 0), I32(v.Insn?.GiveBack ?? 0));

@@ -145,6 +145,15 @@ internal static unsafe partial class LlvmApi
     [LibraryImport(Lib)] public static partial nint LLVMGetIntrinsicDeclaration(nint module, uint id, nint* types, nuint count);
     [LibraryImport(Lib)] public static partial nint LLVMIntrinsicGetType(nint context, uint id, nint* types, nuint count);
 
+    // ---------------- metadata ----------------
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial uint LLVMGetMDKindIDInContext(nint context, string name, uint length);
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMMDStringInContext2(nint context, string str, nuint length);
+    [LibraryImport(Lib)] public static partial nint LLVMMDNodeInContext2(nint context, nint* metadata, nuint count);
+    [LibraryImport(Lib)] public static partial nint LLVMValueAsMetadata(nint value);
+    [LibraryImport(Lib)] public static partial nint LLVMMetadataAsValue(nint context, nint metadata);
+    /// <summary>Attaches metadata (as a value) of kind <paramref name="kind"/> to an instruction.</summary>
+    [LibraryImport(Lib)] public static partial void LLVMSetMetadata(nint instruction, uint kind, nint value);
+
     // ---------------- constants ----------------
     [LibraryImport(Lib)] public static partial nint LLVMConstInt(nint type, ulong value, int signExtend);
     [LibraryImport(Lib)] public static partial nint LLVMConstNull(nint type);
