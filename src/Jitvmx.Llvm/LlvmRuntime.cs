@@ -213,4 +213,7 @@ internal sealed unsafe class LlvmRegionThunk(nint function, nint tracker)
         LlvmRuntime.ThrowPending();
         return code;
     }
+
+    /// <summary>Frees the code. The caller guarantees no thread runs or will run it (the region was invalidated and dropped everywhere).</summary>
+    public void Release() => LlvmJit.Release(Tracker, removeCode: true);
 }
