@@ -28,6 +28,12 @@ internal sealed unsafe class LlvmJit
     private LlvmJit()
     {
         _ = Handle; // throws LlvmUnavailableException with the package to install
+        // Tuning knob: LLVM options such as "-fast-isel" (space-separated), for measurements.
+        if (Environment.GetEnvironmentVariable("JITVMX_LLVM_OPTIONS") is { Length: > 0 } options)
+        {
+            string[] argv = ["jitvmx", .. options.Split(' ', StringSplitOptions.RemoveEmptyEntries)];
+            LLVMParseCommandLineOptions(argv.Length, argv, null);
+        }
         // LLVMInitializeNativeTarget is a static inline in the headers: call what it calls.
         LLVMInitializeX86TargetInfo();
         LLVMInitializeX86Target();

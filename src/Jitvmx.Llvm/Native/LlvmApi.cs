@@ -82,6 +82,10 @@ internal static unsafe partial class LlvmApi
         throw new InvalidOperationException($"LLVM: {what}: {text}");
     }
 
+    // ---------------- options ----------------
+    /// <summary>Sets LLVM's global command-line options (argv[0] is a program name). Once per process, before any target machine exists.</summary>
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial void LLVMParseCommandLineOptions(int argc, string[] argv, string? overview);
+
     // ---------------- targets ----------------
     [LibraryImport(Lib)] public static partial void LLVMInitializeX86TargetInfo();
     [LibraryImport(Lib)] public static partial void LLVMInitializeX86Target();
