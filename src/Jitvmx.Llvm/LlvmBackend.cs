@@ -1,0 +1,735 @@
+// SPDX-License-Identifier: MIT
+using System.Diagnostics;
+using Jitvmx.Backend;
+using Jitvmx.Ir;
+using Jitvmx.Llvm.Native;
+using Jitvmx.Runtime;
+using static Jitvmx.Llvm.Native.LlvmApi;
+
+namespace Jitvmx.Llvm;
+
+/// <summary>Optimisation applied to a region's LLVM IR before code generation.</summary>
+public enum LlvmOptLevel
+{
+    /// <summary>Only mem2reg (guest registers become SSA values) and fast instruction selection: the cheapest code to produce, slower than the IL tier.</summary>
+    O0,
+    /// <summary>A short pipeline for translated code: SSA, CSE, combining, CFG cleanup.</summary>
+    O1,
+    /// <summary>LLVM's <c>default&lt;O2&gt;</c>.</summary>
+    O2,
+}
+
+/// <summary>Timing of one LLVM compilation, in Stopwatch ticks.</summary>
+internal readonly record struct LlvmCompileTimes(long Lower, long Optimize, long CodeGen, long Link)
+{
+    public double TotalMs => (Lower + Optimize + CodeGen + Link) * 1000.0 / Stopwatch.Frequency;
+}
+
+/// <summary>
+/// Lowers an IR region (after <see cref="Passes.Run"/>) to one LLVM function <c>i32 region(ptr ctx)</c>
+/// with exactly the semantics of <see cref="IlBackend"/>: guest registers, flags and XMM registers
+/// live in allocas (loaded at entry, stored at every exit; mem2reg makes them SSA values), each guest
+/// block charges the budget and loop headers check the stop flag, every memory access is the inline
+/// software-TLB check with the slow path called through <see cref="LlvmRuntime"/>, and exits return
+/// a successor slot, −1 (RIP stored) or −2.
+/// </summary>
+internal sealed unsafe class LlvmBackend
+{
+    private static readonly int[] s_flagBits = [0, 2, 4, 6, 7, 11, 10]; // RFLAGS bit of each Flag: CF PF AF ZF SF OF DF
+
+    private readonly IrRegion _region;
+    private readonly nint _ctx, _module, _b;
+    private nint _fn, _ctxArg;
+    private readonly nint _i1, _i8, _i16, _i32, _i64, _i128, _v128, _ptr, _void;
+    private readonly nint[] _gpr = new nint[16], _flag = new nint[7], _xmm = new nint[16];
+    private readonly bool[] _gprWritten = new bool[16], _flagWritten = new bool[7], _xmmWritten = new bool[16];
+    private readonly Dictionary<IrValue, nint> _values = [];
+    private readonly Dictionary<IrValue, IrBlock> _defBlock = [];
+    private readonly Dictionary<IrValue, nint> _slots = []; // values used outside their block live in allocas
+    private readonly Dictionary<IrBlock, nint> _blocks = [];
+    private readonly Dictionary<string, (nint Fn, nint Type)> _functions = [];
+    private readonly List<ulong> _successors = [];
+    private nint _remaining, _code, _tlb, _argBuf, _resBuf, _vecBuf, _spill, _fault;
+    private IrBlock _current = null!;
+    private int _maxArgs;
+
+    private LlvmBackend(IrRegion region, nint context, nint module)
+    {
+        _region = region;
+        _ctx = context;
+        _module = module;
+        _b = LLVMCreateBuilderInContext(context);
+        _i1 = LLVMIntTypeInContext(context, 1);
+        _i8 = LLVMIntTypeInContext(context, 8);
+        _i16 = LLVMIntTypeInContext(context, 16);
+        _i32 = LLVMIntTypeInContext(context, 32);
+        _i64 = LLVMIntTypeInContext(context, 64);
+        _i128 = LLVMIntTypeInContext(context, 128);
+        _v128 = LLVMVectorType(_i8, 16);
+        _ptr = LLVMPointerTypeInContext(context, 0);
+        _void = LLVMVoidTypeInContext(context);
+    }
+
+    /// <summary>
+    /// Compiles <paramref name="region"/> through the process JIT. Returns false with the reason when
+    /// the region uses something this backend does not lower (the caller keeps the IL tier's code).
+    /// </summary>
+    public static bool TryCompile(IrRegion region, LlvmOptLevel level, out CompiledRegion? compiled, out string? reason) =>
+        TryCompile(region, level, out compiled, out reason, out _);
+
+    /// <inheritdoc cref="TryCompile(IrRegion, LlvmOptLevel, out CompiledRegion?, out string?)"/>
+    public static bool TryCompile(IrRegion region, LlvmOptLevel level, out CompiledRegion? compiled, out string? reason, out LlvmCompileTimes times)
+    {
+        compiled = null;
+        times = default;
+        var jit = LlvmJit.Instance;
+        string name = jit.UniqueName($"region_{region.EntryRip:x}");
+        long t0 = Stopwatch.GetTimestamp();
+        nint context = LLVMContextCreate();
+        try
+        {
+            if (!TryLower(region, context, name, out nint module, out var successors, out reason))
+                return false;
+            long t1 = Stopwatch.GetTimestamp();
+            Optimize(module, level);
+            long t2 = Stopwatch.GetTimestamp();
+            // Code is generated on this thread with its own target machine and linked as an object:
+            // compilations on several threads do not share LLJIT's single compiler.
+            nint obj = EmitObject(module, CodegenLevel(level));
+            LLVMDisposeModule(module);
+            long t3 = Stopwatch.GetTimestamp();
+            nint tracker = jit.AddObject(obj); // takes the buffer
+            nint fn = jit.Lookup(name);        // links against the runtime symbols
+            times = new LlvmCompileTimes(t1 - t0, t2 - t1, t3 - t2, Stopwatch.GetTimestamp() - t3);
+            var thunk = new LlvmRegionThunk(fn, tracker);
+            compiled = new CompiledRegion(thunk.Invoke, successors);
+            return true;
+        }
+        finally
+        {
+            LLVMContextDispose(context);
+        }
+    }
+
+    /// <summary>
+    /// Compiles <paramref name="region"/> to a relocatable ELF object defining <paramref name="symbol"/>.
+    /// The object imports the runtime entry points by name (no addresses are baked in), so it can be
+    /// stored and loaded by <see cref="LoadObject"/> in another process.
+    /// </summary>
+    public static bool TryEmitObject(IrRegion region, LlvmOptLevel level, string symbol, out byte[]? obj, out ulong[] successors, out string? reason)
+    {
+        obj = null;
+        nint context = LLVMContextCreate();
+        try
+        {
+            if (!TryLower(region, context, symbol, out nint module, out successors, out reason)) return false;
+            Optimize(module, level);
+            obj = TakeBytes(EmitObject(module, CodegenLevel(level)));
+            LLVMDisposeModule(module);
+            return true;
+        }
+        finally
+        {
+            LLVMContextDispose(context);
+        }
+    }
+
+    /// <summary>Links an object from <see cref="TryEmitObject"/> into the process JIT and returns the region.</summary>
+    public static CompiledRegion LoadObject(ReadOnlySpan<byte> obj, string symbol, ulong[] successors)
+    {
+        var jit = LlvmJit.Instance;
+        nint tracker = jit.AddObject(obj, symbol);
+        var thunk = new LlvmRegionThunk(jit.Lookup(symbol), tracker);
+        return new CompiledRegion(thunk.Invoke, successors);
+    }
+
+    /// <summary>Codegen optimisation level used with an IR level.</summary>
+    public static int CodegenLevel(LlvmOptLevel level) => level == LlvmOptLevel.O0 ? 0 : 2;
+
+    /// <summary>Generates a relocatable object for <paramref name="module"/> (not consumed); the caller owns the returned LLVMMemoryBufferRef.</summary>
+    public static nint EmitObject(nint module, int codegenLevel)
+    {
+        if (LLVMTargetMachineEmitToMemoryBuffer(LlvmJit.Instance.TargetMachine(codegenLevel), module, 1, out nint err, out nint buffer) != 0)
+            throw new InvalidOperationException($"LLVM: emitting an object: {TakeMessage(err)}");
+        return buffer;
+    }
+
+    /// <summary>The bytes of an object buffer, which is disposed.</summary>
+    public static byte[] TakeBytes(nint buffer)
+    {
+        var bytes = new ReadOnlySpan<byte>(LLVMGetBufferStart(buffer), (int)LLVMGetBufferSize(buffer)).ToArray();
+        LLVMDisposeMemoryBuffer(buffer);
+        return bytes;
+    }
+
+    /// <summary>Runs the pipeline of <paramref name="level"/> over <paramref name="module"/>.</summary>
+    public static void Optimize(nint module, LlvmOptLevel level)
+    {
+        string passes = level switch
+        {
+            LlvmOptLevel.O0 => "function(mem2reg)",
+            // instcombine alone checks that it reached a fixpoint and aborts the process when not.
+            LlvmOptLevel.O1 => "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,dce)",
+            _ => "default<O2>",
+        };
+        nint options = LLVMCreatePassBuilderOptions();
+        try { Check(LLVMRunPasses(module, passes, LlvmJit.Instance.TargetMachine(), options), $"running {passes}"); }
+        finally { LLVMDisposePassBuilderOptions(options); }
+    }
+
+    /// <summary>
+    /// Lowers <paramref name="region"/> to a new module in <paramref name="context"/> defining function
+    /// <paramref name="name"/>, verified. The caller owns the module. False with the reason when the region uses
+    /// something not lowered yet or the verifier rejects the function (a lowering bug).
+    /// </summary>
+    public static bool TryLower(IrRegion region, nint context, string name, out nint module, out ulong[] successors, out string? reason)
+    {
+        var jit = LlvmJit.Instance;
+        module = LLVMModuleCreateWithNameInContext(name, context);
+        LLVMSetTarget(module, jit.Triple);
+        LLVMSetDataLayout(module, jit.DataLayout);
+        var backend = new LlvmBackend(region, context, module);
+        successors = [];
+        try
+        {
+            backend.Emit(name);
+            if (LLVMVerifyModule(module, 2, out nint msg) != 0)
+                throw new InvalidOperationException($"LLVM rejected region 0x{region.EntryRip:x}: {TakeMessage(msg)}");
+            TakeMessage(msg);
+            successors = [.. backend._successors];
+            reason = null;
+            return true;
+        }
+        catch (Exception e) when (e is NotSupportedException or InvalidOperationException)
+        {
+            // Unsupported IR, or a lowering bug the verifier caught: the IL tier's code stays in use.
+            LLVMDisposeModule(module);
+            module = 0;
+            reason = e.Message;
+            return false;
+        }
+        finally
+        {
+            LLVMDisposeBuilder(backend._b);
+        }
+    }
+
+    /// <summary>Textual LLVM IR of a module (for tests and debugging).</summary>
+    public static string Print(nint module) => TakeMessage(LLVMPrintModuleToString(module));
+
+    // ================= structure =================
+
+    private nint Type(IrType t) => t switch
+    {
+        IrType.I1 => _i1,
+        IrType.I8 => _i8,
+        IrType.I16 => _i16,
+        IrType.I32 => _i32,
+        IrType.I64 => _i64,
+        IrType.V128 => _v128,
+        _ => throw new NotSupportedException($"IR type {t} has no LLVM type"),
+    };
+
+    private void Emit(string name)
+    {
+        Scan();
+        nint param = _ptr;
+        _fn = LLVMAddFunction(_module, name, LLVMFunctionType(_i32, &param, 1, 0));
+        _ctxArg = LLVMGetParam(_fn, 0);
+        nint entry = LLVMAppendBasicBlockInContext(_ctx, _fn, "entry");
+        foreach (var b in _region.Blocks) _blocks[b] = LLVMAppendBasicBlockInContext(_ctx, _fn, $"b{b.Id}");
+        _fault = LLVMAppendBasicBlockInContext(_ctx, _fn, "fault");
+        _spill = LLVMAppendBasicBlockInContext(_ctx, _fn, "spill");
+
+        // Prologue: every alloca, then guest state into them.
+        LLVMPositionBuilderAtEnd(_b, entry);
+        for (int i = 0; i < 16; i++) if (_gprWritten[i] || _gpr[i] == 1) _gpr[i] = LLVMBuildAlloca(_b, _i64, $"r{i}");
+        for (int i = 0; i < 7; i++) if (_flagWritten[i] || _flag[i] == 1) _flag[i] = LLVMBuildAlloca(_b, _i1, ((Flag)i).ToString());
+        for (int i = 0; i < 16; i++) if (_xmmWritten[i] || _xmm[i] == 1) _xmm[i] = LLVMBuildAlloca(_b, _v128, $"xmm{i}");
+        _remaining = LLVMBuildAlloca(_b, _i64, "remaining");
+        _code = LLVMBuildAlloca(_b, _i32, "code");
+        _argBuf = LLVMBuildAlloca(_b, LLVMArrayType2(_i8, (ulong)(Math.Max(1, _maxArgs) * LlvmRuntime.SlotSize)), "args");
+        LLVMSetAlignment(_argBuf, 16);
+        _resBuf = LLVMBuildAlloca(_b, _v128, "result");
+        LLVMSetAlignment(_resBuf, 16);
+        _vecBuf = LLVMBuildAlloca(_b, _v128, "vec");
+        LLVMSetAlignment(_vecBuf, 16);
+        foreach (var v in _slots.Keys.ToList()) _slots[v] = LLVMBuildAlloca(_b, Type(v.Type), $"v{v.Id}");
+        LoadState();
+        LLVMBuildStore(_b, CtxLoad(_i64, StateOffsets.Remaining, 8), _remaining);
+        _tlb = CtxLoad(_ptr, StateOffsets.Tlb, 8);
+        LLVMBuildBr(_b, _blocks[_region.Blocks[0]]);
+
+        foreach (var b in _region.Blocks) EmitBlock(b);
+
+        // Memory fault or restart: the slow path set RIP and how many instructions to give back.
+        LLVMPositionBuilderAtEnd(_b, _fault);
+        LLVMBuildStore(_b, LLVMBuildAdd(_b, Load(_i64, _remaining), CtxLoad(_i64, StateOffsets.GiveBack, 8), ""), _remaining);
+        LLVMBuildStore(_b, I32(RegionCode.Stop), _code);
+        LLVMBuildBr(_b, _spill);
+
+        LLVMPositionBuilderAtEnd(_b, _spill);
+        SpillState();
+        CtxStore(Load(_i64, _remaining), StateOffsets.Remaining, 8);
+        LLVMBuildRet(_b, Load(_i32, _code));
+    }
+
+    /// <summary>Finds the guest state the region touches, values used outside their block, and the widest helper call.</summary>
+    private void Scan()
+    {
+        foreach (var b in _region.Blocks)
+            foreach (var v in b.Nodes)
+            {
+                _defBlock[v] = b;
+                switch (v.Op)
+                {
+                    case IrOp.GetReg: _gpr[v.Aux] = 1; break;
+                    case IrOp.SetReg: _gprWritten[v.Aux] = true; break;
+                    case IrOp.GetFlag: _flag[v.Aux] = 1; break;
+                    case IrOp.SetFlag: _flagWritten[v.Aux] = true; break;
+                    case IrOp.GetXmm: _xmm[v.Aux] = 1; break;
+                    case IrOp.SetXmm: _xmmWritten[v.Aux] = true; break;
+                    case IrOp.Call or IrOp.ExitHelper:
+                        _maxArgs = Math.Max(_maxArgs, v.Args.Length);
+                        if (LlvmRuntime.Unsupported(v.Aux, v.Args.Length) is { } why) throw new NotSupportedException(why);
+                        break;
+                }
+            }
+        foreach (var b in _region.Blocks)
+            foreach (var v in b.Nodes)
+                foreach (var a in v.Args)
+                    if (a.Op != IrOp.Const && (!_defBlock.TryGetValue(a, out var d) || d != b)) _slots[a] = 0;
+    }
+
+    // ================= small builders =================
+
+    private nint I32(long v) => LLVMConstInt(_i32, (ulong)v, 1);
+    private nint I64(ulong v) => LLVMConstInt(_i64, v, 0);
+    private nint Const(nint type, ulong v) => LLVMConstInt(type, v, 0);
+
+    private nint Gep(nint basePtr, nint byteOffset) => LLVMBuildGEP2(_b, _i8, basePtr, &byteOffset, 1, "");
+    private nint CtxPtr(int offset) => offset == 0 ? _ctxArg : Gep(_ctxArg, I64((ulong)offset));
+
+    private nint Load(nint type, nint ptr, uint align = 0)
+    {
+        nint v = LLVMBuildLoad2(_b, type, ptr, "");
+        if (align != 0) LLVMSetAlignment(v, align);
+        return v;
+    }
+
+    private void Store(nint value, nint ptr, uint align = 0)
+    {
+        nint s = LLVMBuildStore(_b, value, ptr);
+        if (align != 0) LLVMSetAlignment(s, align);
+    }
+
+    private nint CtxLoad(nint type, int offset, uint align) => Load(type, CtxPtr(offset), align);
+    private void CtxStore(nint value, int offset, uint align) => Store(value, CtxPtr(offset), align);
+
+    private nint NewBlock(string name) => LLVMAppendBasicBlockInContext(_ctx, _fn, name);
+
+    private nint Call(string symbol, nint ret, nint[] types, params nint[] args)
+    {
+        if (!_functions.TryGetValue(symbol, out var f))
+        {
+            nint ft;
+            fixed (nint* p = types) ft = LLVMFunctionType(ret, p, (uint)types.Length, 0);
+            f = (LLVMAddFunction(_module, symbol, ft), ft);
+            _functions[symbol] = f;
+        }
+        fixed (nint* a = args) return LLVMBuildCall2(_b, f.Type, f.Fn, a, (uint)args.Length, "");
+    }
+
+    private nint Intrinsic(string name, nint type, params nint[] args)
+    {
+        string key = $"{name}.{type}";
+        if (!_functions.TryGetValue(key, out var f))
+        {
+            uint id = LLVMLookupIntrinsicID(name, (nuint)name.Length);
+            if (id == 0) throw new NotSupportedException($"no LLVM intrinsic {name}");
+            f = (LLVMGetIntrinsicDeclaration(_module, id, &type, 1), LLVMIntrinsicGetType(_ctx, id, &type, 1));
+            _functions[key] = f;
+        }
+        fixed (nint* a = args) return LLVMBuildCall2(_b, f.Type, f.Fn, a, (uint)args.Length, "");
+    }
+
+    private void SetRip(ulong rip) => CtxStore(I64(rip), StateOffsets.Rip, 8);
+
+    private nint _unlikely;
+
+    /// <summary>A conditional branch whose true side is rare (slow paths, stops, faults): hot code is laid out straight.</summary>
+    private void CondBrUnlikely(nint cond, nint rare, nint common)
+    {
+        nint br = LLVMBuildCondBr(_b, cond, rare, common);
+        if (_unlikely == 0)
+        {
+            nint* md = stackalloc nint[3];
+            md[0] = LLVMMDStringInContext2(_ctx, "branch_weights", 14);
+            md[1] = LLVMValueAsMetadata(LLVMConstInt(_i32, 1, 0));
+            md[2] = LLVMValueAsMetadata(LLVMConstInt(_i32, 2000, 0));
+            _unlikely = LLVMMetadataAsValue(_ctx, LLVMMDNodeInContext2(_ctx, md, 3));
+        }
+        LLVMSetMetadata(br, LLVMGetMDKindIDInContext(_ctx, "prof", 4), _unlikely);
+    }
+
+    private void ExitWith(int code)
+    {
+        LLVMBuildStore(_b, I32(code), _code);
+        LLVMBuildBr(_b, _spill);
+    }
+
+    /// <summary>The stop flag, read with a volatile load: another thread sets it and it must not be hoisted out of a loop.</summary>
+    private nint VolatileStopLoad()
+    {
+        nint v = CtxLoad(_i32, StateOffsets.StopRequested, 4);
+        LLVMSetVolatile(v, 1);
+        return v;
+    }
+
+    // ================= guest state =================
+
+    private void LoadState()
+    {
+        for (int i = 0; i < 16; i++)
+            if (_gpr[i] > 1) Store(CtxLoad(_i64, StateOffsets.Gpr(i), 8), _gpr[i]);
+        for (int x = 0; x < 16; x++)
+            if (_xmm[x] > 1) Store(CtxLoad(_v128, StateOffsets.XmmReg(x), 1), _xmm[x]);
+        bool any = false;
+        for (int f = 0; f < 7; f++) any |= _flag[f] > 1;
+        if (!any) return;
+        nint rflags = CtxLoad(_i64, StateOffsets.Rflags, 8);
+        for (int f = 0; f < 7; f++)
+            if (_flag[f] > 1)
+                Store(LLVMBuildTrunc(_b, LLVMBuildLShr(_b, rflags, I64((ulong)s_flagBits[f]), ""), _i1, ""), _flag[f]);
+    }
+
+    private void SpillState()
+    {
+        for (int i = 0; i < 16; i++)
+            if (_gprWritten[i]) CtxStore(Load(_i64, _gpr[i]), StateOffsets.Gpr(i), 8);
+        for (int x = 0; x < 16; x++)
+            if (_xmmWritten[x]) CtxStore(Load(_v128, _xmm[x]), StateOffsets.XmmReg(x), 1);
+        ulong mask = 0;
+        for (int f = 0; f < 7; f++)
+            if (_flagWritten[f]) mask |= 1UL << s_flagBits[f];
+        if (mask == 0) return;
+        // rflags = (rflags & ~mask) | Σ flag << bit
+        nint r = LLVMBuildAnd(_b, CtxLoad(_i64, StateOffsets.Rflags, 8), I64(~mask), "");
+        for (int f = 0; f < 7; f++)
+            if (_flagWritten[f])
+                r = LLVMBuildOr(_b, r, LLVMBuildShl(_b, LLVMBuildZExt(_b, Load(_i1, _flag[f]), _i64, ""), I64((ulong)s_flagBits[f]), ""), "");
+        CtxStore(r, StateOffsets.Rflags, 8);
+    }
+
+    // ================= blocks =================
+
+    private void EmitBlock(IrBlock b)
+    {
+        _current = b;
+        LLVMPositionBuilderAtEnd(_b, _blocks[b]);
+        if (b.ChargedInsns == 0 && b.IsLoopHeader && b.ResumeInsn is { } resume)
+        {
+            // A loop inside one instruction (REP): stop with RIP at the instruction, which has not retired.
+            nint stop = NewBlock($"b{b.Id}.stop"), go = NewBlock($"b{b.Id}.go");
+            CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Ne, VolatileStopLoad(), I32(0), ""), stop, go);
+            LLVMPositionBuilderAtEnd(_b, stop);
+            LLVMBuildStore(_b, LLVMBuildAdd(_b, Load(_i64, _remaining), I64((ulong)resume.GiveBack), ""), _remaining);
+            SetRip(resume.Rip);
+            ExitWith(RegionCode.Stop);
+            LLVMPositionBuilderAtEnd(_b, go);
+        }
+        else if (b.ChargedInsns > 0)
+        {
+            nint stop = NewBlock($"b{b.Id}.stop"), ok = NewBlock($"b{b.Id}.ok");
+            if (b.IsLoopHeader)
+            {
+                nint charge = NewBlock($"b{b.Id}.charge");
+                CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Ne, VolatileStopLoad(), I32(0), ""), stop, charge);
+                LLVMPositionBuilderAtEnd(_b, charge);
+            }
+            // remaining -= n; if (remaining < 0) stop before the block with RIP at its start.
+            nint before = Load(_i64, _remaining);
+            nint after = LLVMBuildSub(_b, before, I64((ulong)b.ChargedInsns), "");
+            nint over = NewBlock($"b{b.Id}.over");
+            LLVMBuildStore(_b, after, _remaining);
+            CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Slt, after, I64(0), ""), over, ok);
+            LLVMPositionBuilderAtEnd(_b, over);
+            LLVMBuildStore(_b, before, _remaining);
+            LLVMBuildBr(_b, stop);
+            LLVMPositionBuilderAtEnd(_b, stop);
+            SetRip(b.GuestAddress);
+            ExitWith(RegionCode.Stop);
+            LLVMPositionBuilderAtEnd(_b, ok);
+        }
+        if (b.Terminator is null) throw new NotSupportedException($"block b{b.Id} of region 0x{_region.EntryRip:x} has no terminator");
+        foreach (var v in b.Nodes) EmitNode(v);
+    }
+
+    // ================= values =================
+
+    private nint Value(IrValue v)
+    {
+        if (v.Op == IrOp.Const) return ConstValue(v);
+        if (_defBlock.TryGetValue(v, out var d) && d == _current && _values.TryGetValue(v, out nint x)) return x;
+        if (_slots.TryGetValue(v, out nint slot) && slot != 0) return Load(Type(v.Type), slot);
+        throw new InvalidOperationException($"IR value v{v.Id} used before its definition in region 0x{_region.EntryRip:x}");
+    }
+
+    private nint ConstValue(IrValue v)
+    {
+        if (v.Type == IrType.V128)
+            return LLVMBuildBitCast(_b, LLVMConstInt(_i128, v.Imm, 0), _v128, "");
+        return Const(Type(v.Type), v.Imm & v.Type.Mask());
+    }
+
+    private void Define(IrValue v, nint value)
+    {
+        _values[v] = value;
+        if (_slots.TryGetValue(v, out nint slot) && slot != 0) Store(value, slot);
+    }
+
+    private nint Count(IrValue v) => LLVMBuildAnd(_b, Value(v.Args[1]), Const(Type(v.Type), (ulong)v.Type.Bits() - 1), "");
+
+    private nint ToI64(nint value, IrType t) => t == IrType.I64 ? value : LLVMBuildZExt(_b, value, _i64, "");
+
+    private void EmitNode(IrValue v)
+    {
+        var a = v.Args;
+        nint T() => Type(v.Type);
+        nint A(int i) => Value(a[i]);
+        switch (v.Op)
+        {
+            case IrOp.Const: return;
+            case IrOp.GetReg: Define(v, Load(_i64, _gpr[v.Aux])); return;
+            case IrOp.SetReg: Store(A(0), _gpr[v.Aux]); return;
+            case IrOp.GetFlag: Define(v, Load(_i1, _flag[v.Aux])); return;
+            case IrOp.SetFlag: Store(A(0), _flag[v.Aux]); return;
+            case IrOp.GetXmm: Define(v, Load(_v128, _xmm[v.Aux])); return;
+            case IrOp.SetXmm: Store(A(0), _xmm[v.Aux]); return;
+            case IrOp.GetState when v.Aux == StateOffsets.StopRequested:
+                Define(v, Resize(VolatileStopLoad(), IrType.I32, v.Type));
+                return;
+            case IrOp.GetState:
+                Define(v, v.Type == IrType.I1
+                    ? LLVMBuildTrunc(_b, CtxLoad(_i8, v.Aux, 1), _i1, "")
+                    : CtxLoad(T(), v.Aux, 1));
+                return;
+            case IrOp.SetState:
+                CtxStore(a[0].Type == IrType.I1 ? LLVMBuildZExt(_b, A(0), _i8, "") : A(0), v.Aux, 1);
+                return;
+            case IrOp.Add: Define(v, LLVMBuildAdd(_b, A(0), A(1), "")); return;
+            case IrOp.Sub: Define(v, LLVMBuildSub(_b, A(0), A(1), "")); return;
+            case IrOp.Mul: Define(v, LLVMBuildMul(_b, A(0), A(1), "")); return;
+            case IrOp.And: Define(v, LLVMBuildAnd(_b, A(0), A(1), "")); return;
+            case IrOp.Or: Define(v, LLVMBuildOr(_b, A(0), A(1), "")); return;
+            case IrOp.Xor: Define(v, LLVMBuildXor(_b, A(0), A(1), "")); return;
+            case IrOp.UDiv: Define(v, LLVMBuildUDiv(_b, A(0), A(1), "")); return;
+            case IrOp.URem: Define(v, LLVMBuildURem(_b, A(0), A(1), "")); return;
+            case IrOp.SDiv: Define(v, LLVMBuildSDiv(_b, A(0), A(1), "")); return;
+            case IrOp.SRem: Define(v, LLVMBuildSRem(_b, A(0), A(1), "")); return;
+            // Counts are < width by contract; masking keeps a violation defined (as x86 shifts are) instead of poison.
+            case IrOp.Shl: Define(v, LLVMBuildShl(_b, A(0), Count(v), "")); return;
+            case IrOp.LShr: Define(v, LLVMBuildLShr(_b, A(0), Count(v), "")); return;
+            case IrOp.AShr: Define(v, LLVMBuildAShr(_b, A(0), Count(v), "")); return;
+            case IrOp.Rotl: Define(v, Intrinsic("llvm.fshl", T(), A(0), A(0), A(1))); return;
+            case IrOp.Rotr: Define(v, Intrinsic("llvm.fshr", T(), A(0), A(0), A(1))); return;
+            case IrOp.Not: Define(v, LLVMBuildNot(_b, A(0), "")); return;
+            case IrOp.Neg: Define(v, LLVMBuildNeg(_b, A(0), "")); return;
+            case IrOp.UMulHi or IrOp.SMulHi:
+            {
+                bool signed = v.Op == IrOp.SMulHi;
+                int w = v.Type.Bits();
+                nint wide = LLVMIntTypeInContext(_ctx, (uint)(2 * w));
+                nint x = signed ? LLVMBuildSExt(_b, A(0), wide, "") : LLVMBuildZExt(_b, A(0), wide, "");
+                nint y = signed ? LLVMBuildSExt(_b, A(1), wide, "") : LLVMBuildZExt(_b, A(1), wide, "");
+                nint hi = LLVMBuildLShr(_b, LLVMBuildMul(_b, x, y, ""), Const(wide, (ulong)w), "");
+                Define(v, LLVMBuildTrunc(_b, hi, T(), ""));
+                return;
+            }
+            case IrOp.ZExt when v.Type == IrType.V128:
+                // The value becomes the low lane; the rest is zero.
+                Define(v, LLVMBuildBitCast(_b, LLVMBuildZExt(_b, A(0), _i128, ""), _v128, ""));
+                return;
+            case IrOp.Trunc when a[0].Type == IrType.V128:
+                Define(v, LLVMBuildTrunc(_b, LLVMBuildBitCast(_b, A(0), _i128, ""), T(), ""));
+                return;
+            case IrOp.ZExt or IrOp.SExt or IrOp.Trunc:
+                Define(v, Resize(A(0), a[0].Type, v.Type, v.Op == IrOp.SExt));
+                return;
+            case IrOp.Eq: Define(v, LLVMBuildICmp(_b, LlvmIntPredicate.Eq, A(0), A(1), "")); return;
+            case IrOp.Ne: Define(v, LLVMBuildICmp(_b, LlvmIntPredicate.Ne, A(0), A(1), "")); return;
+            case IrOp.Ult: Define(v, LLVMBuildICmp(_b, LlvmIntPredicate.Ult, A(0), A(1), "")); return;
+            case IrOp.Ule: Define(v, LLVMBuildICmp(_b, LlvmIntPredicate.Ule, A(0), A(1), "")); return;
+            case IrOp.Slt: Define(v, LLVMBuildICmp(_b, LlvmIntPredicate.Slt, A(0), A(1), "")); return;
+            case IrOp.Sle: Define(v, LLVMBuildICmp(_b, LlvmIntPredicate.Sle, A(0), A(1), "")); return;
+            case IrOp.Select: Define(v, LLVMBuildSelect(_b, A(0), A(1), A(2), "")); return;
+            case IrOp.Parity:
+            {
+                nint low = Resize(A(0), a[0].Type, IrType.I8);
+                nint odd = LLVMBuildTrunc(_b, Intrinsic("llvm.ctpop", _i8, low), _i1, "");
+                Define(v, LLVMBuildNot(_b, odd, ""));
+                return;
+            }
+            case IrOp.Popcnt: Define(v, Intrinsic("llvm.ctpop", T(), A(0))); return;
+            // i1 false: the result for 0 is the width, as the IR defines.
+            case IrOp.Ctz: Define(v, Intrinsic("llvm.cttz", T(), A(0), Const(_i1, 0))); return;
+            case IrOp.Clz: Define(v, Intrinsic("llvm.ctlz", T(), A(0), Const(_i1, 0))); return;
+            case IrOp.Bswap: Define(v, Intrinsic("llvm.bswap", T(), A(0))); return;
+            case IrOp.Load: EmitLoad(v); return;
+            case IrOp.Store: EmitStore(v); return;
+            case IrOp.Call: EmitCall(v); return;
+            case IrOp.Jump: LLVMBuildBr(_b, _blocks[v.Target!]); return;
+            case IrOp.Branch: LLVMBuildCondBr(_b, A(0), _blocks[v.Target!], _blocks[v.Else!]); return;
+            case IrOp.ExitDirect:
+                SetRip(v.Imm);
+                ExitWith(_successors.Count);
+                _successors.Add(v.Imm);
+                return;
+            case IrOp.ExitIndirect:
+                CtxStore(A(0), StateOffsets.Rip, 8);
+                ExitWith(RegionCode.Indirect);
+                return;
+            case IrOp.ExitHelper: EmitExitHelper(v); return;
+            default: throw new NotSupportedException($"IR op {v.Op} has no LLVM lowering");
+        }
+    }
+
+    /// <summary>Zero- or sign-extends or truncates an integer between IR types.</summary>
+    private nint Resize(nint value, IrType from, IrType to, bool signed = false)
+    {
+        int f = from.Bits(), t = to.Bits();
+        if (f == t) return value;
+        if (t < f) return LLVMBuildTrunc(_b, value, Type(to), "");
+        return signed ? LLVMBuildSExt(_b, value, Type(to), "") : LLVMBuildZExt(_b, value, Type(to), "");
+    }
+
+    // ================= memory path =================
+
+    /// <summary>
+    /// entry = tlb + ((addr &gt;&gt; 12) &amp; mask) * 32; branches to <paramref name="slow"/> unless the tag at
+    /// <paramref name="tagOffset"/> equals the page of the access's last byte; returns the host pointer.
+    /// </summary>
+    private nint TlbCheck(nint addr, int size, int tagOffset, nint slow)
+    {
+        nint index = LLVMBuildShl(_b, LLVMBuildAnd(_b, LLVMBuildLShr(_b, addr, I64(CpuContext.PageBits), ""), I64(CpuContext.TlbSize - 1), ""), I64(5), "");
+        nint entry = Gep(_tlb, index);
+        nint tag = Load(_i64, tagOffset == 0 ? entry : Gep(entry, I64((ulong)tagOffset)), 8);
+        nint last = size > 1 ? LLVMBuildAdd(_b, addr, I64((ulong)(size - 1)), "") : addr;
+        nint page = LLVMBuildAnd(_b, last, I64(CpuContext.PageMask), "");
+        nint fast = NewBlock("tlb.hit");
+        CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Ne, tag, page, ""), slow, fast);
+        LLVMPositionBuilderAtEnd(_b, fast);
+        nint addend = Load(_i64, Gep(entry, I64(16)), 8);
+        return LLVMBuildIntToPtr(_b, LLVMBuildAdd(_b, addr, addend, ""), _ptr, "");
+    }
+
+    /// <summary>After a slow-path call: a fault or restart leaves the region through the fault block.</summary>
+    private void CheckPending(nint next)
+    {
+        nint pending = CtxLoad(_i32, StateOffsets.Pending, 4);
+        CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Ne, pending, I32(0), ""), _fault, next);
+    }
+
+    private (nint Rip, nint GiveBack) InsnArgs(IrValue v) => (I64(v.Insn?.Rip ?? 0), I32(v.Insn?.GiveBack ?? 0));
+
+    private void EmitLoad(IrValue v)
+    {
+        bool vec = v.Type == IrType.V128;
+        int size = v.Type == IrType.I1 ? 1 : v.Type.Bits() / 8;
+        nint memType = v.Type == IrType.I1 ? _i8 : Type(v.Type);
+        nint addr = Value(v.Args[0]);
+        nint slow = NewBlock("load.slow"), join = NewBlock("load.done");
+        nint host = TlbCheck(addr, size, 0, slow);
+        nint fastValue = Load(memType, host, 1);
+        nint fastEnd = LLVMGetInsertBlock(_b);
+        LLVMBuildBr(_b, join);
+
+        LLVMPositionBuilderAtEnd(_b, slow);
+        var (rip, giveBack) = InsnArgs(v);
+        nint slowValue;
+        if (vec)
+        {
+            Call(LlvmRuntime.Load128Symbol, _void, [_ptr, _i64, _i64, _i32, _ptr], _ctxArg, addr, rip, giveBack, _vecBuf);
+            slowValue = Load(_v128, _vecBuf, 16);
+        }
+        else
+        {
+            nint r = Call(LlvmRuntime.LoadSymbol, _i64, [_ptr, _i64, _i32, _i64, _i32], _ctxArg, addr, I32(size), rip, giveBack);
+            slowValue = size == 8 ? r : LLVMBuildTrunc(_b, r, memType, "");
+        }
+        nint slowEnd = LLVMGetInsertBlock(_b);
+        CheckPending(join);
+
+        LLVMPositionBuilderAtEnd(_b, join);
+        nint phi = LLVMBuildPhi(_b, memType, "");
+        nint* vals = stackalloc nint[2] { fastValue, slowValue };
+        nint* blocks = stackalloc nint[2] { fastEnd, slowEnd };
+        LLVMAddIncoming(phi, vals, blocks, 2);
+        Define(v, v.Type == IrType.I1 ? LLVMBuildTrunc(_b, phi, _i1, "") : phi);
+    }
+
+    private void EmitStore(IrValue v)
+    {
+        var valueIr = v.Args[1];
+        bool vec = valueIr.Type == IrType.V128;
+        int size = valueIr.Type == IrType.I1 ? 1 : valueIr.Type.Bits() / 8;
+        nint addr = Value(v.Args[0]);
+        nint value = Value(valueIr);
+        if (valueIr.Type == IrType.I1) value = LLVMBuildZExt(_b, value, _i8, "");
+        nint slow = NewBlock("store.slow"), join = NewBlock("store.done");
+        nint host = TlbCheck(addr, size, 8, slow);
+        Store(value, host, 1);
+        LLVMBuildBr(_b, join);
+
+        LLVMPositionBuilderAtEnd(_b, slow);
+        var (rip, giveBack) = InsnArgs(v);
+        if (vec)
+        {
+            Store(value, _vecBuf, 16);
+            Call(LlvmRuntime.Store128Symbol, _void, [_ptr, _i64, _ptr, _i64, _i32], _ctxArg, addr, _vecBuf, rip, giveBack);
+        }
+        else
+        {
+            Call(LlvmRuntime.StoreSymbol, _void, [_ptr, _i64, _i32, _i64, _i64, _i32], _ctxArg, addr, I32(size), ToI64(value, size == 1 ? IrType.I8 : valueIr.Type), rip, giveBack);
+        }
+        CheckPending(join);
+        LLVMPositionBuilderAtEnd(_b, join);
+    }
+
+    // ================= helpers =================
+
+    /// <summary>Calls helper <paramref name="v"/>.Aux through the runtime's helper trampoline: arguments in 16-byte slots, result in the result buffer.</summary>
+    private void CallHelper(IrValue v)
+    {
+        for (int i = 0; i < v.Args.Length; i++)
+        {
+            var arg = v.Args[i];
+            nint slot = Gep(_argBuf, I64((ulong)(i * LlvmRuntime.SlotSize)));
+            if (arg.Type == IrType.V128) Store(Value(arg), slot, 16);
+            else Store(ToI64(Value(arg), arg.Type), slot, 16);
+        }
+        Call(LlvmRuntime.CallHelperSymbol, _void, [_i32, _ptr, _ptr, _ptr], I32(v.Aux), _ctxArg, _argBuf, _resBuf);
+    }
+
+    private void EmitCall(IrValue v)
+    {
+        bool pure = Helpers.IsPure(v.Aux);
+        if (!pure) SpillState();
+        CallHelper(v);
+        if (v.Type != IrType.Void)
+        {
+            nint r = v.Type == IrType.V128 ? Load(_v128, _resBuf, 16) : Resize(Load(_i64, _resBuf, 16), IrType.I64, v.Type);
+            Define(v, r);
+        }
+        if (!pure) LoadState();
+    }
+
+    private void EmitExitHelper(IrValue v)
+    {
+        SpillState();
+        // The instruction has not retired: a helper that completes it takes one from the budget.
+        CtxStore(LLVMBuildAdd(_b, Load(_i64, _remaining), I64((ulong)(long)(v.Insn?.GiveBack ?? 0)), ""), StateOffsets.Remaining, 8);
+        CallHelper(v);
+        LLVMBuildRet(_b, LLVMBuildTrunc(_b, Load(_i64, _resBuf, 16), _i32, ""));
+    }
+}
