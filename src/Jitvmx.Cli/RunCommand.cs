@@ -13,6 +13,7 @@ internal static class RunCommand
     public static int Run(string[] args)
     {
         bool strace = false, stats = false;
+        string tier = "il";
         int i = 0;
         for (; i < args.Length && args[i].StartsWith('-'); i++)
         {
@@ -24,9 +25,10 @@ internal static class RunCommand
                     if (++i >= args.Length) return Fail("--tier needs a value: il, llvm or auto");
                     switch (args[i])
                     {
-                        case "il": break;
-                        case "llvm" or "auto":
-                            Console.Error.WriteLine($"jitvmx: note: the LLVM tier is not built yet; --tier {args[i]} runs on the IL tier");
+                        case "il" or "llvm": tier = args[i]; break;
+                        case "auto":
+                            // Background tiering (IL first, hot regions to LLVM) is not built yet.
+                            Console.Error.WriteLine("jitvmx: note: tiered compilation is not built yet; --tier auto runs on the IL tier (use --tier llvm for LLVM everywhere)");
                             break;
                         default: return Fail($"unknown tier '{args[i]}' (il, llvm or auto)");
                     }
@@ -55,6 +57,12 @@ internal static class RunCommand
         }
         using (process)
         {
+            if (tier == "llvm" && !Jitvmx.Llvm.LlvmTier.TryAttach(process.Machine, Jitvmx.Llvm.LlvmOptLevel.O2, out string? whyNot))
+            {
+                Console.Error.WriteLine($"jitvmx: note: {whyNot}; running on the IL tier");
+                tier = "il";
+            }
+            process.TierName = tier;
             var sw = Stopwatch.StartNew();
             int status = process.Run();
             if (stats) diagnostics.Write(process.FormatStatistics(sw.Elapsed));

@@ -29,6 +29,9 @@ public sealed class VirtualMachine : IDisposable
 
     internal TranslationCache Cache { get; }
 
+    /// <summary>Backend used instead of the IL tier for new regions (single-instruction regions stay IL); null for IL only.</summary>
+    internal Runtime.IRegionCompiler? RegionCompiler { get; set; }
+
     /// <summary>The current guest-physical mappings, sorted by address.</summary>
     public IReadOnlyList<GuestMemoryRegion> MemoryRegions => Physical.Regions;
 

@@ -77,6 +77,9 @@ public sealed partial class LinuxProcess : IDisposable
     /// <summary>The VM the guest runs in (for its statistics).</summary>
     public VirtualMachine Machine { get; }
 
+    /// <summary>Name of the compilation tier, for <see cref="FormatStatistics"/>.</summary>
+    public string TierName { get; set; } = "il";
+
     /// <summary>The guest's only vCPU.</summary>
     public VirtualCpu Cpu { get; } = null!;
 
@@ -152,7 +155,7 @@ public sealed partial class LinuxProcess : IDisposable
         sb.AppendLine("jitvmx: --stats");
         sb.AppendLine($"  guest instructions executed  {Cpu.InstructionsRetired:N0}");
         sb.AppendLine($"  wall time                    {wall.TotalMilliseconds:N1} ms");
-        sb.AppendLine($"  tier il: regions translated  {st.RegionsTranslated:N0} ({st.BlocksTranslated:N0} blocks, {st.InstructionsTranslated:N0} instructions)");
+        sb.AppendLine($"  tier {TierName}: regions translated {st.RegionsTranslated:N0} ({st.BlocksTranslated:N0} blocks, {st.InstructionsTranslated:N0} instructions)");
         sb.AppendLine($"  translation time             {st.TranslationTime.TotalMilliseconds:N1} ms");
         sb.AppendLine($"  cache hits                   {st.CacheHits:N0}; regions invalidated {st.RegionsInvalidated:N0}");
         sb.AppendLine($"  guest mappings               {_mem.Count}");

@@ -74,7 +74,7 @@ internal sealed class TranslationCache(VirtualMachine vm)
         int blocks = ir.Blocks.Count(b => b.ChargedInsns > 0);
         Passes.Run(ir);
         if (s_dumpIr) Console.Error.WriteLine($"jitvmx: region 0x{rip:x}\n{ir}");
-        var compiled = IlBackend.Compile(ir);
+        var compiled = (!singleStep && vm.RegionCompiler?.TryCompile(ir, out _) is { } other) ? other : IlBackend.Compile(ir);
         var pages = CodePages(cpu, ir);
         var region = new Region(rip, compiled, ir.Blocks[0].ChargedInsns, pages, singleStep);
         if (!register)
