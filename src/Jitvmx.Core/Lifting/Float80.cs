@@ -358,15 +358,14 @@ internal static class F80
         var c = Classify(a);
         if (c is F80Class.Unsupported or F80Class.Inf || IsNaN(c)) { env.Flags |= IE; return indefinite; }
         if (c == F80Class.Zero) return 0;
-        if (IsDenormal(a)) env.Flags |= DE;
         var probe = env;
         var r = RoundInt(a, ref probe, truncate);
         Unpack(r.M == 0 ? Float80.One : r, out int e, out ulong s);
-        if (r.M == 0) { env.Flags = probe.Flags; return 0; }
+        if (r.M == 0) { env.Flags |= probe.Flags & ~DE; return 0; }
         // |r| < 2^(bits-1), or exactly -2^(bits-1).
         bool fits = e < bits - 1 || (e == bits - 1 && r.Sign && s == 0x8000000000000000);
         if (!fits) { env.Flags |= IE; return indefinite; }
-        env.Flags = probe.Flags;
+        env.Flags |= probe.Flags & ~DE;
         ulong mag = s >> (63 - e);
         return r.Sign ? -(long)mag : (long)mag;
     }
@@ -415,7 +414,6 @@ internal static class F80
                 if (c == F80Class.SNaN) env.Flags |= IE;
                 return signBit | expMask | (1UL << (fracBits - 1)) | ((a.M << 1) >> (64 - fracBits));
         }
-        if (IsDenormal(a)) env.Flags |= DE;
         Unpack(a, out int e, out ulong s);
         ulong m = Round(a.Sign, ref e, (UInt128)s << 64, fracBits + 1, 1 - bias, bias, ref env, out bool inf);
         if (inf) return signBit | expMask;

@@ -120,6 +120,21 @@ internal static unsafe class X87Ops
         return r;
     }
 
+    /// <summary>
+    /// Converts an arithmetic memory operand. Its denormal flag is returned apart: it counts only when
+    /// the operation goes numeric (a NaN or an invalid operation takes precedence).
+    /// </summary>
+    private static Float80 ConvertOperand(ulong kind, ulong value, Float80 st0, ref F80.Env env, out uint de)
+    {
+        var conv = new F80.Env(env.Cw);
+        var m = Convert(kind, value, ref conv, true);
+        var c0 = F80.Classify(st0);
+        var cm = F80.Classify(m);
+        bool numeric = !F80.IsNaN(c0) && !F80.IsNaN(cm) && c0 != F80Class.Unsupported;
+        de = numeric ? conv.Flags & F80.DE : 0;
+        return m;
+    }
+
     /// <summary>FLD m32/m64, FILD m16/m32/m64.</summary>
     public static void Load(CpuContext* ctx, ulong kind, ulong value)
     {
@@ -272,8 +287,9 @@ internal static unsafe class X87Ops
             return;
         }
         var env = new F80.Env(x.Control);
-        var m = Convert(kind, value, ref env, true);
+        var m = ConvertOperand(kind, value, Read(ref x, 0), ref env, out uint de);
         var r = Compute(op, Read(ref x, 0), m, ref env);
+        if ((env.Flags & (F80.IE | F80.ZE)) == 0) env.Flags |= de;
         Raise(ref x, env.Flags);
         if (!Suppressed(ref x, env.Flags)) Write(ref x, 0, r);
     }
@@ -393,8 +409,9 @@ internal static unsafe class X87Ops
         else
         {
             var env = new F80.Env(x.Control);
-            var m = Convert(kind, value, ref env, true);
+            var m = ConvertOperand(kind, value, Read(ref x, 0), ref env, out uint de);
             int r = F80.Compare(Read(ref x, 0), m, false, ref env);
+            if ((env.Flags & F80.IE) == 0) env.Flags |= de;
             SetCompare(ref x, r, env.Flags);
             if (Suppressed(ref x, env.Flags)) return;
         }
@@ -465,7 +482,7 @@ internal static unsafe class X87Ops
         ref var x = ref S(ctx);
         if (Empty(ref x, 0) || Empty(ref x, (int)i))
         {
-            if (Underflow(ref x) && cond != 0) Write(ref x, 0, Float80.Indefinite);
+            if (Underflow(ref x)) Write(ref x, 0, Float80.Indefinite); // whatever the condition
             return;
         }
         Raise(ref x, 0);
@@ -615,7 +632,12 @@ internal static unsafe class X87Ops
         if (Suppressed(ref x, flags)) return;
         if ((sw & C2) != 0 && !two && op != 0) return; // operand out of range: unchanged
         if (two) { Write(ref x, 1, r0); Pop(ref x); }
-        else if (pushes) { Write(ref x, 0, r1); Push(ref x, r0, 0); }
+        else if (pushes)
+        {
+            Write(ref x, 0, r1);
+            Push(ref x, r0, 0);
+            x.Status = (ushort)((x.Status & ~C1) | (sw & C1));
+        }
         else Write(ref x, 0, r0);
     }
 

@@ -143,4 +143,234 @@ public sealed class X87Tests
         }
         Assert.True(failures == 0, $"seed {seed}: {failures} mismatches\n{report}");
     }
+
+    // ---- instructions through the oracle ----
+
+    // Data window: 80-bit operands at 0x00/0x10/0x20, f64 at 0x200, f32 at 0x280, m16/m32/m64 integers
+    // at 0x2C0, BCD at 0x2E0, the control word at 0x300, an FLDENV/FRSTOR image at 0x340; results from 0x400.
+    private const int Out = 0x400;
+
+    private static readonly ulong[] s_ints =
+    [
+        0, 1, 0xFFFFFFFFFFFFFFFF, 0x7FFF, 0x8000, 0xFFFF8000, 0x7FFFFFFF, 0x80000000, 0x7FFFFFFFFFFFFFFF, 0x8000000000000000, 10, 0xFFFFFFFFFFFFFFF6,
+    ];
+
+    private static void PutF80(byte[] m, int at, Float80 v)
+    {
+        BitConverter.TryWriteBytes(m.AsSpan(at), v.M);
+        BitConverter.TryWriteBytes(m.AsSpan(at + 8), v.SE);
+    }
+
+    private static ulong RandomIeee(Random rng, int frac, int exp)
+    {
+        int bits = 1 + frac + exp;
+        ulong mask = bits == 64 ? ulong.MaxValue : (1UL << bits) - 1;
+        ulong expAll = ((1UL << exp) - 1) << frac;
+        return rng.Next(6) switch
+        {
+            0 => expAll | (rng.Next(2) == 0 ? 0UL : 1UL << (frac - 1)) | (uint)rng.Next(4), // inf / NaNs
+            1 => (ulong)rng.NextInt64() & ((1UL << frac) - 1) & (rng.Next(2) == 0 ? ulong.MaxValue : 0xFFUL), // denormal / zero
+            2 => ((ulong)rng.Next(2) << (bits - 1)) | ((((1UL << (exp - 1)) - 1 + unchecked((ulong)(long)rng.Next(-3, 4))) << frac) & expAll)
+                 | ((ulong)rng.NextInt64() & ((1UL << frac) - 1)),
+            _ => (ulong)rng.NextInt64() & mask,
+        };
+    }
+
+    private static byte[] RandomWindow(Random rng, ushort cw)
+    {
+        var m = new byte[HostOracle.MemorySize];
+        for (int k = 0; k < 4; k++) PutF80(m, 16 * k, RandomValue(rng));
+        BitConverter.TryWriteBytes(m.AsSpan(0x200), RandomIeee(rng, 52, 11));
+        BitConverter.TryWriteBytes(m.AsSpan(0x280), (uint)RandomIeee(rng, 23, 8));
+        BitConverter.TryWriteBytes(m.AsSpan(0x2C0), rng.Next(2) == 0 ? s_ints[rng.Next(s_ints.Length)] : (ulong)(rng.NextInt64() >> rng.Next(64)));
+        ulong bcd = 0;
+        for (int d = 0; d < 16; d++) bcd |= (ulong)rng.Next(10) << (4 * d);
+        BitConverter.TryWriteBytes(m.AsSpan(0x2E0), bcd >> (4 * rng.Next(16)));
+        m[0x2E8] = (byte)(rng.Next(10) | (rng.Next(10) << 4));
+        m[0x2E9] = (byte)(rng.Next(2) == 0 ? 0x80 : 0);
+        BitConverter.TryWriteBytes(m.AsSpan(0x300), cw);
+        // An environment to load: control, status (TOP and flags, no pending unmasked exception), tags.
+        BitConverter.TryWriteBytes(m.AsSpan(0x340), (uint)(0x7F | (rng.Next(16) << 8)));
+        BitConverter.TryWriteBytes(m.AsSpan(0x344), (uint)(rng.Next(0x10000) & 0x7F7F & ~0x80));
+        BitConverter.TryWriteBytes(m.AsSpan(0x348), (uint)rng.Next(0x10000));
+        for (int r = 0; r < 8; r++) PutF80(m, 0x340 + 28 + 10 * r, RandomValue(rng));
+        return m;
+    }
+
+    /// <summary>Runs <paramref name="body"/> on a stack of <c>depth</c> operands (ST(0) = the value at 0x00), then dumps status, environment and all eight registers.</summary>
+    private static OracleCase Case(Random rng, Action<Assembler> body, int? fixedDepth = null)
+    {
+        ushort cw = s_controlWords[rng.Next(s_controlWords.Length)];
+        var mem = RandomWindow(rng, cw);
+        int depth = fixedDepth ?? rng.Next(10) switch { 0 => 0, 1 => 1, 2 => 8, 3 => 3, _ => 2 };
+        var gprs = new ulong[16];
+        gprs[(int)Gpr.Rbx] = Data;
+        gprs[(int)Gpr.Rax] = (ulong)rng.NextInt64();
+        ulong rflags = (ulong)rng.Next() & (OracleFlags.CF | OracleFlags.ZF | OracleFlags.PF | OracleFlags.SF | OracleFlags.OF);
+        return OracleCase.FromAssembler(a =>
+        {
+            // Empty registers keep their contents (FNSAVE and FXAM show them): give all eight known ones.
+            a.fninit();
+            for (int k = 0; k < 8; k++) a.fld(__tword_ptr[rbx + 0x30]);
+            a.fninit();
+            a.fldcw(__word_ptr[rbx + 0x300]);
+            for (int k = depth - 1; k >= 0; k--) a.fld(__tword_ptr[rbx + 16 * Math.Min(k, 2)]);
+            body(a);
+            a.fnstsw(__word_ptr[rbx + Out]);
+            a.fnstenv(__[rbx + Out + 0x10]);
+            // FIP, FCS:FOP, FDP and FDS are not compared.
+            for (int k = 12; k < 28; k += 4) a.mov(__dword_ptr[rbx + Out + 0x10 + k], 0);
+            for (int k = 0; k < 8; k++) a.fstp(__tword_ptr[rbx + Out + 0x40 + 16 * k]);
+        }, gprs, rflags, mem);
+    }
+
+    private static void Run(string label, Action<Assembler> body, int count = 30, int? depth = null)
+    {
+        var rng = DiffHarness.Rng(out int seed);
+        var cases = new List<OracleCase>();
+        for (int n = 0; n < count; n++) cases.Add(Case(rng, body, depth));
+        DiffHarness.Check(cases, label: label, seed: seed);
+    }
+
+    internal static List<OracleCase> DebugCases(string form, int count)
+    {
+        var rng = new Random(1);
+        var cases = new List<OracleCase>();
+        for (int n = 0; n < count; n++) cases.Add(Case(rng, Emit(form)));
+        return cases;
+    }
+
+    private static readonly AssemblerMemoryOperand M80 = __tword_ptr[rbx + 0x20], M64 = __qword_ptr[rbx + 0x200], M32 = __dword_ptr[rbx + 0x280];
+    private static readonly AssemblerMemoryOperand I16 = __word_ptr[rbx + 0x2C0], I32 = __dword_ptr[rbx + 0x2C0], I64 = __qword_ptr[rbx + 0x2C0];
+    private static readonly AssemblerMemoryOperand Dst = __[rbx + 0x380];
+
+    public static TheoryData<string> Forms =>
+    [
+        "fld m32", "fld m64", "fld m80", "fld st2", "fild m16", "fild m32", "fild m64", "fbld",
+        "fst m32", "fstp m32", "fst m64", "fstp m64", "fstp m80", "fst st2", "fstp st1", "fist m16", "fist m32", "fistp m16", "fistp m32", "fistp m64",
+        "fisttp m16", "fisttp m32", "fisttp m64", "fbstp",
+        "fldz", "fld1", "fldpi", "fldl2e", "fldl2t", "fldlg2", "fldln2", "fxch", "fxch st2",
+        "fadd", "fadd st1 st0", "faddp", "fadd m32", "fadd m64", "fiadd m16", "fiadd m32",
+        "fsub", "fsub st1 st0", "fsubp", "fsub m32", "fsub m64", "fisub m16", "fisub m32",
+        "fsubr", "fsubr st1 st0", "fsubrp", "fsubr m32", "fsubr m64", "fisubr m16", "fisubr m32",
+        "fmul", "fmul st1 st0", "fmulp", "fmul m32", "fmul m64", "fimul m16", "fimul m32",
+        "fdiv", "fdiv st1 st0", "fdivp", "fdiv m32", "fdiv m64", "fidiv m16", "fidiv m32",
+        "fdivr", "fdivr st1 st0", "fdivrp", "fdivr m32", "fdivr m64", "fidivr m16", "fidivr m32",
+        "fchs", "fabs", "fsqrt", "frndint", "fscale", "fxtract", "fprem", "fprem1",
+        "fcom", "fcom st2", "fcomp", "fcompp", "fucom", "fucomp", "fucompp", "fcom m32", "fcomp m64", "ficom m16", "ficomp m32",
+        "fcomi", "fcomip", "fucomi", "fucomip", "ftst", "fxam",
+        "fnstsw ax", "fnstcw", "fninit", "fnclex", "fincstp", "fdecstp", "ffree", "fcmovb", "fcmove", "fcmovbe", "fcmovu",
+        "fcmovnb", "fcmovne", "fcmovnbe", "fcmovnu", "fnstenv", "fldenv", "fnsave", "frstor", "fwait",
+        "f2xm1", "fyl2x", "fyl2xp1", "fptan", "fpatan", "fsin", "fcos", "fsincos",
+    ];
+
+    [Theory]
+    [MemberData(nameof(Forms))]
+    public void Instruction(string form) => Run(form, Emit(form));
+
+    private static Action<Assembler> Emit(string form) => form switch
+    {
+        "fld m32" => a => a.fld(M32),
+        "fld m64" => a => a.fld(M64),
+        "fld m80" => a => a.fld(M80),
+        "fld st2" => a => a.fld(st2),
+        "fild m16" => a => a.fild(I16),
+        "fild m32" => a => a.fild(I32),
+        "fild m64" => a => a.fild(I64),
+        "fbld" => a => a.fbld(__tword_ptr[rbx + 0x2E0]),
+        "fst m32" => a => a.fst(__dword_ptr[rbx + 0x380]),
+        "fstp m32" => a => a.fstp(__dword_ptr[rbx + 0x380]),
+        "fst m64" => a => a.fst(__qword_ptr[rbx + 0x380]),
+        "fstp m64" => a => a.fstp(__qword_ptr[rbx + 0x380]),
+        "fstp m80" => a => a.fstp(__tword_ptr[rbx + 0x380]),
+        "fst st2" => a => a.fst(st2),
+        "fstp st1" => a => a.fstp(st1),
+        "fist m16" => a => a.fist(__word_ptr[rbx + 0x380]),
+        "fist m32" => a => a.fist(__dword_ptr[rbx + 0x380]),
+        "fistp m16" => a => a.fistp(__word_ptr[rbx + 0x380]),
+        "fistp m32" => a => a.fistp(__dword_ptr[rbx + 0x380]),
+        "fistp m64" => a => a.fistp(__qword_ptr[rbx + 0x380]),
+        "fisttp m16" => a => a.fisttp(__word_ptr[rbx + 0x380]),
+        "fisttp m32" => a => a.fisttp(__dword_ptr[rbx + 0x380]),
+        "fisttp m64" => a => a.fisttp(__qword_ptr[rbx + 0x380]),
+        "fbstp" => a => a.fbstp(__tword_ptr[rbx + 0x380]),
+        "fldz" => a => a.fldz(),
+        "fld1" => a => a.fld1(),
+        "fldpi" => a => a.fldpi(),
+        "fldl2e" => a => a.fldl2e(),
+        "fldl2t" => a => a.fldl2t(),
+        "fldlg2" => a => a.fldlg2(),
+        "fldln2" => a => a.fldln2(),
+        "fxch" => a => a.fxch(st0, st1),
+        "fxch st2" => a => a.fxch(st0, st2),
+        "fchs" => a => a.fchs(),
+        "fabs" => a => a.fabs(),
+        "fsqrt" => a => a.fsqrt(),
+        "frndint" => a => a.frndint(),
+        "fscale" => a => a.fscale(),
+        "fxtract" => a => a.fxtract(),
+        "fprem" => a => a.fprem(),
+        "fprem1" => a => a.fprem1(),
+        "fcom" => a => a.fcom(st0, st1),
+        "fcom st2" => a => a.fcom(st0, st2),
+        "fcomp" => a => a.fcomp(st0, st1),
+        "fcompp" => a => a.fcompp(),
+        "fucom" => a => a.fucom(st0, st1),
+        "fucomp" => a => a.fucomp(st0, st1),
+        "fucompp" => a => a.fucompp(),
+        "fcom m32" => a => a.fcom(M32),
+        "fcomp m64" => a => a.fcomp(M64),
+        "ficom m16" => a => a.ficom(I16),
+        "ficomp m32" => a => a.ficomp(I32),
+        "fcomi" => a => a.fcomi(st0, st1),
+        "fcomip" => a => a.fcomip(st0, st1),
+        "fucomi" => a => a.fucomi(st0, st1),
+        "fucomip" => a => a.fucomip(st0, st1),
+        "ftst" => a => a.ftst(),
+        "fxam" => a => a.fxam(),
+        "fnstsw ax" => a => a.fnstsw(ax),
+        "fnstcw" => a => a.fnstcw(__word_ptr[rbx + 0x380]),
+        "fninit" => a => a.fninit(),
+        "fnclex" => a => a.fnclex(),
+        "fincstp" => a => a.fincstp(),
+        "fdecstp" => a => a.fdecstp(),
+        "ffree" => a => a.ffree(st1),
+        "fcmovb" => a => a.fcmovb(st0, st1),
+        "fcmove" => a => a.fcmove(st0, st1),
+        "fcmovbe" => a => a.fcmovbe(st0, st1),
+        "fcmovu" => a => a.fcmovu(st0, st1),
+        "fcmovnb" => a => a.fcmovnb(st0, st1),
+        "fcmovne" => a => a.fcmovne(st0, st1),
+        "fcmovnbe" => a => a.fcmovnbe(st0, st1),
+        "fcmovnu" => a => a.fcmovnu(st0, st1),
+        "fnstenv" => a => { a.fnstenv(Dst); for (int k = 12; k < 28; k += 4) a.mov(__dword_ptr[rbx + 0x380 + k], 0); },
+        "fnsave" => a => { a.fnsave(Dst); for (int k = 12; k < 28; k += 4) a.mov(__dword_ptr[rbx + 0x380 + k], 0); },
+        "fldenv" => a => a.fldenv(__[rbx + 0x340]),
+        "frstor" => a => a.frstor(__[rbx + 0x340]),
+        "fwait" => a => a.wait(),
+        "f2xm1" => a => a.f2xm1(),
+        "fyl2x" => a => a.fyl2x(),
+        "fyl2xp1" => a => a.fyl2xp1(),
+        "fptan" => a => a.fptan(),
+        "fpatan" => a => a.fpatan(),
+        "fsin" => a => a.fsin(),
+        "fcos" => a => a.fcos(),
+        "fsincos" => a => a.fsincos(),
+        _ => ArithForm(form),
+    };
+
+    private static Action<Assembler> ArithForm(string form)
+    {
+        var parts = form.Split(' ');
+        string op = parts[0];
+        var t = typeof(Assembler);
+        if (parts.Length == 1 && op.EndsWith('p'))
+            return a => t.GetMethod(op, [typeof(AssemblerRegisterST), typeof(AssemblerRegisterST)])!.Invoke(a, [st1, st0]);
+        if (parts.Length == 1)
+            return a => t.GetMethod(op, [typeof(AssemblerRegisterST), typeof(AssemblerRegisterST)])!.Invoke(a, [st0, st1]);
+        if (parts.Length == 3)
+            return a => t.GetMethod(op, [typeof(AssemblerRegisterST), typeof(AssemblerRegisterST)])!.Invoke(a, [st1, st0]);
+        var mem = parts[1] switch { "m32" => op.StartsWith("fi") ? I32 : M32, "m64" => M64, _ => I16 };
+        return a => t.GetMethod(op, [typeof(AssemblerMemoryOperand)])!.Invoke(a, [mem]);
+    }
 }
