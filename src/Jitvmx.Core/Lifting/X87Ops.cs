@@ -656,9 +656,10 @@ internal static unsafe class HostX87
         public ulong OutM0; public ulong OutSE0;
         public ulong OutM1; public ulong OutSE1;
         public ulong Sw;
+        public ulong Scratch0; public ulong Scratch1;
     }
 
-    private static readonly Dictionary<ushort, nint> s_stubs = [];
+    private static readonly Dictionary<string, nint> s_stubs = [];
     private static readonly Lock s_lock = new();
 
     /// <summary>
@@ -667,10 +668,18 @@ internal static unsafe class HostX87
     /// </summary>
     public static (Float80 St0, Float80 St1, ushort Sw) Run(ushort op, Float80 a, Float80 b, ushort cw)
     {
+        UInt128 scratch = 0;
+        return Run([(byte)op, (byte)(op >> 8)], a, b, cw, ref scratch);
+    }
+
+    /// <summary>As <see cref="Run(ushort, Float80, Float80, ushort)"/> for any instruction bytes; <c>[rdi+88]</c> addresses 16 bytes of <paramref name="scratch"/> (in and out).</summary>
+    public static (Float80 St0, Float80 St1, ushort Sw) Run(byte[] op, Float80 a, Float80 b, ushort cw, ref UInt128 scratch)
+    {
         nint stub;
+        string key = Convert.ToHexString(op);
         lock (s_lock)
         {
-            if (!s_stubs.TryGetValue(op, out stub))
+            if (!s_stubs.TryGetValue(key, out stub))
             {
                 byte[] code =
                 [
@@ -678,7 +687,7 @@ internal static unsafe class HostX87
                     0xD9, 0x6F, 0x20,       // fldcw [rdi+32]
                     0xDB, 0x6F, 0x10,       // fld tbyte [rdi+16]
                     0xDB, 0x2F,             // fld tbyte [rdi]
-                    (byte)op, (byte)(op >> 8),
+                    .. op,
                     0xDD, 0x7F, 0x50,       // fnstsw [rdi+80]
                     0xDB, 0x7F, 0x30,       // fstp tbyte [rdi+48]
                     0xDB, 0x7F, 0x40,       // fstp tbyte [rdi+64]
@@ -686,11 +695,12 @@ internal static unsafe class HostX87
                     0xC3,                   // ret
                 ];
                 stub = Memory.HostMemory.AllocateExecutable(code);
-                s_stubs[op] = stub;
+                s_stubs[key] = stub;
             }
         }
-        var buf = new Buffer { M0 = a.M, SE0 = a.SE, M1 = b.M, SE1 = b.SE, Cw = (ushort)(cw | 0x3F) };
+        var buf = new Buffer { M0 = a.M, SE0 = a.SE, M1 = b.M, SE1 = b.SE, Cw = (ushort)(cw | 0x3F), Scratch0 = (ulong)scratch, Scratch1 = (ulong)(scratch >> 64) };
         ((delegate* unmanaged<Buffer*, void>)stub)(&buf);
+        scratch = new UInt128(buf.Scratch1, buf.Scratch0);
         return (new Float80(buf.OutM0, (ushort)buf.OutSE0), new Float80(buf.OutM1, (ushort)buf.OutSE1), (ushort)buf.Sw);
     }
 }

@@ -2,6 +2,7 @@
 using System.Text;
 using Iced.Intel;
 using Jitvmx.Lifting;
+using Jitvmx.Runtime;
 using Jitvmx.Tests.Oracle;
 using static Iced.Intel.AssemblerRegisters;
 
@@ -144,6 +145,136 @@ public sealed class X87Tests
         Assert.True(failures == 0, $"seed {seed}: {failures} mismatches\n{report}");
     }
 
+    // ---- the FPU helpers against the host FPU: memory-operand forms, constants, classification ----
+
+    private unsafe delegate void Ours(CpuContext* ctx, ref UInt128 scratch);
+
+    private static unsafe Ours StoreForm(ulong kind, ulong truncate, ulong pop) => (CpuContext* c, ref UInt128 m) =>
+    {
+        if (kind == X87Ops.BcdLo)
+        {
+            ulong lo = X87Ops.StoreValue(c, X87Ops.BcdLo, 0), hi = X87Ops.StoreValue(c, X87Ops.BcdHi, 0);
+            m = (m & ~((UInt128.One << 80) - 1)) | ((UInt128)hi << 64) | lo;
+        }
+        else
+        {
+            int bits = kind switch { X87Ops.I16 => 16, X87Ops.F32 or X87Ops.I32 => 32, _ => 64 };
+            UInt128 mask = (UInt128.One << bits) - 1;
+            m = (m & ~mask) | (X87Ops.StoreValue(c, kind, truncate) & mask);
+        }
+        X87Ops.StoreCommit(c, kind, truncate, pop);
+    };
+
+    private static readonly Dictionary<string, (byte[] Code, Ours Ours, ulong Operand)> s_helperForms = BuildHelperForms();
+
+    private static unsafe Dictionary<string, (byte[], Ours, ulong)> BuildHelperForms() => new()
+    {
+        ["fst m32"] = ([0xD9, 0x57, 0x58], StoreForm(X87Ops.F32, 0, 0), 0),
+        ["fst m64"] = ([0xDD, 0x57, 0x58], StoreForm(X87Ops.F64, 0, 0), 0),
+        ["fist m16"] = ([0xDF, 0x57, 0x58], StoreForm(X87Ops.I16, 0, 0), 0),
+        ["fist m32"] = ([0xDB, 0x57, 0x58], StoreForm(X87Ops.I32, 0, 0), 0),
+        ["fistp m64"] = ([0xDF, 0x7F, 0x58], StoreForm(X87Ops.I64, 0, 1), 0),
+        ["fisttp m16"] = ([0xDF, 0x4F, 0x58], StoreForm(X87Ops.I16, 1, 1), 0),
+        ["fisttp m32"] = ([0xDB, 0x4F, 0x58], StoreForm(X87Ops.I32, 1, 1), 0),
+        ["fisttp m64"] = ([0xDD, 0x4F, 0x58], StoreForm(X87Ops.I64, 1, 1), 0),
+        ["fbstp"] = ([0xDF, 0x77, 0x58], StoreForm(X87Ops.BcdLo, 0, 1), 0),
+        ["fld m32"] = ([0xD9, 0x47, 0x58], (CpuContext* c, ref UInt128 m) => X87Ops.Load(c, X87Ops.F32, (uint)m), X87Ops.F32),
+        ["fld m64"] = ([0xDD, 0x47, 0x58], (CpuContext* c, ref UInt128 m) => X87Ops.Load(c, X87Ops.F64, (ulong)m), X87Ops.F64),
+        ["fild m16"] = ([0xDF, 0x47, 0x58], (CpuContext* c, ref UInt128 m) => X87Ops.Load(c, X87Ops.I16, (ushort)m), X87Ops.I16),
+        ["fbld"] = ([0xDF, 0x67, 0x58], (CpuContext* c, ref UInt128 m) => X87Ops.LoadBcd(c, (ulong)m, (ushort)(m >> 64)), X87Ops.BcdLo),
+        ["fadd m32"] = ([0xD8, 0x47, 0x58], (CpuContext* c, ref UInt128 m) => X87Ops.ArithMem(c, X87Ops.Add, X87Ops.F32, (uint)m), X87Ops.F32),
+        ["fsub m32"] = ([0xD8, 0x67, 0x58], (CpuContext* c, ref UInt128 m) => X87Ops.ArithMem(c, X87Ops.Sub, X87Ops.F32, (uint)m), X87Ops.F32),
+        ["fmul m64"] = ([0xDC, 0x4F, 0x58], (CpuContext* c, ref UInt128 m) => X87Ops.ArithMem(c, X87Ops.Mul, X87Ops.F64, (ulong)m), X87Ops.F64),
+        ["fdivr m64"] = ([0xDC, 0x7F, 0x58], (CpuContext* c, ref UInt128 m) => X87Ops.ArithMem(c, X87Ops.Divr, X87Ops.F64, (ulong)m), X87Ops.F64),
+        ["fimul m32"] = ([0xDA, 0x4F, 0x58], (CpuContext* c, ref UInt128 m) => X87Ops.ArithMem(c, X87Ops.Mul, X87Ops.I32, (uint)m), X87Ops.I32),
+        ["fcom m64"] = ([0xDC, 0x57, 0x58], (CpuContext* c, ref UInt128 m) => X87Ops.CompareMem(c, X87Ops.F64, (ulong)m, 0), X87Ops.F64),
+        ["fcomp m32"] = ([0xD8, 0x5F, 0x58], (CpuContext* c, ref UInt128 m) => X87Ops.CompareMem(c, X87Ops.F32, (uint)m, 1), X87Ops.F32),
+        ["ficom m16"] = ([0xDE, 0x57, 0x58], (CpuContext* c, ref UInt128 m) => X87Ops.CompareMem(c, X87Ops.I16, (ushort)m, 0), X87Ops.I16),
+        ["fucompp"] = ([0xDA, 0xE9], (CpuContext* c, ref UInt128 m) => X87Ops.CompareSt(c, 1, 1, 2), 0),
+        ["ftst"] = ([0xD9, 0xE4], (CpuContext* c, ref UInt128 m) => X87Ops.CompareSt(c, 8, 0, 0), 0),
+        ["fxam"] = ([0xD9, 0xE5], (CpuContext* c, ref UInt128 m) => X87Ops.Fxam(c), 0),
+        ["fsubrp"] = ([0xDE, 0xE1], (CpuContext* c, ref UInt128 m) => X87Ops.ArithSt(c, X87Ops.Subr, 1, 0, 1), 0),
+        ["fdivp"] = ([0xDE, 0xF9], (CpuContext* c, ref UInt128 m) => X87Ops.ArithSt(c, X87Ops.Div, 1, 0, 1), 0),
+        ["fldpi"] = ([0xD9, 0xEB], (CpuContext* c, ref UInt128 m) => X87Ops.LoadConst(c, 2), 0),
+        ["fldl2e"] = ([0xD9, 0xEA], (CpuContext* c, ref UInt128 m) => X87Ops.LoadConst(c, 3), 0),
+        ["fldl2t"] = ([0xD9, 0xE9], (CpuContext* c, ref UInt128 m) => X87Ops.LoadConst(c, 4), 0),
+        ["fldlg2"] = ([0xD9, 0xEC], (CpuContext* c, ref UInt128 m) => X87Ops.LoadConst(c, 5), 0),
+        ["fldln2"] = ([0xD9, 0xED], (CpuContext* c, ref UInt128 m) => X87Ops.LoadConst(c, 6), 0),
+        ["fxtract"] = ([0xD9, 0xF4], (CpuContext* c, ref UInt128 m) => X87Ops.Fxtract(c), 0),
+        ["fscale"] = ([0xD9, 0xFD], (CpuContext* c, ref UInt128 m) => X87Ops.Binary01(c, 0), 0),
+        ["fprem"] = ([0xD9, 0xF8], (CpuContext* c, ref UInt128 m) => X87Ops.Binary01(c, 1), 0),
+    };
+
+    public static TheoryData<string> HelperForms => [.. s_helperForms.Keys];
+
+    private static UInt128 RandomOperand(Random rng, ulong kind) => kind switch
+    {
+        X87Ops.F32 => RandomIeee(rng, 23, 8),
+        X87Ops.F64 => RandomIeee(rng, 52, 11),
+        X87Ops.I16 or X87Ops.I32 => rng.Next(2) == 0 ? s_ints[rng.Next(s_ints.Length)] : (ulong)(rng.NextInt64() >> rng.Next(64)),
+        X87Ops.BcdLo => RandomBcd(rng),
+        _ => new UInt128((ulong)rng.NextInt64(), (ulong)rng.NextInt64()),
+    };
+
+    private static UInt128 RandomBcd(Random rng)
+    {
+        ulong lo = 0;
+        for (int d = 0; d < 16; d++) lo |= (ulong)rng.Next(10) << (4 * d);
+        lo >>= 4 * rng.Next(16);
+        ulong hi = (ulong)(rng.Next(10) | (rng.Next(10) << 4) | (rng.Next(2) << 15));
+        return new UInt128(hi, lo);
+    }
+
+    /// <summary>Runs each form on the host (ST(1) = b, ST(0) = a) and through the helpers on a context in the same state: registers, status word (with TOP) and memory must agree.</summary>
+    [Theory]
+    [MemberData(nameof(HelperForms))]
+    public unsafe void HelpersMatchHost(string form)
+    {
+        var (code, ours, operand) = s_helperForms[form];
+        var rng = DiffHarness.Rng(out int seed);
+        var report = new StringBuilder();
+        int failures = 0;
+        var ctx = (CpuContext*)System.Runtime.InteropServices.NativeMemory.AllocZeroed((nuint)sizeof(CpuContext));
+        try
+        {
+            for (int n = 0; n < 20000; n++)
+            {
+                var a = RandomValue(rng);
+                var b = RandomValue(rng);
+                if (rng.Next(4) == 0) a = F80.FromInt(rng.NextInt64() >> rng.Next(64));
+                if (form == "fbstp" && rng.Next(2) == 0) a = F80.FromInt(rng.NextInt64() % 1_000_000_000_000_000_000);
+                ushort cw = s_controlWords[rng.Next(s_controlWords.Length)];
+                UInt128 hostMem = RandomOperand(rng, operand), myMem = hostMem, inMem = hostMem;
+                var (h0, h1, hsw) = HostX87.Run(code, a, b, cw, ref hostMem);
+                ref var x = ref ctx->State.X87;
+                x.Control = (ushort)(cw | 0x3F);
+                x.Status = 0;
+                x.Tag = 0xFFFF;
+                X87Ops.Load80(ctx, b.M, b.SE);
+                X87Ops.Load80(ctx, a.M, a.SE);
+                ours(ctx, ref myMem);
+                ushort msw = x.Status;
+                var m0 = PopForCompare(ctx);
+                var m1 = PopForCompare(ctx);
+                if ((h0, h1, hsw, hostMem) != (m0, m1, msw, myMem) && ++failures <= 12)
+                    report.AppendLine($"{form} cw={cw:X4} a={a} b={b} mem={inMem:X}: host {h0} {h1} sw={hsw:X4} mem={hostMem:X}, ours {m0} {m1} sw={msw:X4} mem={myMem:X}");
+            }
+        }
+        finally
+        {
+            System.Runtime.InteropServices.NativeMemory.Free(ctx);
+        }
+        Assert.True(failures == 0, $"seed {seed}: {failures} mismatches\n{report}");
+    }
+
+    /// <summary>What FSTP m80 stores: ST(0), or the indefinite when it is empty; then pops.</summary>
+    private static unsafe Float80 PopForCompare(CpuContext* ctx)
+    {
+        ulong m = X87Ops.StoreValue(ctx, X87Ops.F80Lo, 0), se = X87Ops.StoreValue(ctx, X87Ops.F80Hi, 0);
+        X87Ops.StoreCommit(ctx, X87Ops.F80Lo, 0, 1);
+        return new Float80(m, (ushort)se);
+    }
+
     // ---- instructions through the oracle ----
 
     // Data window: 80-bit operands at 0x00/0x10/0x20, f64 at 0x200, f32 at 0x280, m16/m32/m64 integers
@@ -230,14 +361,6 @@ public sealed class X87Tests
         var cases = new List<OracleCase>();
         for (int n = 0; n < count; n++) cases.Add(Case(rng, body, depth));
         DiffHarness.Check(cases, label: label, seed: seed);
-    }
-
-    internal static List<OracleCase> DebugCases(string form, int count)
-    {
-        var rng = new Random(1);
-        var cases = new List<OracleCase>();
-        for (int n = 0; n < count; n++) cases.Add(Case(rng, Emit(form)));
-        return cases;
     }
 
     private static readonly AssemblerMemoryOperand M80 = __tword_ptr[rbx + 0x20], M64 = __qword_ptr[rbx + 0x200], M32 = __dword_ptr[rbx + 0x280];
