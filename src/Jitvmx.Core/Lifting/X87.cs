@@ -25,7 +25,8 @@ internal static class X87
         s_comi = H(nameof(X87Ops.Comi)), s_fxam = H(nameof(X87Ops.Fxam)), s_fxch = H(nameof(X87Ops.Fxch)), s_fcmov = H(nameof(X87Ops.Fcmov)),
         s_control = H(nameof(X87Ops.Control)), s_loadControl = H(nameof(X87Ops.LoadControl)), s_envField = H(nameof(X87Ops.EnvField)),
         s_regField = H(nameof(X87Ops.RegField)), s_afterSave = H(nameof(X87Ops.AfterSave)), s_loadEnv = H(nameof(X87Ops.LoadEnv)),
-        s_restoreReg = H(nameof(X87Ops.RestoreReg)), s_transcendental = H(nameof(X87Ops.Transcendental));
+        s_restoreReg = H(nameof(X87Ops.RestoreReg)), s_transcendental = H(nameof(X87Ops.Transcendental)),
+        s_fxHeader = H(nameof(X87Ops.FxHeader)), s_fxRestoreHeader = H(nameof(X87Ops.FxRestoreHeader)), s_fxRestoreTags = H(nameof(X87Ops.FxRestoreTags));
 
     private static readonly int s_status = StateOffsets.X87 + (int)Marshal.OffsetOf<X87State>(nameof(X87State.Status));
     private static readonly int s_controlWord = StateOffsets.X87 + (int)Marshal.OffsetOf<X87State>(nameof(X87State.Control));
@@ -65,6 +66,8 @@ internal static class X87
         t.Add(Transcendental, Mnemonic.F2xm1, Mnemonic.Fyl2x, Mnemonic.Fptan, Mnemonic.Fpatan, Mnemonic.Fyl2xp1,
             Mnemonic.Fsincos, Mnemonic.Fsin, Mnemonic.Fcos);
         t.Add(Wait, Mnemonic.Wait, Mnemonic.Fnop);
+        t.Add(Fxsave, Mnemonic.Fxsave, Mnemonic.Fxsave64);
+        t.Add(Fxrstor, Mnemonic.Fxrstor, Mnemonic.Fxrstor64);
     }
 
     // ---- plumbing ----
@@ -402,4 +405,62 @@ internal static class X87
     }
 
     private static void Wait(Lifter l, in Instruction i) => CheckPending(l);
+
+    // ---- FXSAVE / FXRSTOR (512-byte area: x87, MXCSR, XMM0–15) ----
+
+    /// <summary>MXCSR bits FXRSTOR/LDMXCSR accept (reported as MXCSR_MASK).</summary>
+    public const uint MxcsrMask = 0xFFFF;
+
+    private static IrValue FxAddress(Lifter l, in Instruction i)
+    {
+        var a = l.Address(i);
+        l.RaiseExceptionIf(l.B.Ne(l.B.And(a, K(l, 15)), K(l, 0)), ExceptionVector.GP);
+        return a;
+    }
+
+    private static void Fxsave(Lifter l, in Instruction i)
+    {
+        var b = l.B;
+        var a = FxAddress(l, i);
+        IrValue At(ulong off) => b.Add(a, K(l, off));
+        l.Store(a, Call64(l, s_fxHeader));
+        // FIP/FCS and FDP/FDS (not tracked: zero).
+        l.Store(At(8), K(l, 0));
+        l.Store(At(16), K(l, 0));
+        l.Store(At(24), b.GetState(I32, StateOffsets.Mxcsr));
+        l.Store(At(28), b.I32(MxcsrMask));
+        for (ulong r = 0; r < 8; r++)
+        {
+            l.Store(At(32 + 16 * r), Call64(l, s_regField, K(l, r), K(l, 0)));
+            l.Store(At(40 + 16 * r), b.Trunc(Call64(l, s_regField, K(l, r), K(l, 1)), I16));
+            l.Store(At(42 + 16 * r), b.Const(I16, 0));
+            l.Store(At(44 + 16 * r), b.I32(0));
+        }
+        for (int x = 0; x < 16; x++) l.Store(At(160 + 16 * (ulong)x), b.GetXmm(x));
+    }
+
+    private static void Fxrstor(Lifter l, in Instruction i)
+    {
+        var b = l.B;
+        var a = FxAddress(l, i);
+        IrValue At(ulong off) => b.Add(a, K(l, off));
+        var header = l.Load(I64, a);
+        var ip = l.Load(I64, At(8));
+        var dp = l.Load(I64, At(16));
+        var mxcsr = l.Load(I32, At(24));
+        var regs = new IrValue[16];
+        for (int r = 0; r < 8; r++)
+        {
+            regs[2 * r] = l.Load(I64, At(32 + 16 * (ulong)r));
+            regs[2 * r + 1] = b.ZExt(l.Load(I16, At(40 + 16 * (ulong)r)), I64);
+        }
+        var xmm = new IrValue[16];
+        for (int x = 0; x < 16; x++) xmm[x] = l.Load(V128, At(160 + 16 * (ulong)x));
+        l.RaiseExceptionIf(b.Ne(b.And(mxcsr, b.I32(~MxcsrMask)), b.I32(0)), ExceptionVector.GP);
+        Call(l, s_fxRestoreHeader, header, ip, dp);
+        for (int r = 0; r < 8; r++) Call(l, s_restoreReg, K(l, (ulong)r), regs[2 * r], regs[2 * r + 1]);
+        Call(l, s_fxRestoreTags, header);
+        b.SetState(StateOffsets.Mxcsr, mxcsr);
+        for (int x = 0; x < 16; x++) b.SetXmm(x, xmm[x]);
+    }
 }

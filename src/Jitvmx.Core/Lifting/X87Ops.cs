@@ -593,6 +593,41 @@ internal static unsafe class X87Ops
         if (empty) x.Tag |= (ushort)(3 << (p * 2));
     }
 
+    /// <summary>FXSAVE bytes 0–7: FCW, FSW, abridged tag byte (bit set = register not empty), FOP.</summary>
+    public static ulong FxHeader(CpuContext* ctx)
+    {
+        ref var x = ref S(ctx);
+        ulong abridged = 0;
+        for (int p = 0; p < 8; p++)
+            if (TagAt(ref x, p) != 3) abridged |= 1UL << p;
+        return x.Control | ((ulong)x.Status << 16) | (abridged << 32) | ((ulong)(x.Opcode & 0x7FF) << 48);
+    }
+
+    /// <summary>FXRSTOR: control, status and FOP from bytes 0–7 and the pointers; every register counts as in use until <see cref="FxRestoreTags"/>.</summary>
+    public static void FxRestoreHeader(CpuContext* ctx, ulong header, ulong ip, ulong dp)
+    {
+        ref var x = ref S(ctx);
+        x.Control = (ushort)(header | 0x40);
+        x.Status = (ushort)(header >> 16);
+        x.Opcode = (ushort)((header >> 48) & 0x7FF);
+        x.InstructionPointer = ip;
+        x.DataPointer = dp;
+        x.Tag = 0;
+    }
+
+    /// <summary>FXRSTOR: tags from the abridged tag byte (empty, or recomputed from the restored contents).</summary>
+    public static void FxRestoreTags(CpuContext* ctx, ulong header)
+    {
+        ref var x = ref S(ctx);
+        ushort tag = 0;
+        for (int p = 0; p < 8; p++)
+        {
+            int t = ((header >> (32 + p)) & 1) == 0 ? 3 : TagOf(new Float80(x.R[p].Mantissa, x.R[p].SignExponent));
+            tag |= (ushort)(t << (p * 2));
+        }
+        x.Tag = tag;
+    }
+
     /// <summary>Non-zero when an unmasked exception is pending (a waiting instruction raises #MF).</summary>
     public static ulong Pending(CpuContext* ctx) => (ulong)(S(ctx).Status & ES);
 
