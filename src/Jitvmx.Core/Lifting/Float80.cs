@@ -92,7 +92,7 @@ internal static class F80
     /// normal exponents are emin..emax. Returns the significand with its integer bit at 63 (clear
     /// for a denormal, whose exponent is then emin) and sets <paramref name="inf"/> on overflow to infinity.
     /// </summary>
-    public static ulong Round(bool sign, ref int e, UInt128 sig, int p, int emin, int emax, ref Env env, out bool inf)
+    public static ulong Round(bool sign, ref int e, UInt128 sig, int p, int emin, int emax, ref Env env, out bool inf, bool biasAdjust = false)
     {
         inf = false;
         if (sig == 0) return 0;
@@ -100,13 +100,18 @@ internal static class F80
         UInt128 mask = (UInt128.One << shift) - 1, half = UInt128.One << (shift - 1);
         int rc = env.Rc;
         bool tiny = false;
+        // Unmasked overflow/underflow into a register deliver the rounded result with the exponent wrapped by 3·2^13.
+        bool adjustUnder = biasAdjust && (env.Cw & UE) == 0, adjustOver = biasAdjust && (env.Cw & OE) == 0;
         if (e < emin)
         {
             // Tiny after rounding: unless rounding with unbounded exponent carries up to 2^emin.
             var k = sig >> shift;
             tiny = e < emin - 1 || !(RoundUp(sign, k, sig & mask, half, rc) && k + 1 == UInt128.One << p);
-            sig = ShiftRightJam(sig, emin - e);
-            e = emin;
+            if (!adjustUnder)
+            {
+                sig = ShiftRightJam(sig, emin - e);
+                e = emin;
+            }
         }
         var kept = sig >> shift;
         var rest = sig & mask;
@@ -116,7 +121,12 @@ internal static class F80
             kept++;
             if ((kept >> p) != 0) { kept >>= 1; e++; }
         }
-        if (e > emax)
+        if (e > emax && adjustOver)
+        {
+            env.Flags |= OE | PE;
+            e -= 24576;
+        }
+        else if (e > emax)
         {
             env.Flags |= OE | PE;
             if (rc == 0 || (rc == 1 && sign) || (rc == 2 && !sign))
@@ -129,6 +139,7 @@ internal static class F80
             return ulong.MaxValue << (64 - p);
         }
         if (tiny && (env.Cw & UE) == 0) env.Flags |= UE;
+        if (tiny && adjustUnder) e += 24576;
         if (rest != 0)
         {
             env.Flags |= PE;
@@ -141,7 +152,7 @@ internal static class F80
     /// <summary>Rounds to an extended-precision value with <paramref name="p"/> significant bits.</summary>
     public static Float80 Pack(bool sign, int e, UInt128 sig, int p, ref Env env)
     {
-        ulong m = Round(sign, ref e, sig, p, 1 - Bias, Bias, ref env, out bool inf);
+        ulong m = Round(sign, ref e, sig, p, 1 - Bias, Bias, ref env, out bool inf, biasAdjust: true);
         if (inf) return Float80.Inf(sign);
         ushort s = (ushort)(sign ? 0x8000 : 0);
         if (m == 0) return new(0, s);

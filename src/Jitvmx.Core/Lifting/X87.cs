@@ -26,7 +26,8 @@ internal static class X87
         s_control = H(nameof(X87Ops.Control)), s_loadControl = H(nameof(X87Ops.LoadControl)), s_envField = H(nameof(X87Ops.EnvField)),
         s_regField = H(nameof(X87Ops.RegField)), s_afterSave = H(nameof(X87Ops.AfterSave)), s_loadEnv = H(nameof(X87Ops.LoadEnv)),
         s_restoreReg = H(nameof(X87Ops.RestoreReg)), s_transcendental = H(nameof(X87Ops.Transcendental)),
-        s_fxHeader = H(nameof(X87Ops.FxHeader)), s_fxRestoreHeader = H(nameof(X87Ops.FxRestoreHeader)), s_fxRestoreTags = H(nameof(X87Ops.FxRestoreTags));
+        s_fxHeader = H(nameof(X87Ops.FxHeader)), s_fxRestoreHeader = H(nameof(X87Ops.FxRestoreHeader)), s_fxRestoreTags = H(nameof(X87Ops.FxRestoreTags)),
+        s_storeSuppressed = H(nameof(X87Ops.StoreSuppressed));
 
     private static readonly int s_status = StateOffsets.X87 + (int)Marshal.OffsetOf<X87State>(nameof(X87State.Status));
     private static readonly int s_controlWord = StateOffsets.X87 + (int)Marshal.OffsetOf<X87State>(nameof(X87State.Control));
@@ -162,7 +163,7 @@ internal static class X87
         var a = l.Address(i);
         var v = Call64(l, s_storeValue, K(l, kind), K(l, truncate ? 1UL : 0));
         var t = KindType(kind);
-        l.Store(a, t == I64 ? v : l.B.Trunc(v, t));
+        GuardedStore(l, kind, truncate, () => l.Store(a, t == I64 ? v : l.B.Trunc(v, t)));
         Call(l, s_storeCommit, K(l, kind), K(l, truncate ? 1UL : 0), K(l, pop ? 1UL : 0));
     }
 
@@ -171,9 +172,26 @@ internal static class X87
         var a = l.Address(i);
         var lo = Call64(l, s_storeValue, K(l, loKind), K(l, 0));
         var hi = Call64(l, s_storeValue, K(l, hiKind), K(l, 0));
-        l.Store(a, lo);
-        l.Store(l.B.Add(a, K(l, 8)), l.B.Trunc(hi, I16));
+        GuardedStore(l, loKind, truncate, () =>
+        {
+            l.Store(a, lo);
+            l.Store(l.B.Add(a, K(l, 8)), l.B.Trunc(hi, I16));
+        });
         Call(l, s_storeCommit, K(l, loKind), K(l, truncate ? 1UL : 0), K(l, pop ? 1UL : 0));
+    }
+
+    /// <summary>Emits <paramref name="store"/> unless an unmasked exception suppresses it.</summary>
+    private static void GuardedStore(Lifter l, ulong kind, bool truncate, Action store)
+    {
+        var b = l.B;
+        var blocked = Call64(l, s_storeSuppressed, K(l, kind), K(l, truncate ? 1UL : 0));
+        var doStore = l.NewBlock();
+        var join = l.NewBlock();
+        b.Branch(b.IsZero(blocked), doStore, join);
+        l.SetBlock(doStore);
+        store();
+        b.Jump(join);
+        l.SetBlock(join);
     }
 
     private static void Fist(Lifter l, in Instruction i) { CheckPending(l); StoreMem(l, i, Kind(i), false, false); }

@@ -60,6 +60,8 @@ internal static unsafe class X87Ops
     /// <summary>Sets the exception flags of <paramref name="flags"/> (sticky), C1 from its round-up bit, and ES/B when one is unmasked.</summary>
     private static void Raise(ref X87State x, uint flags)
     {
+        // An unmasked invalid, denormal or zero-divide exception stops the operation before the result is rounded.
+        if (Suppressed(ref x, flags)) flags &= F80.IE | F80.DE | F80.ZE | SF;
         int sw = (x.Status & ~C1) | (int)(flags & 0x7F) | (int)(flags & C1);
         if ((sw & ~x.Control & 0x3F) != 0) sw |= ES | B;
         x.Status = (ushort)sw;
@@ -225,7 +227,19 @@ internal static unsafe class X87Ops
         var env = new F80.Env(x.Control);
         StoreCompute(ref x, kind, truncate != 0, ref env);
         Raise(ref x, env.Flags);
-        if (pop != 0) Pop(ref x);
+        if (pop != 0 && !StoreBlocked(ref x, env.Flags)) Pop(ref x);
+    }
+
+    /// <summary>An unmasked invalid, overflow or underflow exception leaves memory and the stack as they were.</summary>
+    private static bool StoreBlocked(ref X87State x, uint flags) => (flags & (F80.IE | F80.OE | F80.UE) & ~(uint)x.Control) != 0;
+
+    /// <summary>1 when the store must not be written (see <see cref="StoreBlocked"/>).</summary>
+    public static ulong StoreSuppressed(CpuContext* ctx, ulong kind, ulong truncate)
+    {
+        ref var x = ref S(ctx);
+        var env = new F80.Env(x.Control);
+        StoreCompute(ref x, kind, truncate != 0, ref env);
+        return StoreBlocked(ref x, env.Flags) ? 1UL : 0;
     }
 
     /// <summary>FST/FSTP ST(i).</summary>
