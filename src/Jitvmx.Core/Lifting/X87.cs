@@ -39,6 +39,7 @@ internal static class X87
         t.Add(Mnemonic.Fbld, Fbld);
         t.Add(Mnemonic.Fst, Fst);
         t.Add(Mnemonic.Fstp, Fstp);
+        t.Add(Mnemonic.Fstpnce, Fstp);
         t.Add(Mnemonic.Fist, Fist);
         t.Add(Mnemonic.Fistp, Fistp);
         t.Add(Mnemonic.Fisttp, Fisttp);

@@ -385,6 +385,7 @@ public sealed class X87Tests
         "fnstsw ax", "fnstcw", "fninit", "fnclex", "fincstp", "fdecstp", "ffree", "fcmovb", "fcmove", "fcmovbe", "fcmovu",
         "fcmovnb", "fcmovne", "fcmovnbe", "fcmovnu", "fnstenv", "fldenv", "fnsave", "frstor", "fwait",
         "f2xm1", "fyl2x", "fyl2xp1", "fptan", "fpatan", "fsin", "fcos", "fsincos",
+        "alias DCD1", "alias DCD9", "alias DDC9", "alias DED1", "alias DFC1", "alias DFC9", "alias DFD1", "alias DFD9",
     ];
 
     [Theory]
@@ -479,6 +480,8 @@ public sealed class X87Tests
         "fsin" => a => a.fsin(),
         "fcos" => a => a.fcos(),
         "fsincos" => a => a.fsincos(),
+        // Reserved alias encodings: FSTP (DF D0+i, DF D8+i), FCOM/FCOMP (DC D0+i, DC D8+i, DE D0+i), FXCH (DD C8+i, DF C8+i), FFREEP (DF C0+i).
+        _ when form.StartsWith("alias ", StringComparison.Ordinal) => a => a.db(Convert.FromHexString(form[6..])),
         _ => ArithForm(form),
     };
 
