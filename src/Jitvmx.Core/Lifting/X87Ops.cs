@@ -61,7 +61,7 @@ internal static unsafe class X87Ops
     private static void Raise(ref X87State x, uint flags)
     {
         // An unmasked invalid, denormal or zero-divide exception stops the operation before the result is rounded.
-        if (Suppressed(ref x, flags)) flags &= F80.IE | F80.DE | F80.ZE | SF;
+        if (Suppressed(ref x, flags)) flags &= F80.IE | F80.DE | F80.ZE | SF | ((flags & SF) != 0 ? C1 : 0u);
         int sw = (x.Status & ~C1) | (int)(flags & 0x7F) | (int)(flags & C1);
         if ((sw & ~x.Control & 0x3F) != 0) sw |= ES | B;
         x.Status = (ushort)sw;
@@ -89,7 +89,8 @@ internal static unsafe class X87Ops
         else
         {
             Raise(ref x, flags & ~(uint)C1);
-            if (Suppressed(ref x, flags)) return;
+            // An unmasked denormal operand still loads; an unmasked invalid one does not.
+            if ((flags & F80.IE & ~(uint)x.Control) != 0) return;
         }
         SetTop(ref x, p);
         WritePhys(ref x, p, v);
@@ -226,8 +227,10 @@ internal static unsafe class X87Ops
         ref var x = ref S(ctx);
         var env = new F80.Env(x.Control);
         StoreCompute(ref x, kind, truncate != 0, ref env);
-        Raise(ref x, env.Flags);
-        if (pop != 0 && !StoreBlocked(ref x, env.Flags)) Pop(ref x);
+        bool blocked = StoreBlocked(ref x, env.Flags);
+        // A blocked store produced no rounded result: no precision flag, no round-up.
+        Raise(ref x, blocked ? env.Flags & ~(F80.PE | F80.C1) : env.Flags);
+        if (pop != 0 && !blocked) Pop(ref x);
     }
 
     /// <summary>An unmasked invalid, overflow or underflow exception leaves memory and the stack as they were.</summary>
@@ -406,8 +409,8 @@ internal static unsafe class X87Ops
 
     private static void SetCompare(ref X87State x, int r, uint flags)
     {
+        // The condition codes are written even when the exception is unmasked.
         Raise(ref x, flags & ~(uint)C1);
-        if (Suppressed(ref x, flags)) return;
         x.Status = (ushort)((x.Status & ~(C0 | C2 | C3)) | CompareBits(r));
     }
 

@@ -503,13 +503,13 @@ public sealed class X87Tests
     // ---- unmasked exceptions ----
 
     /// <summary>
-    /// Forms whose unmasked responses match the host. Not yet matched (and so not listed): FLD m32 and
-    /// FLD ST(i) on overflow, FCOM, FXTRACT, FSCALE, FPREM, FDIV, FST m32/m64 (condition codes and
-    /// stack effects of the unmasked responses).
+    /// Forms whose unmasked responses match the host. Not yet matched (and so not listed): FSCALE and
+    /// FPREM (C1 and flags when an exception is unmasked), FSTPNCE with an empty ST(0).
     /// </summary>
     public static TheoryData<string> UnmaskedForms =>
     [
-        "fadd", "fsub m64", "fmul", "fdivr m32", "fsqrt", "frndint", "fstp m80", "fistp m16", "fist m32", "fisttp m64", "fbstp",
+        "fadd", "fsub m64", "fmul", "fdiv", "fdivr m32", "fsqrt", "frndint", "fxtract", "fld m32", "fld st2",
+        "fcom", "fcomp m64", "fst m32", "fstp m64", "fstp m80", "fistp m16", "fist m32", "fisttp m64", "fbstp",
     ];
 
     /// <summary>Some exceptions unmasked: the register results (bias-adjusted on overflow/underflow), suppressed results and stores, ES and B, dumped with FNSAVE (which does not wait).</summary>
