@@ -91,6 +91,8 @@ internal static class F80
     /// Rounds sig/2^127 · 2^e (sig normalised, or zero) to <paramref name="p"/> bits in a format whose
     /// normal exponents are emin..emax. Returns the significand with its integer bit at 63 (clear
     /// for a denormal, whose exponent is then emin) and sets <paramref name="inf"/> on overflow to infinity.
+    /// With <paramref name="biasAdjust"/> (register destinations), an unmasked overflow or underflow
+    /// returns the rounded value with its exponent wrapped by 24576 instead.
     /// </summary>
     public static ulong Round(bool sign, ref int e, UInt128 sig, int p, int emin, int emax, ref Env env, out bool inf, bool biasAdjust = false)
     {

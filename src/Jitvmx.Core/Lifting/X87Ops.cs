@@ -645,9 +645,6 @@ internal static unsafe class X87Ops
         x.Tag = tag;
     }
 
-    /// <summary>Non-zero when an unmasked exception is pending (a waiting instruction raises #MF).</summary>
-    public static ulong Pending(CpuContext* ctx) => (ulong)(S(ctx).Status & ES);
-
     // ---- transcendental functions (on the host's x87) ----
 
     /// <summary>F2XM1 (0) FYL2X (1) FPTAN (2) FPATAN (3) FYL2XP1 (4) FSINCOS (5) FSIN (6) FCOS (7).</summary>
