@@ -35,8 +35,8 @@ var systemPackages = new (string Name, bool Required)[]
     ("libc6-dev", true),
     ("musl-tools", false),
     ("qemu-user", false),
-    ("busybox-static", false),
-    ("libllvm19", false),
+    ("busybox-static", true),
+    ("libllvm19", true),
 };
 
 // An optional package that failed to install is not tried again for this long,

@@ -5,15 +5,8 @@ namespace Jitvmx.Linux.Tests;
 /// The C library programs of native/linux, built with glibc (native/build/linux) and musl
 /// (native/build/linux-musl), natively and under Jitvmx: same stdout, stderr and status.
 /// </summary>
-/// <remarks>
-/// Both C libraries use SSE2 integer and move instructions from start-up; those are implemented.
-/// Floating-point printf needs SSE2 floating point (glibc) and x87 (musl's long double), which are
-/// being added: <see cref="FloatPrograms"/> is skipped until then.
-/// </remarks>
 public class LibcTests
 {
-    public const string NeedsFloat = "needs SSE2 floating point and x87 in the engine (issue 3): printf of doubles uses UCOMISD/CVT* (glibc) and FLD/FSTP (musl)";
-
     public static TheoryData<string, string, string[]> Programs()
     {
         var d = new TheoryData<string, string, string[]>();
@@ -31,6 +24,7 @@ public class LibcTests
             d.Add(libc, "strings", []);
             d.Add(libc, "timecheck", []);
             d.Add(libc, "jump", []);
+            d.Add(libc, "floats", []);
             d.Add(libc, "die_segv", []);
             d.Add(libc, "die_ill", []);
             d.Add(libc, "die_fpe", []);
@@ -43,13 +37,6 @@ public class LibcTests
     [MemberData(nameof(Programs))]
     public void SameOutputAsNative(string libc, string program, string[] args) =>
         GuestRunner.Compare(GuestRunner.Program(libc, program), args, env: new Dictionary<string, string> { ["JVT_ONE"] = "1" });
-
-    public static TheoryData<string, string> FloatPrograms() => new() { { "linux", "floats" }, { "linux-musl", "floats" } };
-
-    [Theory(Skip = NeedsFloat)]
-    [MemberData(nameof(FloatPrograms))]
-    public void FloatingPointSameOutputAsNative(string libc, string program) =>
-        GuestRunner.Compare(GuestRunner.Program(libc, program), []);
 
     [Theory]
     [InlineData("linux")]
