@@ -166,6 +166,14 @@ public sealed class VirtualMachineOptions
 
     /// <summary>Guest basic blocks per region at most.</summary>
     public int MaxRegionBlocks { get; init; } = 32;
+
+    /// <summary>
+    /// How many levels of direct calls a region follows into their callees (0: calls leave the region).
+    /// Deeper regions make hot call-heavy loops faster but cost compile time on code that runs once
+    /// (a static glibc hello world translates twice as much with 3), so it is off by default and
+    /// meant for hot-region tiers.
+    /// </summary>
+    public int MaxInlineCallDepth { get; init; }
 }
 
 /// <summary>Counters of the translation cache.</summary>

@@ -15,7 +15,7 @@ internal interface ICodeSource
 }
 
 /// <summary>Limits on region formation.</summary>
-internal readonly record struct RegionLimits(int MaxInstructions, int MaxBlocks, int MaxBlockInstructions)
+internal readonly record struct RegionLimits(int MaxInstructions, int MaxBlocks, int MaxBlockInstructions, int MaxCallDepth = 0)
 {
     public static readonly RegionLimits Default = new(400, 32, 96);
     public static readonly RegionLimits SingleInstruction = new(1, 1, 1);
@@ -40,7 +40,6 @@ internal sealed class Translator
     // gets a context whose RET can continue inside the region at the known return address.
     private readonly List<(int Parent, ulong ReturnAddress, int Depth)> _contexts = [(-1, 0, 0)];
     private int _context;
-    private const int MaxCallDepth = 3;
     private readonly byte[] _buffer = new byte[FetchWindow];
     private int _lifted;
 
@@ -119,7 +118,7 @@ internal sealed class Translator
     public IrBlock? InlineCall(ulong target, ulong returnAddress)
     {
         var (_, _, depth) = _contexts[_context];
-        if (depth >= MaxCallDepth || SingleStep) return null;
+        if (depth >= _limits.MaxCallDepth || SingleStep) return null;
         // Leave room for the caller's continuation after the call.
         if (_heads.Count + 2 >= _limits.MaxBlocks) return null;
         _contexts.Add((_context, returnAddress, depth + 1));

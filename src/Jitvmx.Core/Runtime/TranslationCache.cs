@@ -66,7 +66,7 @@ internal sealed class TranslationCache(VirtualMachine vm)
     {
         long t0 = Stopwatch.GetTimestamp();
         var limits = singleStep ? RegionLimits.SingleInstruction
-            : new RegionLimits(vm.Options.MaxRegionInstructions, vm.Options.MaxRegionBlocks, Math.Min(96, vm.Options.MaxRegionInstructions));
+            : new RegionLimits(vm.Options.MaxRegionInstructions, vm.Options.MaxRegionBlocks, Math.Min(96, vm.Options.MaxRegionInstructions), vm.Options.MaxInlineCallDepth);
         var unsupported = new List<Iced.Intel.Mnemonic>();
         var lifterErrors = new List<string>();
         var ir = Translator.Translate(cpu, rip, limits, out faultAddress, unsupported, lifterErrors);

@@ -126,4 +126,59 @@ public class ControlTests
         Assert.Equal(0x99UL, g.Cpu.State.Rax);
         Assert.True(g.Vm.Statistics.RegionsInvalidated > 0);
     }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void InlinedCallsGiveTheSameResultsAsDispatchedOnes(int depth)
+    {
+        // Recursion, a loop calling a leaf, and a callee that replaces its return address.
+        using var g = new GuestBuilder(a =>
+        {
+            var sum = a.CreateLabel();
+            var basecase = a.CreateLabel();
+            var leaf = a.CreateLabel();
+            var hijack = a.CreateLabel();
+            var landing = a.CreateLabel();
+            var loop = a.CreateLabel();
+            a.mov(edi, 30);
+            a.call(sum);
+            a.mov(r12, rax);
+            a.mov(ecx, 1000);
+            a.xor(ebx, ebx);
+            a.Label(ref loop);
+            a.call(leaf);
+            a.dec(ecx);
+            a.jnz(loop);
+            a.call(hijack);
+            a.mov(r13, 1);       // skipped: hijack returns to landing
+            a.Label(ref landing);
+            a.hlt();
+            a.Label(ref sum);
+            a.test(rdi, rdi);
+            a.jz(basecase);
+            a.push(rdi);
+            a.dec(rdi);
+            a.call(sum);
+            a.pop(rdi);
+            a.add(rax, rdi);
+            a.ret();
+            a.Label(ref basecase);
+            a.xor(eax, eax);
+            a.ret();
+            a.Label(ref leaf);
+            a.add(rbx, rcx);
+            a.ret();
+            a.Label(ref hijack);
+            a.lea(rdx, __[landing]);
+            a.mov(__qword_ptr[rsp], rdx);
+            a.ret();
+        }, options: new VirtualMachineOptions { MaxInlineCallDepth = depth });
+        Assert.Equal(ExitReason.Hlt, g.Cpu.Run().Reason);
+        Assert.Equal(465UL, g.Cpu.State.R12);           // 1 + … + 30
+        Assert.Equal(500500UL, g.Cpu.State.Rbx);        // 1 + … + 1000
+        Assert.Equal(0UL, g.Cpu.State.R13);
+        Assert.Equal(GuestBuilder.RamBase + GuestBuilder.RamSize - 0x100, g.Cpu.State.Rsp);
+    }
 }
