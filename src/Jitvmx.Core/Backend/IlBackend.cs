@@ -117,6 +117,7 @@ internal sealed unsafe class IlBackend
         _spill = _il.DefineLabel();
         _fault = _il.DefineLabel();
         foreach (var b in _region.Blocks) _labels[b] = _il.DefineLabel();
+        AnalyzeLiveness();
 
         // Prologue: guest registers and flags into locals.
         LoadState();
@@ -314,7 +315,12 @@ internal sealed unsafe class IlBackend
             _il.Emit(OpCodes.Br, _spill);
             _il.MarkLabel(ok);
         }
-        foreach (var v in b.Nodes) EmitNode(v);
+        for (int i = 0; i < b.Nodes.Count; i++)
+        {
+            var v = b.Nodes[i];
+            EmitNode(v);
+            if (!IsInlined(v)) ReleaseDead(v, i);
+        }
     }
 
     private void SetRip(ulong rip)
@@ -344,6 +350,74 @@ internal sealed unsafe class IlBackend
 
     private IrValue? _inlineTarget;
 
+    // IL locals are recycled: RyuJIT tracks a limited number of locals and leaves the rest in
+    // memory, so one local per value would spill a large region's hot loop to the stack.
+    private readonly Dictionary<Type, Stack<LocalBuilder>> _pool = [];
+    private readonly Dictionary<IrValue, int> _lastUse = [];
+    private readonly HashSet<IrValue> _crossBlock = [];
+
+    private LocalBuilder Rent(Type t) =>
+        _pool.TryGetValue(t, out var s) && s.TryPop(out var l) ? l : _il.DeclareLocal(t);
+
+    private void Return(LocalBuilder l)
+    {
+        if (!_pool.TryGetValue(l.LocalType, out var s)) _pool[l.LocalType] = s = new Stack<LocalBuilder>();
+        s.Push(l);
+    }
+
+    /// <summary>
+    /// For every value: whether it is used outside its own block (it keeps its local), else the
+    /// index of the node in its block that consumes it last (where its local can be recycled).
+    /// A use inside an inlined expression happens where the expression is emitted.
+    /// </summary>
+    private void AnalyzeLiveness()
+    {
+        var home = new Dictionary<IrValue, IrBlock>();
+        foreach (var b in _region.Blocks)
+            foreach (var v in b.Nodes) home[v] = b;
+        foreach (var b in _region.Blocks)
+        {
+            for (int i = 0; i < b.Nodes.Count; i++)
+            {
+                var u = b.Nodes[i];
+                if (IsInlined(u)) continue;
+                MarkUses(u, b, i, home);
+            }
+        }
+    }
+
+    private void MarkUses(IrValue u, IrBlock b, int index, Dictionary<IrValue, IrBlock> home)
+    {
+        foreach (var a in u.Args)
+        {
+            if (a.Op == IrOp.Const) continue;
+            if (IsInlined(a))
+            {
+                MarkUses(a, b, index, home);
+                continue;
+            }
+            if (!home.TryGetValue(a, out var hb) || hb != b) _crossBlock.Add(a);
+            else _lastUse[a] = index;
+        }
+    }
+
+    /// <summary>Recycles the locals of block-local values whose last use was node <paramref name="index"/>.</summary>
+    private void ReleaseDead(IrValue u, int index)
+    {
+        foreach (var a in u.Args)
+        {
+            if (a.Op == IrOp.Const) continue;
+            if (IsInlined(a))
+            {
+                ReleaseDead(a, index);
+                continue;
+            }
+            if (!_crossBlock.Contains(a) && _lastUse.TryGetValue(a, out int last) && last == index
+                && _values.Remove(a, out var local))
+                Return(local);
+        }
+    }
+
     private void Push(IrValue v)
     {
         if (v.Op == IrOp.Const)
@@ -370,7 +444,7 @@ internal sealed unsafe class IlBackend
         // An inlined value stays on the IL stack for its user.
         if (ReferenceEquals(v, _inlineTarget)) return;
         // The value is on the IL stack.
-        var local = _il.DeclareLocal(LocalType(v.Type));
+        var local = Rent(LocalType(v.Type));
         _values[v] = local;
         _il.Emit(OpCodes.Stloc, local);
     }
@@ -547,11 +621,28 @@ internal sealed unsafe class IlBackend
             case IrOp.Ule: Cmp(v, OpCodes.Cgt_Un, signed: false, invert: true); return;
             case IrOp.Slt: Cmp(v, OpCodes.Clt, signed: true, invert: false); return;
             case IrOp.Sle: Cmp(v, OpCodes.Cgt, signed: true, invert: true); return;
+            case IrOp.Select when v.Type != IrType.V128:
+            {
+                // Branch-free: b ^ ((a ^ b) & -cond). Guest CMOVcc/SETcc conditions are often data
+                // dependent and unpredictable, and the JIT does not reliably turn a branch into CMOV.
+                bool wide = IsWide(v.Type);
+                Push(a[2]);
+                Push(a[1]);
+                Push(a[2]);
+                _il.Emit(OpCodes.Xor);
+                Push(a[0]);
+                if (wide) _il.Emit(OpCodes.Conv_U8);
+                _il.Emit(OpCodes.Neg);
+                _il.Emit(OpCodes.And);
+                _il.Emit(OpCodes.Xor);
+                Define(v);
+                return;
+            }
             case IrOp.Select:
             {
                 var f = _il.DefineLabel();
                 var end = _il.DefineLabel();
-                var local = _il.DeclareLocal(LocalType(v.Type));
+                var local = Rent(LocalType(v.Type));
                 Push(a[0]);
                 _il.Emit(OpCodes.Brfalse, f);
                 Push(a[1]);
@@ -703,9 +794,9 @@ internal sealed unsafe class IlBackend
             _il.Emit(OpCodes.Ldc_I4, w - 1);
             _il.Emit(OpCodes.And);
         }
-        var n = _il.DeclareLocal(typeof(int));
+        var n = Rent(typeof(int));
         _il.Emit(OpCodes.Stloc, n);
-        var x = _il.DeclareLocal(typeof(uint));
+        var x = Rent(typeof(uint));
         _il.Emit(OpCodes.Stloc, x);
         _il.Emit(OpCodes.Ldloc, x);
         _il.Emit(OpCodes.Ldloc, n);
@@ -717,6 +808,8 @@ internal sealed unsafe class IlBackend
         _il.Emit(OpCodes.Shr_Un);
         _il.Emit(OpCodes.Or);
         Canon(t);
+        Return(n);
+        Return(x);
         Define(v);
     }
 
@@ -814,7 +907,7 @@ internal sealed unsafe class IlBackend
         bool vec = v.Type == IrType.V128;
         var slow = _il.DefineLabel();
         var done = _il.DefineLabel();
-        var result = _il.DeclareLocal(LocalType(v.Type));
+        var result = Rent(LocalType(v.Type));
         EmitTlbCheck(v.Args[0], size, 0, slow);
         if (vec)
         {
@@ -929,7 +1022,7 @@ internal sealed unsafe class IlBackend
             return;
         }
         ConvertHelperResult(m, v.Type);
-        var result = _il.DeclareLocal(LocalType(v.Type));
+        var result = Rent(LocalType(v.Type));
         _il.Emit(OpCodes.Stloc, result);
         _values[v] = result;
         if (!pure) LoadState();
