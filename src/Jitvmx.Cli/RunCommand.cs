@@ -13,7 +13,7 @@ internal static class RunCommand
     public static int Run(string[] args)
     {
         bool strace = false, stats = false;
-        string tier = "il";
+        string tier = "auto"; // tiered when libLLVM 19 is present, else IL with a note
         int i = 0;
         for (; i < args.Length && args[i].StartsWith('-'); i++)
         {
@@ -25,11 +25,7 @@ internal static class RunCommand
                     if (++i >= args.Length) return Fail("--tier needs a value: il, llvm or auto");
                     switch (args[i])
                     {
-                        case "il" or "llvm": tier = args[i]; break;
-                        case "auto":
-                            // Background tiering (IL first, hot regions to LLVM) is not built yet.
-                            Console.Error.WriteLine("jitvmx: note: tiered compilation is not built yet; --tier auto runs on the IL tier (use --tier llvm for LLVM everywhere)");
-                            break;
+                        case "il" or "llvm" or "auto": tier = args[i]; break;
                         default: return Fail($"unknown tier '{args[i]}' (il, llvm or auto)");
                     }
                     break;
@@ -57,7 +53,14 @@ internal static class RunCommand
         }
         using (process)
         {
-            if (tier == "llvm" && !Jitvmx.Llvm.LlvmTier.TryAttach(process.Machine, Jitvmx.Llvm.LlvmOptLevel.O2, out string? whyNot))
+            string? whyNot = null;
+            bool attached = tier switch
+            {
+                "llvm" => Jitvmx.Llvm.LlvmTier.TryAttach(process.Machine, Jitvmx.Llvm.LlvmOptLevel.O2, out whyNot),
+                "auto" => Jitvmx.Llvm.LlvmTier.TryAttachBackground(process.Machine, Jitvmx.Llvm.LlvmOptLevel.O2, out whyNot),
+                _ => true,
+            };
+            if (!attached)
             {
                 Console.Error.WriteLine($"jitvmx: note: {whyNot}; running on the IL tier");
                 tier = "il";

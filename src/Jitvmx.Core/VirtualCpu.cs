@@ -122,6 +122,11 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
     /// <summary>Asks the vCPU to exit with <see cref="ExitReason.ExitRequested"/> within a bounded number of guest instructions. Safe from any thread.</summary>
     public void RequestExit() => Volatile.Write(ref _ctx->StopRequested, 1);
 
+    // With a background tier the budget is handed out in slices, so a loop entered once still comes
+    // back to the dispatcher now and then, gets a region of its own at its loop header, and is measured.
+    private const long TierSlice = 1 << 20;
+    private long _outsideSlice;
+
     private VmExit RunCore()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -129,12 +134,15 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
         ulong timer = Controls.PreemptionTimer ?? ulong.MaxValue;
         ulong limit = _budgetActive ? Math.Min(timer, _budgetLeft) : timer;
         long start = limit >= long.MaxValue ? long.MaxValue : (long)limit;
-        ctx->Remaining = start;
+        long slice = Machine.TierCompiler is null ? start : Math.Min(start, TierSlice);
+        ctx->Remaining = slice;
+        _outsideSlice = start - slice;
         ctx->Pending = 0;
         _pending = PendingKind.None;
         VmExit exit = DeliverPendingEvent(out bool exited);
         if (!exited) exit = Dispatch();
-        long executed = start - ctx->Remaining;
+        long executed = start - (ctx->Remaining + _outsideSlice);
+        _outsideSlice = 0;
         InstructionsRetired += (ulong)executed;
         if (Controls.PreemptionTimer is ulong t) Controls.PreemptionTimer = t - (ulong)executed;
         if (_budgetActive) _budgetLeft -= (ulong)executed;
@@ -160,7 +168,7 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
                 ctx->StopRequested = 0;
                 return new VmExit { Reason = ExitReason.ExitRequested, Rip = ctx->State.Rip };
             }
-            if (ctx->Remaining <= 0)
+            if (ctx->Remaining <= 0 && !RefillSlice())
                 return BudgetExit();
 
             ulong rip = ctx->State.Rip;
@@ -178,7 +186,11 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
                 if (next is null)
                     return FetchFault();
             }
-            if (next.EntryCharge > ctx->Remaining && !next.SingleStep)
+            if (next.EntryCharge > ctx->Remaining && !next.SingleStep && RefillSlice())
+            {
+                // The slice ran low, not the budget: carry on with a fresh slice.
+            }
+            else if (next.EntryCharge > ctx->Remaining && !next.SingleStep)
             {
                 // Not enough budget for the whole entry block: step one instruction at a time to the exact boundary.
                 next = Lookup(rip, singleStep: true);
@@ -187,6 +199,7 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
             var current = next;
             if (current.SingleStep) _mmioCursor = 0;
             int code;
+            long before = ctx->Remaining;
             try
             {
                 code = current.Function(ctx);
@@ -196,6 +209,13 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
                 // The JIT rejected the region before any of it ran: guest state is untouched. This is a
                 // Jitvmx bug; report it to the VMM rather than running anything imprecise.
                 throw new InvalidOperationException($"Jitvmx could not compile the region at 0x{current.Entry:x}: {e.Message}", e);
+            }
+            if (Machine.TierCompiler is { } tier && !current.TierQueued && !current.SingleStep
+                && (current.Retired += before - ctx->Remaining) >= Machine.Options.TierUpThreshold)
+            {
+                current.TierQueued = true;
+                Interlocked.Increment(ref Machine.Cache.Statistics.RegionsQueuedForTierUp);
+                tier.Enqueue(this, current);
             }
             if (code >= 0)
             {
@@ -228,6 +248,16 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
     {
         // An instruction replayed for MMIO has retired: its completed accesses are consumed.
         _mmioLog.Clear();
+    }
+
+    /// <summary>Moves the next slice of the budget into the context; false when none is left.</summary>
+    private bool RefillSlice()
+    {
+        if (_outsideSlice <= 0) return false;
+        long s = Math.Min(_outsideSlice, TierSlice);
+        _outsideSlice -= s;
+        _ctx->Remaining += s;
+        return true;
     }
 
     private VmExit BudgetExit()

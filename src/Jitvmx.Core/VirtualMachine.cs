@@ -32,6 +32,9 @@ public sealed class VirtualMachine : IDisposable
     /// <summary>Backend used instead of the IL tier for new regions (single-instruction regions stay IL); null for IL only.</summary>
     internal Runtime.IRegionCompiler? RegionCompiler { get; set; }
 
+    /// <summary>Background tier for hot regions (tiered compilation); null for none.</summary>
+    internal Runtime.ITierCompiler? TierCompiler { get; set; }
+
     /// <summary>The current guest-physical mappings, sorted by address.</summary>
     public IReadOnlyList<GuestMemoryRegion> MemoryRegions => Physical.Regions;
 
@@ -164,6 +167,9 @@ public sealed class VirtualMachineOptions
     /// <summary>Guest instructions per region at most (larger regions compile slower but run faster).</summary>
     public int MaxRegionInstructions { get; init; } = 400;
 
+    /// <summary>Guest instructions a region must retire before a background tier recompiles it.</summary>
+    public long TierUpThreshold { get; init; } = 2_000_000;
+
     /// <summary>Guest basic blocks per region at most.</summary>
     public int MaxRegionBlocks { get; init; } = 32;
 
@@ -187,6 +193,10 @@ public sealed class TranslationStatistics
     public long BlocksTranslated;
     /// <summary>Time spent translating, in Stopwatch ticks.</summary>
     public long TranslationTicks;
+    /// <summary>Regions whose code a background tier replaced.</summary>
+    public long RegionsTieredUp;
+    /// <summary>Regions handed to a background tier.</summary>
+    public long RegionsQueuedForTierUp;
     /// <summary>Regions discarded by invalidation (self-modifying code, remapping).</summary>
     public long RegionsInvalidated;
     /// <summary>Region lookups satisfied without translating.</summary>

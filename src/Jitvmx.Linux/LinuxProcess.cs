@@ -156,6 +156,8 @@ public sealed partial class LinuxProcess : IDisposable
         sb.AppendLine($"  guest instructions executed  {Cpu.InstructionsRetired:N0}");
         sb.AppendLine($"  wall time                    {wall.TotalMilliseconds:N1} ms");
         sb.AppendLine($"  tier {TierName}: regions translated {st.RegionsTranslated:N0} ({st.BlocksTranslated:N0} blocks, {st.InstructionsTranslated:N0} instructions)");
+        if (st.RegionsQueuedForTierUp > 0)
+            sb.AppendLine($"  hot regions recompiled by LLVM in the background: {st.RegionsTieredUp:N0} of {st.RegionsQueuedForTierUp:N0} queued");
         sb.AppendLine($"  translation time             {st.TranslationTime.TotalMilliseconds:N1} ms");
         sb.AppendLine($"  cache hits                   {st.CacheHits:N0}; regions invalidated {st.RegionsInvalidated:N0}");
         sb.AppendLine($"  guest mappings               {_mem.Count}");

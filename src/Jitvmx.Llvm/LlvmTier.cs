@@ -25,6 +25,64 @@ public static class LlvmTier
         return true;
     }
 
+    /// <summary>
+    /// Tiered compilation (<c>--tier auto</c>): regions start in the IL tier; a region that retires
+    /// <see cref="VirtualMachineOptions.TierUpThreshold"/> guest instructions is recompiled by LLVM
+    /// at <paramref name="level"/> on a background thread while the guest keeps running, and its
+    /// code is swapped in atomically. False with the reason when libLLVM 19 is missing.
+    /// </summary>
+    public static bool TryAttachBackground(VirtualMachine vm, LlvmOptLevel level, out string? whyNot)
+    {
+        try
+        {
+            _ = LlvmJit.Instance;
+        }
+        catch (Native.LlvmUnavailableException e)
+        {
+            whyNot = e.Message;
+            return false;
+        }
+        vm.TierCompiler = new BackgroundTier(vm, level);
+        whyNot = null;
+        return true;
+    }
+
+    /// <summary>One background thread per VM compiling hot regions in the order they became hot.</summary>
+    private sealed class BackgroundTier : ITierCompiler
+    {
+        private readonly VirtualMachine _vm;
+        private readonly LlvmOptLevel _level;
+        private readonly System.Collections.Concurrent.BlockingCollection<(VirtualCpu Cpu, Region Region)> _queue = new(1024);
+
+        public BackgroundTier(VirtualMachine vm, LlvmOptLevel level)
+        {
+            _vm = vm;
+            _level = level;
+            var thread = new Thread(Work) { IsBackground = true, Name = "jitvmx-llvm-tier", Priority = ThreadPriority.BelowNormal };
+            thread.Start();
+        }
+
+        public void Enqueue(VirtualCpu cpu, Region region) => _queue.TryAdd((cpu, region));
+
+        private void Work()
+        {
+            foreach (var (cpu, region) in _queue.GetConsumingEnumerable())
+            {
+                try
+                {
+                    if (!region.Valid) continue;
+                    var ir = _vm.Cache.Retranslate(cpu, region);
+                    if (ir is null || !LlvmBackend.TryCompile(ir, _level, out var compiled, out _)) continue;
+                    _vm.Cache.Swap(region, compiled!);
+                }
+                catch (ObjectDisposedException)
+                {
+                    return; // the VM went away while a region was compiling
+                }
+            }
+        }
+    }
+
     private sealed class Compiler(LlvmOptLevel level) : IRegionCompiler
     {
         public CompiledRegion? TryCompile(IrRegion region, out string? reason) =>

@@ -10,9 +10,9 @@ public sealed class TestGuest : IDisposable
     public const ulong RamBase = 0x100000;
     public const ulong RamSize = 0x100000;
 
-    public TestGuest(Action<Assembler> emit, MemoryPermissions codePermissions = MemoryPermissions.ReadExecute)
+    public TestGuest(Action<Assembler> emit, MemoryPermissions codePermissions = MemoryPermissions.ReadExecute, VirtualMachineOptions? options = null)
     {
-        Vm = new VirtualMachine();
+        Vm = new VirtualMachine(options);
         var asm = new Assembler(64);
         emit(asm);
         using var ms = new MemoryStream();

@@ -21,7 +21,12 @@ internal sealed class Region
     }
 
     public readonly ulong Entry;
-    public readonly RegionFunction Function;
+    /// <summary>The code; replaced atomically when a background tier recompiles the region.</summary>
+    public RegionFunction Function;
+    /// <summary>Guest instructions retired in this region's code so far (hotness for tiering).</summary>
+    public long Retired;
+    /// <summary>Set once the region was handed to the background tier.</summary>
+    public bool TierQueued;
     public readonly ulong[] SuccessorRips;
     /// <summary>Per-exit successor slots, filled on first use (compiled code cannot be patched, so the dispatcher chains).</summary>
     public readonly Region?[] Successors;
@@ -112,6 +117,30 @@ internal sealed class TranslationCache(VirtualMachine vm)
         foreach (var c in vm.Cpus)
             foreach (ulong page in pages) c.FlushTlbWrite(page);
         return region;
+    }
+
+    /// <summary>
+    /// Translates a cached region again (same entry and limits) for a background tier, on any
+    /// thread; null when its code can no longer be fetched. The caller checks that the result has
+    /// the same successor slots before using it.
+    /// </summary>
+    public IrRegion? Retranslate(VirtualCpu cpu, Region region)
+    {
+        var limits = new RegionLimits(vm.Options.MaxRegionInstructions, vm.Options.MaxRegionBlocks,
+            Math.Min(96, vm.Options.MaxRegionInstructions), vm.Options.MaxInlineCallDepth);
+        var ir = Translator.Translate(cpu, region.Entry, limits, out _);
+        if (ir is null) return null;
+        Passes.Run(ir);
+        return ir;
+    }
+
+    /// <summary>Installs code compiled by a background tier, if the region is still current and the code fits its slots.</summary>
+    public bool Swap(Region region, CompiledRegion code)
+    {
+        if (!region.Valid || !code.SuccessorRips.AsSpan().SequenceEqual(region.SuccessorRips)) return false;
+        Volatile.Write(ref region.Function, code.Function);
+        Interlocked.Increment(ref Statistics.RegionsTieredUp);
+        return true;
     }
 
     private static ulong[] CodePages(VirtualCpu cpu, IrRegion ir)

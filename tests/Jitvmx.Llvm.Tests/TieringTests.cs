@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: MIT
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Jitvmx.Llvm.Tests;
+
+/// <summary>Background tiering: hot regions are recompiled by LLVM while the guest runs, with no change in results.</summary>
+public class TieringTests
+{
+    // A memory-heavy loop (xorshift into a buffer, then a checksum) entered once, as a program's main loop is.
+    private static void Program(Assembler a)
+    {
+        var fill = a.CreateLabel();
+        var sum = a.CreateLabel();
+        a.mov(rdi, TestGuest.RamBase);
+        a.mov(ecx, 8192);
+        a.mov(eax, 0x2545F491);
+        a.Label(ref fill);
+        a.mov(edx, eax); a.shl(edx, 13); a.xor(eax, edx);
+        a.mov(edx, eax); a.shr(edx, 17); a.xor(eax, edx);
+        a.mov(edx, eax); a.shl(edx, 5); a.xor(eax, edx);
+        a.mov(__dword_ptr[rdi + rcx * 4 - 4], eax);
+        a.dec(ecx);
+        a.jnz(fill);
+        a.mov(r8d, 200);
+        var round = a.CreateLabel();
+        a.xor(ebx, ebx);
+        a.Label(ref round);
+        a.mov(ecx, 8192);
+        a.Label(ref sum);
+        a.mov(edx, __dword_ptr[rdi + rcx * 4 - 4]);
+        a.imul(rbx, rbx, 31);
+        a.add(rbx, rdx);
+        a.setc(r9b);
+        a.add(r10, r9);
+        a.dec(ecx);
+        a.jnz(sum);
+        a.dec(r8d);
+        a.jnz(round);
+        a.hlt();
+    }
+
+    [Fact]
+    public void HotRegionsAreSwappedInWithIdenticalResults()
+    {
+        using var il = new TestGuest(Program);
+        Assert.Equal(ExitReason.Hlt, il.Cpu.Run().Reason);
+
+        using var tiered = new TestGuest(Program, options: new VirtualMachineOptions { TierUpThreshold = 50_000 });
+        Assert.True(LlvmTier.TryAttachBackground(tiered.Vm, LlvmOptLevel.O1, out string? why), why);
+        // Run in slices so the test also covers the swap happening between and during runs.
+        VmExit exit;
+        int runs = 0;
+        while ((exit = tiered.Cpu.Run(200_000)).Reason == ExitReason.InstructionBudget)
+        {
+            runs++;
+            // Give the background compiler a chance to finish before the loop ends.
+            if (tiered.Vm.Statistics.RegionsTieredUp == 0 && runs % 5 == 0) Thread.Sleep(20);
+        }
+        Assert.Equal(ExitReason.Hlt, exit.Reason);
+        Assert.True(tiered.Vm.Statistics.RegionsQueuedForTierUp > 0);
+        Assert.True(tiered.Vm.Statistics.RegionsTieredUp > 0, "no region was recompiled by the background tier");
+        for (int r = 0; r < 16; r++)
+            Assert.Equal(il.Cpu.State[(GuestRegister)r], tiered.Cpu.State[(GuestRegister)r]);
+        Assert.Equal(il.Cpu.State.Rip, tiered.Cpu.State.Rip);
+        Assert.Equal(il.Cpu.State.Rflags, tiered.Cpu.State.Rflags);
+        Assert.Equal(il.Cpu.InstructionsRetired, tiered.Cpu.InstructionsRetired);
+        var a = new byte[32768];
+        var b = new byte[32768];
+        il.Vm.ReadPhysical(TestGuest.RamBase, a);
+        tiered.Vm.ReadPhysical(TestGuest.RamBase, b);
+        Assert.Equal(a, b);
+    }
+}
