@@ -37,8 +37,8 @@ internal static class Xsave
     private static readonly int s_inUse = Helpers.Register(typeof(XsaveOps), nameof(XsaveOps.InUse), pure: false);
     private static readonly int s_initX87 = Helpers.Register(typeof(XsaveOps), nameof(XsaveOps.InitX87), pure: false);
 
-    /// <summary>MXCSR bits XRSTOR accepts (as FXRSTOR's MXCSR_MASK).</summary>
-    private const uint MxcsrMask = 0xFFFF;
+    /// <summary>MXCSR bits XRSTOR accepts (reported as MXCSR_MASK, as by FXSAVE).</summary>
+    private const uint MxcsrMask = MxcsrInstructions.WritableMask;
 
     /// <summary>#UD without CR4.OSXSAVE, #GP(0) unless 64-byte aligned; returns the area's address and RFBM.</summary>
     private static (IrValue Addr, IrValue Rfbm) Prologue(Lifter l, in Instruction i)

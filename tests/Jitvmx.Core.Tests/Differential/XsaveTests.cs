@@ -213,6 +213,11 @@ public sealed class XsaveTests
             report.AppendLine($"case {i}: {diff}\n  code: {DiffHarness.Disassemble(cases[i].Code)}\n  jitvmx exit: {j.Exit}");
         }
         if (failures > 0) Assert.Fail($"{failures} of {cases.Count} cases differ from the host CPU (seed {seed}):\n{report}");
+        if (maskImage) // the fault cases must include both outcomes on the host
+        {
+            Assert.Contains(native, r => r.Signal == OracleSignal.Sigsegv);
+            Assert.Contains(native, r => r.Signal == OracleSignal.None);
+        }
     }
 
     /// <summary><see cref="DiffHarness.RunJitvmx"/> with CR4.OSXSAVE (as Linux sets it) and XCR0 = x87|SSE.</summary>
