@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 using Iced.Intel;
+using Jitvmx.Lifting;
 using Jitvmx.Tests.Oracle;
 using static Iced.Intel.AssemblerRegisters;
+using X86Aes = System.Runtime.Intrinsics.X86.Aes;
 
 namespace Jitvmx.Tests.Differential;
 
@@ -25,6 +27,27 @@ public sealed class CryptoCrcTests
                 cases.Add(SimdCases.Case([Instruction.Create(Code.Pclmulqdq_xmm_xmmm128_imm8, SimdCases.Xmm(rng), SimdCases.Xmm(rng), imm)],
                     SimdCases.Gprs(rng), SimdCases.Memory(rng, false), rng));
         DiffHarness.Check(cases, seed: seed);
+    }
+
+    /// <summary>The portable AES fallback agrees with the host's AES-NI.</summary>
+    [Fact]
+    public void AesFallback()
+    {
+        if (!System.Runtime.Intrinsics.X86.Aes.IsSupported) return;
+        var rng = new Random(7);
+        var bytes = new byte[32];
+        for (int k = 0; k < 200; k++)
+        {
+            rng.NextBytes(bytes);
+            var s = System.Runtime.Intrinsics.Vector128.Create(bytes.AsSpan(0, 16));
+            var key = System.Runtime.Intrinsics.Vector128.Create(bytes.AsSpan(16, 16));
+            Assert.Equal(X86Aes.Encrypt(s, key), AesSoft.Round(s, key, true, true));
+            Assert.Equal(X86Aes.EncryptLast(s, key), AesSoft.Round(s, key, true, false));
+            Assert.Equal(X86Aes.Decrypt(s, key), AesSoft.Round(s, key, false, true));
+            Assert.Equal(X86Aes.DecryptLast(s, key), AesSoft.Round(s, key, false, false));
+            Assert.Equal(X86Aes.InverseMixColumns(s), AesSoft.InvMixColumns(s));
+            Assert.Equal(X86Aes.KeygenAssist(s, 0), AesSoft.KeygenAssist(s));
+        }
     }
 
     private static readonly Register[] s_r8 = [Register.AL, Register.CL, Register.DL, Register.AH, Register.CH, Register.DH, Register.BH, Register.SIL, Register.R9L, Register.R15L];
