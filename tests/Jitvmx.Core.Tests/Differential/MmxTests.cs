@@ -187,6 +187,8 @@ public sealed class MmxTests
             a => { a.emms(); a.fld1(); a.fstp(st0); a.fldz(); a.fstp(st0); a.fldpi(); },
             a => { a.emms(); a.fldz(); a.fld1(); a.fldz(); a.fincstp(); },
             a => { a.emms(); a.fninit(); a.fld1(); a.fld1(); a.fld1(); a.fstp(st0); },
+            a => { a.emms(); a.fldz(); a.fld1(); a.fldpi(); a.fstp(st0); a.fstp(st0); a.fstp(st0); }, // empty registers holding 0, 1, pi
+            a => { a.emms(); a.fldz(); a.fld1(); a.fstp(st0); a.fstp(st0); a.fldz(); a.fld1(); a.fldz(); },
         ];
         Action<Assembler>[] mmx =
         [
