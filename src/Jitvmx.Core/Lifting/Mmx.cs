@@ -19,6 +19,7 @@ namespace Jitvmx.Lifting;
 internal static class Mmx
 {
     // X87State layout: R[8] (16 bytes each), Control, Status, Tag.
+    private static readonly int s_status = StateOffsets.X87 + 8 * 16 + 2;
     private static readonly int s_tag = StateOffsets.X87 + 8 * 16 + 4;
 
     private static readonly int s_unpackLo = SseMove.Op(nameof(SimdIntOps.Punpcklqdq));
@@ -85,8 +86,8 @@ internal static class Mmx
         forms[Mnemonic.Maskmovq] = Maskmovq;
 
         foreach (var c in Enum.GetValues<Code>())
-            if (IsMmxForm(c) && forms.TryGetValue(c.Mnemonic(), out var e)) t.Add(c, e);
-        t.Add(Mnemonic.Emms, Emms);
+            if (IsMmxForm(c) && forms.TryGetValue(c.Mnemonic(), out var e)) t.Add(c, Waiting(e));
+        t.Add(Mnemonic.Emms, Waiting(Emms));
     }
 
     /// <summary>Whether a legacy-encoded code has an mm operand (xmm tokens excluded).</summary>
@@ -96,6 +97,13 @@ internal static class Mmx
         if (parts[0].StartsWith('V') || parts[0] is "EVEX" or "XOP" or "D3NOW" or "MVEX") return false;
         return parts.Skip(1).Any(p => p == "mm" || p.StartsWith("mmm", StringComparison.Ordinal));
     }
+
+    /// <summary>MMX instructions (EMMS included) first raise #MF for a pending unmasked x87 exception.</summary>
+    private static Emitter Waiting(Emitter e) => (Lifter l, in Instruction i) =>
+    {
+        l.RaiseExceptionIf(l.B.BitOf(l.B.GetState(I16, s_status), 7), ExceptionVector.MF);
+        e(l, i);
+    };
 
     private static Emitter Lanes(string name)
     {

@@ -206,6 +206,19 @@ public sealed class MmxTests
         // MMX data read back through the x87 view: mm3 as ST(3) after TOP became 0.
         cases.Add(Case(rng, a => { a.paddw(mm3, mm4); a.fstp(__tword_ptr[rbx + Mem]); a.fstp(__tword_ptr[rbx + Mem + 0x10]); }));
         cases.Add(Case(rng, a => { a.movq(mm0, rax); a.fld(st0); a.fstp(__tword_ptr[rbx + Mem]); }));
+        // A pending unmasked x87 exception (invalid FSQRT with IM clear) faults the next MMX instruction with #MF.
+        foreach (var m in mmx)
+            cases.Add(Case(rng, a =>
+            {
+                a.emms(); // an empty stack: FLD1 must not overflow (that would fault at FCHS already)
+                a.mov(__word_ptr[rbx + Mem + 0x10], 0x037E);
+                a.fldcw(__word_ptr[rbx + Mem + 0x10]);
+                a.fld1();
+                a.fchs();
+                a.fsqrt();
+                m(a);
+            }));
+        cases.Add(Case(rng, a => { a.emms(); a.mov(__word_ptr[rbx + Mem + 0x10], 0x037E); a.fldcw(__word_ptr[rbx + Mem + 0x10]); a.fld1(); a.fchs(); a.fsqrt(); a.emms(); }));
         DiffHarness.Check(cases, label: "mmx x87", seed: seed);
     }
 }
