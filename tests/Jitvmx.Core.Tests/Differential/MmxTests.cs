@@ -110,6 +110,32 @@ public sealed class MmxTests
         DiffHarness.Check(cases, label: "mmx binary", seed: seed);
     }
 
+    /// <summary>Runs of random MMX instructions over shared registers in one translation (values flow through guest state).</summary>
+    [Fact]
+    public void Sequences()
+    {
+        var rng = DiffHarness.Rng(out int seed);
+        var cases = new List<OracleCase>();
+        for (int k = 0; k < 40; k++)
+        {
+            var insns = new List<Instruction>();
+            for (int j = 0; j < 8; j++)
+            {
+                var name = s_binary[rng.Next(s_binary.Length)];
+                var c = Enum.TryParse<Code>(name + "_mm_mmm64", out var c64) ? c64 : C(name + "_mm_mmm32");
+                var dst = Register.MM0 + rng.Next(8);
+                insns.Add(rng.Next(4) == 0 ? Instruction.Create(c, dst, s_mem) : Instruction.Create(c, dst, Register.MM0 + rng.Next(8)));
+                if (rng.Next(6) == 0) insns.Add(Instruction.Create(Code.Movq_mmm64_mm, s_mem, Register.MM0 + rng.Next(8)));
+                if (rng.Next(8) == 0) insns.Add(Instruction.Create(Code.Pshufw_mm_mmm64_imm8, Register.MM0 + rng.Next(8), Register.MM0 + rng.Next(8), rng.Next(256)));
+            }
+            cases.Add(Case(rng, a => { foreach (var i in insns) a.AddInstruction(i); }));
+        }
+        // A faulting memory operand leaves the destination, TOP and the tags untouched.
+        cases.Add(Case(rng, a => { a.emms(); a.paddb(mm1, __qword_ptr[rcx]); }).With(Gpr.Rcx, 0x1000));
+        cases.Add(Case(rng, a => { a.emms(); a.movq(__qword_ptr[rcx], mm1); }).With(Gpr.Rcx, 0x1000));
+        DiffHarness.Check(cases, label: "mmx sequences", seed: seed);
+    }
+
     [Fact]
     public void ShiftCounts()
     {
