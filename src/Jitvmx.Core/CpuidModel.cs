@@ -9,10 +9,11 @@ namespace Jitvmx;
 /// <remarks>
 /// The vendor is "GenuineIntel" because glibc takes its cache sizes from Intel's leaves 2/4 only
 /// for Intel (or AMD) CPUs; an unknown vendor leaves them unset. Reported: FPU, TSC, CX8, CMOV,
-/// CLFSH, FXSR, SSE, SSE2 (x86-64 requires SSE/SSE2 and glibc refuses to start without them; x87
-/// and SSE are being added to the engine), CX16, MOVBE, POPCNT, RDRAND, hypervisor; leaf 7: BMI1,
-/// BMI2, ERMS, ADX, RDSEED; extended: LAHF/SAHF, LZCNT (ABM), PREFETCHW, SYSCALL, NX, RDTSCP, LM.
-/// Not reported: SSE3 and later, AVX*, XSAVE/OSXSAVE, FSGSBASE, MMX. Cache and topology leaves
+/// CLFSH, MMX, FXSR, SSE, SSE2, CX16, MOVBE, POPCNT, RDRAND, hypervisor; leaf 7: BMI1, BMI2, ERMS,
+/// ADX, RDSEED; extended: LAHF/SAHF, LZCNT (ABM), PREFETCHW, SYSCALL, NX, RDTSCP, LM.
+/// Not reported although implemented: SSE3, SSSE3, SSE4.1, SSE4.2, PCLMULQDQ, AES, XSAVE — C
+/// libraries then keep to their SSE2 paths, the fastest under Jitvmx today (the SSE4.2 string
+/// instructions run in scalar C#). Not implemented: AVX*, FSGSBASE. Cache and topology leaves
 /// describe one core with one thread. Leaves beyond the maximum return zeros.
 /// </remarks>
 public sealed class CpuidModel
@@ -28,7 +29,7 @@ public sealed class CpuidModel
 
     /// <summary>CPUID.1:EDX, which Linux reports as AT_HWCAP on x86-64.</summary>
     public uint Leaf1Edx { get; init; } =
-        Bit(0) | Bit(4) | Bit(8) | Bit(15) | Bit(19) | Bit(24) | Bit(25) | Bit(26); // FPU TSC CX8 CMOV CLFSH FXSR SSE SSE2
+        Bit(0) | Bit(4) | Bit(8) | Bit(15) | Bit(19) | Bit(23) | Bit(24) | Bit(25) | Bit(26); // FPU TSC CX8 CMOV CLFSH MMX FXSR SSE SSE2
 
     /// <summary>CPUID.1:ECX.</summary>
     public uint Leaf1Ecx { get; init; } = Bit(13) | Bit(22) | Bit(23) | Bit(30) | Bit(31); // CX16 MOVBE POPCNT RDRAND hypervisor
