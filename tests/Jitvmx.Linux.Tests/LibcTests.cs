@@ -25,6 +25,9 @@ public class LibcTests
             d.Add(libc, "timecheck", []);
             d.Add(libc, "jump", []);
             d.Add(libc, "floats", []);
+            d.Add(libc, "fpmath", []);
+            d.Add(libc, "fpmath", ["2.5e-3"]);
+            d.Add(libc, "fpmath", ["1234.5678"]);
             d.Add(libc, "die_segv", []);
             d.Add(libc, "die_ill", []);
             d.Add(libc, "die_fpe", []);
