@@ -244,6 +244,4 @@ public sealed unsafe partial class VirtualCpu
         }
         return true;
     }
-
-    internal void ResetMmioCursor() => _mmioCursor = 0;
 }

@@ -54,7 +54,4 @@ internal sealed class EmitterTable
 
     /// <summary>The emitter for an instruction, or null (it raises #UD).</summary>
     public Emitter? Lookup(in Instruction insn) => _byCode[(int)insn.Code] ?? _byMnemonic[(int)insn.Mnemonic];
-
-    /// <summary>Whether a mnemonic has an emitter (for coverage reports).</summary>
-    public bool Has(Mnemonic m) => _byMnemonic[(int)m] is not null;
 }

@@ -6,7 +6,7 @@ namespace Jitvmx.Memory;
 /// <summary>Page-granular host memory from the OS (mmap), for guest RAM and executable stubs.</summary>
 internal static partial class HostMemory
 {
-    private const int ProtNone = 0, ProtRead = 1, ProtWrite = 2, ProtExec = 4;
+    private const int ProtRead = 1, ProtWrite = 2, ProtExec = 4;
     private const int MapPrivate = 0x02, MapAnonymous = 0x20, MapNoReserve = 0x4000;
 
     [LibraryImport("libc", SetLastError = true)]
@@ -43,13 +43,4 @@ internal static partial class HostMemory
     {
         if (p != 0) munmap(p, (nuint)size);
     }
-
-    /// <summary>Drops the contents of a range (it reads as zero afterwards).</summary>
-    public static void Discard(nint p, ulong size)
-    {
-        // Re-mapping over the range is the portable way to zero and release it.
-        mmap(p, (nuint)size, ProtRead | ProtWrite, MapPrivate | MapAnonymous | MapNoReserve | 0x10 /* MAP_FIXED */, -1, 0);
-    }
-
-    internal static int ProtNoneValue => ProtNone;
 }

@@ -19,7 +19,8 @@ public static class DiffHarness
     public const ulong Budget = 5_000_000;
 
     /// <summary>Runs a case under Jitvmx: code at CodeBase (RX, followed by HLT), data window at DataBase (RW), every exception exiting.</summary>
-    public static JitvmxResult RunJitvmx(OracleCase c)
+    /// <param name="setup">Changes to the initial vCPU state a family needs (e.g. CR4.OSXSAVE), applied last.</param>
+    public static JitvmxResult RunJitvmx(OracleCase c, Action<VirtualCpu>? setup = null)
     {
         using var vm = new VirtualMachine();
         vm.MapMemory(HostOracle.DataBase, HostOracle.MemorySize, MemoryPermissions.ReadWrite);
@@ -38,6 +39,7 @@ public static class DiffHarness
         cpu.State.Ss.Selector = 0x2B;
         cpu.Controls.ExceptionBitmap = 0xFFFFFFFF;
         cpu.Controls.HltExiting = true;
+        setup?.Invoke(cpu);
         var exit = cpu.Run(Budget);
         var gprs = new ulong[16];
         for (int i = 0; i < 16; i++) gprs[i] = cpu.State[(GuestRegister)i];

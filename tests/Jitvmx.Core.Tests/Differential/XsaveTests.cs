@@ -220,48 +220,11 @@ public sealed class XsaveTests
         }
     }
 
-    /// <summary><see cref="DiffHarness.RunJitvmx"/> with CR4.OSXSAVE (as Linux sets it) and XCR0 = x87|SSE.</summary>
-    private static JitvmxResult RunJitvmx(OracleCase c, bool cr4OsXsave)
+    /// <summary><see cref="DiffHarness.RunJitvmx"/> with CR4.OSXSAVE (as Linux sets it, or cleared) and XCR0 = x87|SSE.</summary>
+    private static JitvmxResult RunJitvmx(OracleCase c, bool cr4OsXsave) => DiffHarness.RunJitvmx(c, cpu =>
     {
-        using var vm = new VirtualMachine();
-        vm.MapMemory(HostOracle.DataBase, HostOracle.MemorySize, MemoryPermissions.ReadWrite);
-        vm.MapMemory(HostOracle.CodeBase, 0x11000, MemoryPermissions.ReadExecute);
-        vm.WritePhysical(HostOracle.DataBase, c.Memory);
-        var code = new byte[c.Code.Length + 1];
-        c.Code.CopyTo(code, 0);
-        code[^1] = 0xF4;
-        vm.WritePhysical(HostOracle.CodeBase, code);
-        var cpu = vm.CreateCpu();
-        for (int i = 0; i < 16; i++) cpu.State[(GuestRegister)i] = c.Gprs[i];
-        cpu.State.Rflags = (c.Rflags & OracleFlags.Input) | OracleFlags.Reserved1 | OracleFlags.IF;
-        cpu.State.Rip = HostOracle.CodeBase;
-        cpu.State.Cs.Selector = 0x33;
-        cpu.State.Ss.Selector = 0x2B;
         if (cr4OsXsave) cpu.State.Cr4 |= 1UL << 18;
         else cpu.State.Cr4 &= ~(1UL << 18);
         cpu.State.Xcr0 = 3;
-        cpu.Controls.ExceptionBitmap = 0xFFFFFFFF;
-        cpu.Controls.HltExiting = true;
-        var exit = cpu.Run(DiffHarness.Budget);
-        var gprs = new ulong[16];
-        for (int i = 0; i < 16; i++) gprs[i] = cpu.State[(GuestRegister)i];
-        var mem = new byte[HostOracle.MemorySize];
-        vm.ReadPhysical(HostOracle.DataBase, mem);
-        ulong off = cpu.State.Rip - HostOracle.CodeBase;
-        int signal = exit.Reason switch
-        {
-            ExitReason.Hlt when off == (ulong)c.Code.Length => OracleSignal.None,
-            ExitReason.ExceptionOrNmi when exit.Vector == ExceptionVector.GP && off == (ulong)c.Code.Length => OracleSignal.None,
-            ExitReason.ExceptionOrNmi => exit.Vector switch
-            {
-                ExceptionVector.DE or ExceptionVector.XM or ExceptionVector.MF => OracleSignal.Sigfpe,
-                ExceptionVector.UD => OracleSignal.Sigill,
-                _ => OracleSignal.Sigsegv,
-            },
-            ExitReason.EptViolation => OracleSignal.Sigsegv,
-            ExitReason.InstructionBudget => OracleSignal.Sigalrm,
-            _ => -1,
-        };
-        return new JitvmxResult(signal, off, gprs, cpu.State.Rflags, mem, exit);
-    }
+    });
 }
