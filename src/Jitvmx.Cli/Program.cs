@@ -11,7 +11,7 @@ internal static class Program
         commands:
           demo [--kib N] [--rounds N]   run the built-in flat long-mode guest under a small VMM:
                                         serial output, CPUID, MMIO, and the exits it handled
-          run [--tier il|llvm|auto] [--strace] [--stats] PROGRAM [ARGS...]
+          run [--tier interp|il|llvm|auto] [--strace] [--stats] PROGRAM [ARGS...]
                                         run a static Linux x86-64 executable under Jitvmx
           version                       print the version
           help                          show this text

@@ -5,10 +5,13 @@ using Jitvmx.Linux;
 
 namespace Jitvmx.Cli;
 
-/// <summary><c>jitvmx run [--tier il|llvm|auto] [--strace] [--stats] PROGRAM [ARGS...]</c>: runs a static Linux x86-64 program.</summary>
+/// <summary><c>jitvmx run [--tier interp|il|llvm|auto] [--strace] [--stats] PROGRAM [ARGS...]</c>: runs a static Linux x86-64 program.</summary>
 internal static class RunCommand
 {
-    public const string Usage = "usage: jitvmx run [--tier il|llvm|auto] [--strace] [--stats] PROGRAM [ARGS...]";
+    public const string Usage = "usage: jitvmx run [--tier interp|il|llvm|auto] [--strace] [--stats] PROGRAM [ARGS...]";
+
+    /// <summary>Guest instructions a region runs interpreted under <c>--tier auto</c> before the IL tier compiles it.</summary>
+    private const long AutoInterpreterTierUp = 4096;
 
     public static int Run(string[] args)
     {
@@ -22,11 +25,11 @@ internal static class RunCommand
                 case "--strace": strace = true; break;
                 case "--stats": stats = true; break;
                 case "--tier":
-                    if (++i >= args.Length) return Fail("--tier needs a value: il, llvm or auto");
+                    if (++i >= args.Length) return Fail("--tier needs a value: interp, il, llvm or auto");
                     switch (args[i])
                     {
-                        case "il" or "llvm" or "auto": tier = args[i]; break;
-                        default: return Fail($"unknown tier '{args[i]}' (il, llvm or auto)");
+                        case "interp" or "il" or "llvm" or "auto": tier = args[i]; break;
+                        default: return Fail($"unknown tier '{args[i]}' (interp, il, llvm or auto)");
                     }
                     break;
                 case "--": i++; goto done;
@@ -45,7 +48,11 @@ internal static class RunCommand
         LinuxProcess process;
         try
         {
-            process = LinuxProcess.Load(program, argv, env, new LinuxOptions { Strace = strace, Diagnostics = diagnostics });
+            var machine = new VirtualMachineOptions
+            {
+                InterpreterTierUp = tier switch { "interp" => long.MaxValue, "auto" => AutoInterpreterTierUp, _ => 0 },
+            };
+            process = LinuxProcess.Load(program, argv, env, new LinuxOptions { Strace = strace, Diagnostics = diagnostics, Machine = machine });
         }
         catch (LinuxLoadException e)
         {

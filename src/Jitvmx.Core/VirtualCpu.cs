@@ -210,7 +210,12 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
                 // Jitvmx bug; report it to the VMM rather than running anything imprecise.
                 throw new InvalidOperationException($"Jitvmx could not compile the region at 0x{current.Entry:x}: {e.Message}", e);
             }
-            if (Machine.TierCompiler is { } tier && !current.TierQueued && !current.SingleStep
+            if (current.Interpreted)
+            {
+                if ((current.Retired += before - ctx->Remaining) >= Machine.Options.InterpreterTierUp)
+                    Machine.Cache.Promote(this, current);
+            }
+            else if (Machine.TierCompiler is { } tier && !current.TierQueued && !current.SingleStep
                 && (current.Retired += before - ctx->Remaining) >= Machine.Options.TierUpThreshold)
             {
                 current.TierQueued = true;

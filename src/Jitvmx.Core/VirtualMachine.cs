@@ -180,6 +180,15 @@ public sealed class VirtualMachineOptions
     /// meant for hot-region tiers.
     /// </summary>
     public int MaxInlineCallDepth { get; init; }
+
+    /// <summary>
+    /// Guest instructions a region runs in the interpreter (the first tier) before the IL tier
+    /// compiles it; 0 (the default) compiles every region with the IL tier right away. Preparing a
+    /// region for the interpreter costs microseconds against about a millisecond of host JIT, and
+    /// most code of a program runs only a few times, so a threshold of a few thousand makes short
+    /// runs and start-up several times faster while hot code still reaches the compiled tiers.
+    /// </summary>
+    public long InterpreterTierUp { get; init; }
 }
 
 /// <summary>Counters of the translation cache.</summary>
@@ -193,6 +202,12 @@ public sealed class TranslationStatistics
     public long BlocksTranslated;
     /// <summary>Time spent translating, in Stopwatch ticks.</summary>
     public long TranslationTicks;
+    /// <summary>Part of <see cref="TranslationTicks"/> spent decoding, lifting and optimizing the IR (the rest is code generation).</summary>
+    public long LiftTicks;
+    /// <summary>Regions that started in the interpreter.</summary>
+    public long RegionsInterpreted;
+    /// <summary>Interpreted regions that became hot and were compiled by the IL tier.</summary>
+    public long RegionsPromoted;
     /// <summary>Regions whose code a background tier replaced.</summary>
     public long RegionsTieredUp;
     /// <summary>Regions handed to a background tier.</summary>
@@ -208,4 +223,7 @@ public sealed class TranslationStatistics
 
     /// <summary>Translation time.</summary>
     public TimeSpan TranslationTime => TimeSpan.FromTicks(TranslationTicks * TimeSpan.TicksPerSecond / System.Diagnostics.Stopwatch.Frequency);
+
+    /// <summary>Lifting time (decode, lift, IR passes).</summary>
+    public TimeSpan LiftTime => TimeSpan.FromTicks(LiftTicks * TimeSpan.TicksPerSecond / System.Diagnostics.Stopwatch.Frequency);
 }

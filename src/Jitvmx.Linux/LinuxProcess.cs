@@ -156,9 +156,13 @@ public sealed partial class LinuxProcess : IDisposable
         sb.AppendLine($"  guest instructions executed  {Cpu.InstructionsRetired:N0}");
         sb.AppendLine($"  wall time                    {wall.TotalMilliseconds:N1} ms");
         sb.AppendLine($"  tier {TierName}: regions translated {st.RegionsTranslated:N0} ({st.BlocksTranslated:N0} blocks, {st.InstructionsTranslated:N0} instructions)");
+        if (st.RegionsInterpreted > 0)
+            sb.AppendLine($"  interpreted regions          {st.RegionsInterpreted:N0}; promoted to IL when hot {st.RegionsPromoted:N0}");
         if (st.RegionsQueuedForTierUp > 0)
             sb.AppendLine($"  hot regions recompiled by LLVM in the background: {st.RegionsTieredUp:N0} of {st.RegionsQueuedForTierUp:N0} queued");
-        sb.AppendLine($"  translation time             {st.TranslationTime.TotalMilliseconds:N1} ms");
+        sb.AppendLine($"  translation time             {st.TranslationTime.TotalMilliseconds:N1} ms (lifting {st.LiftTime.TotalMilliseconds:N1} ms)");
+        // Region code and Jitvmx's own code share the host JIT; its total shows what cold start costs.
+        sb.AppendLine($"  host JIT                     {System.Runtime.JitInfo.GetCompiledMethodCount():N0} methods, {System.Runtime.JitInfo.GetCompilationTime().TotalMilliseconds:N1} ms");
         sb.AppendLine($"  cache hits                   {st.CacheHits:N0}; regions invalidated {st.RegionsInvalidated:N0}");
         sb.AppendLine($"  guest mappings               {_mem.Count}");
         sb.AppendLine("  exits by reason:");

@@ -25,6 +25,8 @@ internal sealed class Region
     public RegionFunction Function;
     /// <summary>Guest instructions retired in this region's code so far (hotness for tiering).</summary>
     public long Retired;
+    /// <summary>Whether the code is the interpreter's (the region is promoted to the IL tier when hot).</summary>
+    public bool Interpreted;
     /// <summary>Set once the region was handed to the background tier.</summary>
     public bool TierQueued;
     public readonly ulong[] SuccessorRips;
@@ -78,10 +80,15 @@ internal sealed class TranslationCache(VirtualMachine vm)
         if (ir is null) return null;
         int blocks = ir.Blocks.Count(b => b.ChargedInsns > 0);
         Passes.Run(ir);
+        long lifted = Stopwatch.GetTimestamp() - t0;
         if (s_dumpIr) Console.Error.WriteLine($"jitvmx: region 0x{rip:x}\n{ir}");
-        var compiled = (!singleStep && vm.RegionCompiler?.TryCompile(ir, out _) is { } other) ? other : IlBackend.Compile(ir);
+        CompiledRegion? compiled = null;
+        if (!singleStep && vm.RegionCompiler is { } other) compiled = other.TryCompile(ir, out _);
+        else if (vm.Options.InterpreterTierUp > 0) compiled = Interpreter.TryPrepare(ir);
+        bool interpreted = compiled is not null && vm.RegionCompiler is null;
+        compiled ??= IlBackend.Compile(ir);
         var pages = CodePages(cpu, ir);
-        var region = new Region(rip, compiled, ir.Blocks[0].ChargedInsns, pages, singleStep);
+        var region = new Region(rip, compiled, ir.Blocks[0].ChargedInsns, pages, singleStep) { Interpreted = interpreted && !singleStep };
         if (!register)
         {
             // A throwaway translation: not in the cache and not protecting its pages.
@@ -102,9 +109,11 @@ internal sealed class TranslationCache(VirtualMachine vm)
             }
             var s = Statistics;
             s.RegionsTranslated++;
+            if (interpreted) s.RegionsInterpreted++;
             s.InstructionsTranslated += ir.GuestInstructionCount;
             s.BlocksTranslated += blocks;
             s.TranslationTicks += Stopwatch.GetTimestamp() - t0;
+            s.LiftTicks += lifted;
             foreach (var e in lifterErrors)
                 if (s.LifterErrors.Count < 100) s.LifterErrors.Add(e);
             foreach (var m in unsupported)
@@ -132,6 +141,27 @@ internal sealed class TranslationCache(VirtualMachine vm)
         if (ir is null) return null;
         Passes.Run(ir);
         return ir;
+    }
+
+    /// <summary>
+    /// Compiles an interpreted region that became hot with the IL tier and installs the code. The
+    /// region is translated again from the guest's current bytes; if they no longer give the same
+    /// exits (the region was invalidated meanwhile) it stays interpreted until it is dropped.
+    /// </summary>
+    public void Promote(VirtualCpu cpu, Region region)
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        region.Interpreted = false;
+        var ir = Retranslate(cpu, region);
+        if (ir is null) return;
+        var code = IlBackend.Compile(ir);
+        bool ok = region.Valid && code.SuccessorRips.AsSpan().SequenceEqual(region.SuccessorRips);
+        if (ok) Volatile.Write(ref region.Function, code.Function);
+        lock (_lock)
+        {
+            if (ok) Statistics.RegionsPromoted++;
+            Statistics.TranslationTicks += Stopwatch.GetTimestamp() - t0;
+        }
     }
 
     /// <summary>Installs code compiled by a background tier, if the region is still current and the code fits its slots.</summary>
