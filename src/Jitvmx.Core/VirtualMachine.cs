@@ -156,6 +156,7 @@ public sealed class VirtualMachine : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        TierCompiler?.Dispose();
         foreach (var c in _cpus) c.Dispose();
         Physical.Dispose();
     }

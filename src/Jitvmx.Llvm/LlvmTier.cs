@@ -47,22 +47,46 @@ public static class LlvmTier
         return true;
     }
 
+    private static int s_inProgress;
+
+    /// <summary>Background compilations running now, in all VMs (for tests of shutdown).</summary>
+    internal static int CompilationsInProgress => Volatile.Read(ref s_inProgress);
+
     /// <summary>One background thread per VM compiling hot regions in the order they became hot.</summary>
     private sealed class BackgroundTier : ITierCompiler
     {
         private readonly VirtualMachine _vm;
         private readonly LlvmOptLevel _level;
         private readonly System.Collections.Concurrent.BlockingCollection<(VirtualCpu Cpu, Region Region)> _queue = new(1024);
+        private readonly Thread _thread;
+        private volatile bool _stopping;
 
         public BackgroundTier(VirtualMachine vm, LlvmOptLevel level)
         {
             _vm = vm;
             _level = level;
-            var thread = new Thread(Work) { IsBackground = true, Name = "jitvmx-llvm-tier", Priority = ThreadPriority.BelowNormal };
-            thread.Start();
+            _thread = new Thread(Work) { IsBackground = true, Name = "jitvmx-llvm-tier", Priority = ThreadPriority.BelowNormal };
+            _thread.Start();
         }
 
-        public void Enqueue(VirtualCpu cpu, Region region) => _queue.TryAdd((cpu, region));
+        public void Enqueue(VirtualCpu cpu, Region region)
+        {
+            if (!_stopping) _queue.TryAdd((cpu, region));
+        }
+
+        /// <summary>
+        /// Drops what is queued and waits for the region being compiled. An LLVM compilation still
+        /// running while the process exits races LLVM's own static destructors and can abort the
+        /// process, and one running after the VM is disposed would read freed guest memory.
+        /// </summary>
+        public void Dispose()
+        {
+            if (_stopping) return;
+            _stopping = true;
+            _queue.CompleteAdding();
+            _thread.Join();
+            _queue.Dispose();
+        }
 
         private void Work()
         {
@@ -70,10 +94,19 @@ public static class LlvmTier
             {
                 try
                 {
+                    if (_stopping) return;
                     if (!region.Valid) continue;
-                    var ir = _vm.Cache.Retranslate(cpu, region);
-                    if (ir is null || !LlvmBackend.TryCompile(ir, _level, out var compiled, out _)) continue;
-                    _vm.Cache.Swap(region, compiled!);
+                    Interlocked.Increment(ref s_inProgress);
+                    try
+                    {
+                        var ir = _vm.Cache.Retranslate(cpu, region);
+                        if (ir is null || !LlvmBackend.TryCompile(ir, _level, out var compiled, out _)) continue;
+                        _vm.Cache.Swap(region, compiled!);
+                    }
+                    finally
+                    {
+                        Interlocked.Decrement(ref s_inProgress);
+                    }
                 }
                 catch (ObjectDisposedException)
                 {

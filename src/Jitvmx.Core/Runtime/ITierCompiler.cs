@@ -4,8 +4,10 @@ namespace Jitvmx.Runtime;
 /// <summary>
 /// A background tier (LLVM): receives regions that became hot and later swaps better code into
 /// them through <see cref="TranslationCache.Swap"/>. Called on the vCPU thread; must not block.
+/// Disposing it (the VM does, first) waits for the compilation in progress, so that no background
+/// work touches guest memory or the compiler library after the VM is gone or the process exits.
 /// </summary>
-internal interface ITierCompiler
+internal interface ITierCompiler : IDisposable
 {
     /// <summary>Queues <paramref name="region"/> of <paramref name="cpu"/> for recompilation.</summary>
     void Enqueue(VirtualCpu cpu, Region region);

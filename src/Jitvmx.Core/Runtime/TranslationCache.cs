@@ -69,10 +69,19 @@ internal sealed class TranslationCache(VirtualMachine vm)
     }
 
     /// <summary>Translates and inserts the region at <paramref name="rip"/>; null with <paramref name="faultAddress"/> when its first instruction cannot be fetched.</summary>
-    public Region? Translate(VirtualCpu cpu, ulong rip, bool singleStep, out ulong faultAddress, bool register = true)
+    /// <param name="cpu">The vCPU whose code view (paging) is used.</param>
+    /// <param name="rip">Entry address.</param>
+    /// <param name="singleStep">A one-instruction region (kept apart from the others).</param>
+    /// <param name="faultAddress">The address that could not be fetched.</param>
+    /// <param name="register">False for a throwaway translation: not in the cache and not protecting its pages.</param>
+    /// <param name="hot">Compile with the full region limits even when the interpreter tier is on (a promotion).</param>
+    public Region? Translate(VirtualCpu cpu, ulong rip, bool singleStep, out ulong faultAddress, bool register = true, bool hot = false)
     {
         long t0 = Stopwatch.GetTimestamp();
+        // The interpreter tier takes new regions unless a second backend replaces the IL tier.
+        bool interpret = vm.Options.InterpreterTierUp > 0 && vm.RegionCompiler is null && !hot;
         var limits = singleStep ? RegionLimits.SingleInstruction
+            : interpret ? InterpreterLimits
             : new RegionLimits(vm.Options.MaxRegionInstructions, vm.Options.MaxRegionBlocks, Math.Min(96, vm.Options.MaxRegionInstructions), vm.Options.MaxInlineCallDepth);
         var unsupported = new List<Iced.Intel.Mnemonic>();
         var lifterErrors = new List<string>();
@@ -84,21 +93,24 @@ internal sealed class TranslationCache(VirtualMachine vm)
         if (s_dumpIr) Console.Error.WriteLine($"jitvmx: region 0x{rip:x}\n{ir}");
         CompiledRegion? compiled = null;
         if (!singleStep && vm.RegionCompiler is { } other) compiled = other.TryCompile(ir, out _);
-        else if (vm.Options.InterpreterTierUp > 0) compiled = Interpreter.TryPrepare(ir);
-        bool interpreted = compiled is not null && vm.RegionCompiler is null;
+        else if (interpret) compiled = Interpreter.TryPrepare(ir);
+        bool interpreted = compiled is not null && interpret;
         compiled ??= IlBackend.Compile(ir);
         var pages = CodePages(cpu, ir);
         var region = new Region(rip, compiled, ir.Blocks[0].ChargedInsns, pages, singleStep) { Interpreted = interpreted && !singleStep };
         if (!register)
         {
-            // A throwaway translation: not in the cache and not protecting its pages.
             lock (_lock) Statistics.TranslationTicks += Stopwatch.GetTimestamp() - t0;
             return region;
         }
         lock (_lock)
         {
             var map = singleStep ? _single : _regions;
-            if (map.TryGetValue(rip, out var old)) Remove(old);
+            if (map.TryGetValue(rip, out var old))
+            {
+                if (hot) Retire(old);
+                else Remove(old);
+            }
             map[rip] = region;
             foreach (ulong page in pages)
             {
@@ -108,7 +120,8 @@ internal sealed class TranslationCache(VirtualMachine vm)
                 if (r is not null) r.CodePages[(page - r.GuestPhysicalAddress) >> 12] = 1;
             }
             var s = Statistics;
-            s.RegionsTranslated++;
+            if (hot) s.RegionsPromoted++;
+            else s.RegionsTranslated++;
             if (interpreted) s.RegionsInterpreted++;
             s.InstructionsTranslated += ir.GuestInstructionCount;
             s.BlocksTranslated += blocks;
@@ -129,6 +142,25 @@ internal sealed class TranslationCache(VirtualMachine vm)
     }
 
     /// <summary>
+    /// Region limits of the interpreter tier: a few blocks, since code that runs a handful of times
+    /// should not pay for lifting paths it never takes. Hot regions are translated again with the
+    /// full limits when they are promoted.
+    /// </summary>
+    private static readonly RegionLimits InterpreterLimits = new(64, 4, 64);
+
+    /// <summary>
+    /// Replaces an interpreted region that became hot by a region compiled by the IL tier (with the
+    /// full limits, so it usually covers more code). The old region stops being valid; the
+    /// dispatcher and the chained successor slots find the new one by its entry.
+    /// </summary>
+    public void Promote(VirtualCpu cpu, Region region)
+    {
+        region.Interpreted = false;
+        if (!region.Valid) return;
+        Translate(cpu, region.Entry, singleStep: false, out _, hot: true);
+    }
+
+    /// <summary>
     /// Translates a cached region again (same entry and limits) for a background tier, on any
     /// thread; null when its code can no longer be fetched. The caller checks that the result has
     /// the same successor slots before using it.
@@ -141,27 +173,6 @@ internal sealed class TranslationCache(VirtualMachine vm)
         if (ir is null) return null;
         Passes.Run(ir);
         return ir;
-    }
-
-    /// <summary>
-    /// Compiles an interpreted region that became hot with the IL tier and installs the code. The
-    /// region is translated again from the guest's current bytes; if they no longer give the same
-    /// exits (the region was invalidated meanwhile) it stays interpreted until it is dropped.
-    /// </summary>
-    public void Promote(VirtualCpu cpu, Region region)
-    {
-        long t0 = Stopwatch.GetTimestamp();
-        region.Interpreted = false;
-        var ir = Retranslate(cpu, region);
-        if (ir is null) return;
-        var code = IlBackend.Compile(ir);
-        bool ok = region.Valid && code.SuccessorRips.AsSpan().SequenceEqual(region.SuccessorRips);
-        if (ok) Volatile.Write(ref region.Function, code.Function);
-        lock (_lock)
-        {
-            if (ok) Statistics.RegionsPromoted++;
-            Statistics.TranslationTicks += Stopwatch.GetTimestamp() - t0;
-        }
     }
 
     /// <summary>Installs code compiled by a background tier, if the region is still current and the code fits its slots.</summary>
@@ -186,8 +197,14 @@ internal sealed class TranslationCache(VirtualMachine vm)
 
     private void Remove(Region r)
     {
-        r.Valid = false;
         Statistics.RegionsInvalidated++;
+        Retire(r);
+    }
+
+    /// <summary>Drops a region from the cache and the page index (replaced, or invalidated).</summary>
+    private void Retire(Region r)
+    {
+        r.Valid = false;
         foreach (ulong page in r.Pages)
         {
             if (_byPage.TryGetValue(page, out var list))
