@@ -75,54 +75,76 @@ internal sealed unsafe class Interpreter
     {
         var b = new Builder();
         if (!b.Build(region)) return null;
-        var interp = new Interpreter([.. b.Code], [.. b.Consts], b.Scalars, b.Vectors, [.. b.CallArgs], [.. b.CallArgIsVector], [.. b.Thunks], b.MaxArgs);
+        var interp = new Interpreter(b.Count == b.Code.Length ? b.Code : b.Code.AsSpan(0, b.Count).ToArray(), [.. b.Consts], b.Scalars, b.Vectors, [.. b.CallArgs], [.. b.CallArgIsVector], [.. b.Thunks], b.MaxArgs);
         return new CompiledRegion(interp.Run, [.. b.Successors]);
     }
 
     // ================= preparation =================
 
+    // The builder keeps to arrays and collections of reference or primitive types: generic
+    // collections of Jitvmx's own structs cannot be compiled ahead of time and would be
+    // JIT-compiled at start-up, the cost this tier exists to avoid.
     private sealed class Builder
     {
-        public readonly List<Insn> Code = [];
+        public Insn[] Code = [];
+        public int Count;
         public readonly List<ulong> Consts = [];
         public readonly List<int> CallArgs = [];
         public readonly List<bool> CallArgIsVector = [];
         public readonly List<HelperThunk> Thunks = [];
         public readonly List<ulong> Successors = [];
         public int Scalars, Vectors, MaxArgs;
-        private readonly Dictionary<IrValue, int> _slot = [];
+        private int[] _slot = [];
         private readonly Dictionary<ulong, int> _constSlot = [];
-        private readonly List<(int Insn, IrBlock Target, bool Else)> _fixups = [];
-        private readonly Dictionary<IrBlock, int> _blockStart = [];
+        private readonly List<int> _fixupInsn = [];
+        private readonly List<IrBlock> _fixupTarget = [];
+        private int[] _blockStart = [];
         private readonly Dictionary<int, int> _thunkIndex = [];
 
         public bool Build(IrRegion region)
         {
             // Slots: every value gets its own (regions are small and slots live on the stack).
-            foreach (var blk in region.Blocks)
-                foreach (var v in blk.Nodes)
-                {
-                    if (v.Dead || v.Type == IrType.Void || v.Op == IrOp.Const) continue;
-                    _slot[v] = v.Type == IrType.V128 ? Vectors++ : Scalars++;
-                }
+            _slot = new int[region.ValueIdLimit];
+            int ops = 0;
             foreach (var blk in region.Blocks)
             {
-                _blockStart[blk] = Code.Count;
+                if (blk.ChargedInsns > 0 || (blk.IsLoopHeader && blk.ResumeInsn is not null)) ops++;
+                foreach (var v in blk.Nodes)
+                {
+                    if (v.Dead || v.Op == IrOp.Const) continue;
+                    ops++;
+                    if (v.Type != IrType.Void) _slot[v.Id] = v.Type == IrType.V128 ? Vectors++ : Scalars++;
+                }
+            }
+            Code = new Insn[ops];
+            int maxBlock = 0;
+            foreach (var blk in region.Blocks) maxBlock = Math.Max(maxBlock, blk.Id);
+            // Passes may have removed blocks: numbers are not dense.
+            _blockStart = new int[maxBlock + 1];
+            foreach (var blk in region.Blocks)
+            {
+                _blockStart[blk.Id] = Count;
                 if (blk.ChargedInsns == 0 && blk.IsLoopHeader && blk.ResumeInsn is { } resume)
-                    Code.Add(new Insn { Op = Interpreter.Code.RepResume, Imm = resume.Rip, Aux = resume.GiveBack });
+                    Code[Count++] = new Insn { Op = Interpreter.Code.RepResume, Imm = resume.Rip, Aux = resume.GiveBack };
                 else if (blk.ChargedInsns > 0)
-                    Code.Add(new Insn { Op = Interpreter.Code.Charge, Imm = blk.GuestAddress, Aux = blk.ChargedInsns, B = blk.IsLoopHeader ? 1 : 0 });
+                    Code[Count++] = new Insn { Op = Interpreter.Code.Charge, Imm = blk.GuestAddress, Aux = blk.ChargedInsns, B = blk.IsLoopHeader ? 1 : 0 };
                 foreach (var v in blk.Nodes)
                 {
                     if (v.Dead || v.Op == IrOp.Const) continue;
                     if (!Emit(v)) return false;
                 }
             }
-            var code = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(Code);
-            foreach (var (i, target, isElse) in _fixups)
+            // Branch targets, recorded as (instruction, then-block) and (instruction, else-block) pairs.
+            for (int f = 0; f < _fixupInsn.Count; f++)
             {
-                if (isElse) code[i].C = _blockStart[target];
-                else code[i].B = _blockStart[target];
+                int i = _fixupInsn[f];
+                int at = _blockStart[_fixupTarget[f].Id];
+                if (f + 1 < _fixupInsn.Count && _fixupInsn[f + 1] == i && Code[i].Op == Interpreter.Code.Branch)
+                {
+                    Code[i].B = at;
+                    Code[i].C = _blockStart[_fixupTarget[++f].Id];
+                }
+                else Code[i].B = at;
             }
             return true;
         }
@@ -141,20 +163,20 @@ internal sealed unsafe class Interpreter
                 }
                 return -1 - k;
             }
-            return _slot[v];
+            return _slot[v.Id];
         }
 
-        private int Dst(IrValue v) => _slot[v];
+        private int Dst(IrValue v) => _slot[v.Id];
 
         private static byte Bits(IrType t) => (byte)(t == IrType.V128 ? 128 : t.Bits());
 
         private void Add(Code op, IrValue v, int a = 0, int b = 0, int c = 0, byte srcBits = 0, int aux = 0, ulong imm = 0)
         {
-            Code.Add(new Insn
+            Code[Count++] = new Insn
             {
                 Op = op, Bits = Bits(v.Type), SrcBits = srcBits, D = v.Type == IrType.Void ? 0 : Dst(v), A = a, B = b, C = c,
                 Aux = aux, Imm = imm, Mask = v.Type is IrType.Void or IrType.V128 ? ulong.MaxValue : v.Type.Mask(),
-            });
+            };
         }
 
         private bool Emit(IrValue v)
@@ -167,7 +189,7 @@ internal sealed unsafe class Interpreter
                 case IrOp.GetFlag: Add(Interpreter.Code.GetFlag, v, aux: s_flagBits[v.Aux]); return true;
                 case IrOp.SetFlag: Add(Interpreter.Code.SetFlag, v, S(a[0]), aux: s_flagBits[v.Aux]); return true;
                 case IrOp.GetXmm: Add(Interpreter.Code.GetXmm, v, aux: StateOffsets.XmmReg(v.Aux)); return true;
-                case IrOp.SetXmm: Add(Interpreter.Code.SetXmm, v, _slot[a[0]], aux: StateOffsets.XmmReg(v.Aux)); return true;
+                case IrOp.SetXmm: Add(Interpreter.Code.SetXmm, v, _slot[a[0].Id], aux: StateOffsets.XmmReg(v.Aux)); return true;
                 case IrOp.GetState when v.Aux == StateOffsets.StopRequested: Add(Interpreter.Code.GetStop, v); return true;
                 case IrOp.GetState:
                     if (v.Type == IrType.V128) return false;
@@ -197,7 +219,7 @@ internal sealed unsafe class Interpreter
                 case IrOp.Not: Add(Interpreter.Code.Not, v, S(a[0])); return true;
                 case IrOp.Neg: Add(Interpreter.Code.Neg, v, S(a[0])); return true;
                 case IrOp.ZExt when v.Type == IrType.V128: Add(Interpreter.Code.VecFromScalar, v, S(a[0])); return true;
-                case IrOp.Trunc when a[0].Type == IrType.V128: Add(Interpreter.Code.VecLow, v, _slot[a[0]]); return true;
+                case IrOp.Trunc when a[0].Type == IrType.V128: Add(Interpreter.Code.VecLow, v, _slot[a[0].Id]); return true;
                 case IrOp.ZExt or IrOp.SExt or IrOp.Trunc:
                     if (a[0].Type == IrType.V128 || v.Type == IrType.V128) return false;
                     Add(v.Op == IrOp.SExt ? Interpreter.Code.SExt : v.Op == IrOp.ZExt ? Interpreter.Code.ZExt : Interpreter.Code.Trunc,
@@ -209,7 +231,7 @@ internal sealed unsafe class Interpreter
                 case IrOp.Ule: Cmp(Interpreter.Code.Ule, v); return true;
                 case IrOp.Slt: Cmp(Interpreter.Code.Slt, v); return true;
                 case IrOp.Sle: Cmp(Interpreter.Code.Sle, v); return true;
-                case IrOp.Select when v.Type == IrType.V128: Add(Interpreter.Code.SelectVec, v, S(a[0]), _slot[a[1]], _slot[a[2]]); return true;
+                case IrOp.Select when v.Type == IrType.V128: Add(Interpreter.Code.SelectVec, v, S(a[0]), _slot[a[1].Id], _slot[a[2].Id]); return true;
                 case IrOp.Select: Add(Interpreter.Code.Select, v, S(a[0]), S(a[1]), S(a[2])); return true;
                 case IrOp.Parity: Add(Interpreter.Code.Parity, v, S(a[0])); return true;
                 case IrOp.Popcnt: Add(Interpreter.Code.Popcnt, v, S(a[0])); return true;
@@ -221,7 +243,7 @@ internal sealed unsafe class Interpreter
                         aux: v.Insn?.GiveBack ?? 0, imm: v.Insn?.Rip ?? 0);
                     return true;
                 case IrOp.Store when a[1].Type == IrType.V128:
-                    Add(Interpreter.Code.StoreVec, v, S(a[0]), _slot[a[1]], aux: v.Insn?.GiveBack ?? 0, imm: v.Insn?.Rip ?? 0);
+                    Add(Interpreter.Code.StoreVec, v, S(a[0]), _slot[a[1].Id], aux: v.Insn?.GiveBack ?? 0, imm: v.Insn?.Rip ?? 0);
                     return true;
                 case IrOp.Store:
                     Add(Interpreter.Code.Store, v, S(a[0]), S(a[1]), srcBits: Bits(a[1].Type), aux: v.Insn?.GiveBack ?? 0, imm: v.Insn?.Rip ?? 0);
@@ -229,12 +251,15 @@ internal sealed unsafe class Interpreter
                 case IrOp.Call or IrOp.ExitHelper:
                     return EmitCall(v);
                 case IrOp.Jump:
-                    _fixups.Add((Code.Count, v.Target!, false));
+                    _fixupInsn.Add(Count);
+                    _fixupTarget.Add(v.Target!);
                     Add(Interpreter.Code.Jump, v);
                     return true;
                 case IrOp.Branch:
-                    _fixups.Add((Code.Count, v.Target!, false));
-                    _fixups.Add((Code.Count, v.Else!, true));
+                    _fixupInsn.Add(Count);
+                    _fixupTarget.Add(v.Target!);
+                    _fixupInsn.Add(Count);
+                    _fixupTarget.Add(v.Else!);
                     Add(Interpreter.Code.Branch, v, S(a[0]));
                     return true;
                 case IrOp.ExitDirect:
@@ -273,7 +298,7 @@ internal sealed unsafe class Interpreter
             foreach (var arg in v.Args)
             {
                 bool isVector = arg.Type == IrType.V128;
-                CallArgs.Add(isVector ? _slot[arg] : S(arg));
+                CallArgs.Add(isVector ? _slot[arg.Id] : S(arg));
                 CallArgIsVector.Add(isVector);
             }
             MaxArgs = Math.Max(MaxArgs, v.Args.Length);

@@ -260,6 +260,9 @@ public sealed class IrRegion
 
     internal int NextId() => _nextId++;
 
+    /// <summary>Upper bound (exclusive) of the value numbers in the region, for tables indexed by <see cref="IrValue.Id"/>.</summary>
+    internal int ValueIdLimit => _nextId;
+
     /// <summary>Textual form, for tests and debugging.</summary>
     public override string ToString()
     {
