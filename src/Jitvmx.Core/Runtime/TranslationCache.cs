@@ -35,6 +35,8 @@ internal sealed class Region
     /// <summary>Guest-physical pages the code came from.</summary>
     public readonly ulong[] Pages;
     public readonly bool SingleStep;
+    /// <summary>The x87/SSE enable mode the code was translated for (<see cref="X87SseEnable.Mode"/>); a vCPU in another mode must not run it.</summary>
+    public int Mode { get; init; }
     public volatile bool Valid = true;
 }
 
@@ -74,14 +76,15 @@ internal sealed class TranslationCache(VirtualMachine vm)
             : new RegionLimits(vm.Options.MaxRegionInstructions, vm.Options.MaxRegionBlocks, Math.Min(96, vm.Options.MaxRegionInstructions), vm.Options.MaxInlineCallDepth);
         var unsupported = new List<Iced.Intel.Mnemonic>();
         var lifterErrors = new List<string>();
-        var ir = Translator.Translate(cpu, rip, limits, out faultAddress, unsupported, lifterErrors);
+        int mode = X87SseEnable.Mode(cpu.State);
+        var ir = Translator.Translate(cpu, rip, limits, out faultAddress, unsupported, lifterErrors, mode);
         if (ir is null) return null;
         int blocks = ir.Blocks.Count(b => b.ChargedInsns > 0);
         Passes.Run(ir);
         if (s_dumpIr) Console.Error.WriteLine($"jitvmx: region 0x{rip:x}\n{ir}");
         var compiled = (!singleStep && vm.RegionCompiler?.TryCompile(ir, out _) is { } other) ? other : IlBackend.Compile(ir);
         var pages = CodePages(cpu, ir);
-        var region = new Region(rip, compiled, ir.Blocks[0].ChargedInsns, pages, singleStep);
+        var region = new Region(rip, compiled, ir.Blocks[0].ChargedInsns, pages, singleStep) { Mode = mode };
         if (!register)
         {
             // A throwaway translation: not in the cache and not protecting its pages.
@@ -128,7 +131,7 @@ internal sealed class TranslationCache(VirtualMachine vm)
     {
         var limits = new RegionLimits(vm.Options.MaxRegionInstructions, vm.Options.MaxRegionBlocks,
             Math.Min(96, vm.Options.MaxRegionInstructions), vm.Options.MaxInlineCallDepth);
-        var ir = Translator.Translate(cpu, region.Entry, limits, out _);
+        var ir = Translator.Translate(cpu, region.Entry, limits, out _, mode: region.Mode);
         if (ir is null) return null;
         Passes.Run(ir);
         return ir;
