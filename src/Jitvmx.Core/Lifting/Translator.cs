@@ -99,6 +99,9 @@ internal sealed class Translator
         return t._region;
     }
 
+    /// <summary>Guest code bytes at <paramref name="address"/> (executable bytes only); returns how many were copied.</summary>
+    public int FetchCode(ulong address, Span<byte> buffer) => _code.FetchCode(address, buffer);
+
     /// <summary>The block for a guest address inside the region, creating it while the limits allow; null means "exit the region".</summary>
     public IrBlock? InternalTarget(ulong target) => InternalTarget(target, _context);
 

@@ -78,12 +78,11 @@ internal static class Xsave
         // XSAVE/XSAVEOPT update only the requested XSTATE_BV bits; XSAVEC writes XSTATE_BV and XCOMP_BV whole.
         var bv = kind == Kind.Compact ? b.And(rfbm, inUse)
             : b.Or(b.And(l.Load(I64, At(512)), b.Xor(rfbm, b.I64(ulong.MaxValue))), b.And(rfbm, inUse));
+        var insn = i;
         If(l, save, 1, () =>
         {
             l.Store(a, b.Call(s_fxHeader, I64));
-            // FIP/FCS and FDP/FDS (not tracked: zero).
-            l.Store(At(8), b.I64(0));
-            l.Store(At(16), b.I64(0));
+            X87.StorePointers(l, insn, a);
             for (ulong r = 0; r < 8; r++)
             {
                 l.Store(At(32 + 16 * r), b.Call(s_regField, I64, b.I64(r), b.I64(0)));
@@ -120,8 +119,7 @@ internal static class Xsave
         for (ulong off = 536; off < 576; off += 8) rest = b.Or(rest, l.Load(I64, At(off)));
         // The whole legacy region is read up front so that no guest state changes before a fault.
         var header = l.Load(I64, a);
-        var ip = l.Load(I64, At(8));
-        var dp = l.Load(I64, At(16));
+        var (ip, dp) = X87.LoadPointers(l, i, a);
         var mxcsr = l.Load(I32, At(24));
         var regs = new IrValue[16];
         for (int r = 0; r < 8; r++)

@@ -230,6 +230,7 @@ public class ExitTests
     public void VmcallXsetbvAndPauseExit()
     {
         using var g = new GuestBuilder(a => { a.pause(); a.vmcall(); a.xor(ecx, ecx); a.xsetbv(); a.hlt(); });
+        g.Cpu.State.Cr4 |= CpuidModel.Cr4OsXsave; // without it XSETBV is #UD, which takes priority over the exit
         g.Cpu.Controls.PauseExiting = true;
         Assert.Equal(ExitReason.Pause, g.Cpu.Run().Reason);
         g.Cpu.SkipInstruction();
