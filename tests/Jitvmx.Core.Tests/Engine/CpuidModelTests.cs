@@ -70,7 +70,7 @@ public class CpuidModelTests
     private static readonly Dictionary<(Reg, int), string> s_nonInstruction = new()
     {
         [(Reg.Leaf1Ecx, 31)] = "hypervisor present",
-        [(Reg.Leaf7Ebx, 13)] = "FCS/FDS deprecated: FNSTENV/FXSAVE store zero selectors (X87FpuPointerTests)",
+        [(Reg.Leaf7Ebx, 13)] = "FCS/FDS deprecated: FNSTENV/FXSAVE store zero selectors (X87PointerTests, X87Tests)",
         [(Reg.Ext1Edx, 20)] = "NX: execute permission is enforced on fetch",
         [(Reg.Ext1Edx, 29)] = "long mode",
     };
