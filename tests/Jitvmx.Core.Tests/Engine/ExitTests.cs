@@ -276,13 +276,7 @@ public class ExitTests
         });
         // Gate for #UD → CodeBase + 2 (the handler label).
         ulong target = GuestBuilder.CodeBase + 2;
-        var gate = new byte[16];
-        BitConverter.TryWriteBytes(gate.AsSpan(0), (ushort)target);
-        BitConverter.TryWriteBytes(gate.AsSpan(2), (ushort)0x08);
-        gate[5] = 0x8E;
-        BitConverter.TryWriteBytes(gate.AsSpan(6), (ushort)(target >> 16));
-        BitConverter.TryWriteBytes(gate.AsSpan(8), (uint)(target >> 32));
-        g.Vm.WritePhysical(Idt + 6 * 16, gate);
+        g.WriteInterruptGate(Idt, ExceptionVector.UD, target);
         g.Cpu.State.Idtr = new DescriptorTableRegister { Base = Idt, Limit = 256 * 16 - 1 };
         g.Cpu.Controls.ExceptionBitmap = 0;
         var exit = g.Cpu.Run();

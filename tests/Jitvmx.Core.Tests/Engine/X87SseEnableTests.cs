@@ -165,13 +165,7 @@ public class X87SseEnableTests
             a.hlt();
         });
         ulong target = GuestBuilder.CodeBase + 2; // after the short JMP
-        var gate = new byte[16];
-        BitConverter.TryWriteBytes(gate.AsSpan(0), (ushort)target);
-        BitConverter.TryWriteBytes(gate.AsSpan(2), (ushort)0x08);
-        gate[5] = 0x8E;
-        BitConverter.TryWriteBytes(gate.AsSpan(6), (ushort)(target >> 16));
-        BitConverter.TryWriteBytes(gate.AsSpan(8), (uint)(target >> 32));
-        g.Vm.WritePhysical(Idt + (ulong)ExceptionVector.NM * 16, gate);
+        g.WriteInterruptGate(Idt, ExceptionVector.NM, target);
         ref var s = ref g.Cpu.State;
         s.Idtr = new DescriptorTableRegister { Base = Idt, Limit = 256 * 16 - 1 };
         s.Cr0 |= Ts;
