@@ -282,16 +282,19 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
             _lookupGeneration = gen;
         }
         int slot = (int)((rip ^ (rip >> LookupBits)) & (LookupSize - 1));
+        // Code is translated for one x87/SSE enable mode (CR0/CR4 bits); a region of another mode is a miss.
+        int mode = X87SseEnable.Mode(_ctx->State);
         if (!singleStep)
         {
             var r = _lookup[slot];
-            if (r is not null && r.Entry == rip && r.Valid)
+            if (r is not null && r.Entry == rip && r.Valid && r.Mode == mode)
             {
                 cache.Statistics.CacheHits++;
                 return r;
             }
         }
         var found = cache.Find(rip, singleStep);
+        if (found is not null && found.Mode != mode) found = null;
         if (found is not null) cache.Statistics.CacheHits++;
         else found = cache.Translate(this, rip, singleStep, out _fetchFaultAddress);
         if (found is not null && !singleStep) _lookup[slot] = found;

@@ -55,6 +55,12 @@ public sealed partial class LinuxProcess : IDisposable
             s.Rsp = sp;
             s.Rflags = 0x202;
             s.Efer |= 1; // SCE
+            // Linux enables XSAVE and every user state component the CPU reports (here x87 and SSE).
+            if ((options.Cpuid.Leaf1Ecx & (1u << 26)) != 0)
+            {
+                s.Cr4 |= CpuidModel.Cr4OsXsave;
+                s.Xcr0 = CpuidModel.SupportedXcr0;
+            }
             Cpu.Controls.SyscallExiting = true;
             Cpu.Controls.ExceptionBitmap = 0xFFFFFFFF;
         }

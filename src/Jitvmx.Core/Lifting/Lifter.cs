@@ -36,6 +36,9 @@ internal sealed partial class Lifter
     /// <summary>Length of the instruction being lifted.</summary>
     public int Length => (int)(NextRip - Rip);
 
+    /// <summary>The bytes of the instruction being lifted (as many as fit in <paramref name="buffer"/>); returns how many.</summary>
+    public int InstructionBytes(Span<byte> buffer) => _translator.FetchCode(Rip, buffer[..Math.Min(buffer.Length, Length)]);
+
     /// <summary>Whether the region is a single instruction (stepping to a budget boundary or replaying MMIO).</summary>
     public bool SingleStep => _translator.SingleStep;
 

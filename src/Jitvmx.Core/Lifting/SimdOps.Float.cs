@@ -72,21 +72,63 @@ internal static unsafe partial class SimdOps
             a.ldmxcsr(__dword_ptr[rsp]);
             a.add(rsp, 8);
             a.ret();
-            var w = new BytesWriter();
-            a.Assemble(w, 0);
-            var bytes = w.Bytes.ToArray();
-            if (s_arena is null || s_arenaUsed + bytes.Length > s_arenaSize)
-            {
-                s_arenaSize = 1 << 16;
-                s_arena = (byte*)mmap(0, (nuint)s_arenaSize, 7 /* RWX */, 0x22 /* private, anonymous */, -1, 0);
-                if (s_arena == (byte*)-1) throw new OutOfMemoryException("cannot map SSE stubs");
-                s_arenaUsed = 0;
-            }
-            p = (nint)(s_arena + s_arenaUsed);
-            bytes.CopyTo(new Span<byte>((void*)p, bytes.Length));
-            s_arenaUsed = (s_arenaUsed + bytes.Length + 15) & ~15;
+            p = Install(a);
             s_stubs[(code, imm, dst, src)] = p;
             return p;
+        }
+    }
+
+    /// <summary>Assembles <paramref name="a"/> into the executable stub arena; returns its address. Callers hold <see cref="s_stubLock"/>.</summary>
+    private static nint Install(Assembler a)
+    {
+        var w = new BytesWriter();
+        a.Assemble(w, 0);
+        var bytes = w.Bytes.ToArray();
+        if (s_arena is null || s_arenaUsed + bytes.Length > s_arenaSize)
+        {
+            s_arenaSize = 1 << 16;
+            s_arena = (byte*)mmap(0, (nuint)s_arenaSize, 7 /* RWX */, 0x22 /* private, anonymous */, -1, 0);
+            if (s_arena == (byte*)-1) throw new OutOfMemoryException("cannot map SSE stubs");
+            s_arenaUsed = 0;
+        }
+        var p = (nint)(s_arena + s_arenaUsed);
+        bytes.CopyTo(new Span<byte>((void*)p, bytes.Length));
+        s_arenaUsed = (s_arenaUsed + bytes.Length + 15) & ~15;
+        return p;
+    }
+
+    /// <summary>
+    /// The stub running PCMPESTRM (64-bit lengths; <paramref name="explicitLengths"/>) or PCMPISTRM with
+    /// <paramref name="imm"/> (bit 6 cleared, so XMM0 receives IntRes2 as a bit mask) on the host:
+    /// <c>ulong stub(a.lo, a.hi, b.lo, b.hi, la, lb)</c> returns IntRes2 in bits 15:0 and RFLAGS from bit 16.
+    /// Arguments and result stay in registers, so a call costs little more than the instruction.
+    /// </summary>
+    internal static nint StringCompareStub(bool explicitLengths, byte imm)
+    {
+        lock (s_stubLock)
+        {
+            var a = new Assembler(64);
+            a.movq(xmm0, rdi);
+            a.pinsrq(xmm0, rsi, 1);
+            a.movq(xmm1, rdx);
+            a.pinsrq(xmm1, rcx, 1);
+            if (explicitLengths)
+            {
+                a.mov(rax, r8);
+                a.mov(rdx, r9);
+                a.AddInstruction(Instruction.Create(Code.Pcmpestrm64_xmm_xmmm128_imm8, Register.XMM0, Register.XMM1, imm & ~0x40));
+            }
+            else
+            {
+                a.AddInstruction(Instruction.Create(Code.Pcmpistrm_xmm_xmmm128_imm8, Register.XMM0, Register.XMM1, imm & ~0x40));
+            }
+            a.pushfq();
+            a.pop(rcx);
+            a.shl(rcx, 16);
+            a.movd(eax, xmm0);
+            a.or(rax, rcx);
+            a.ret();
+            return Install(a);
         }
     }
 

@@ -310,7 +310,45 @@ internal static class SimdIntOps
     /// set: then each length is the index of the first zero element. Returns IntRes2 in bits 15:0, CF ZF SF OF in bits 16–19 and the
     /// index (PCMPxSTRI's ECX) in bits 36:32.
     /// </summary>
-    public static ulong PcmpStr(V a, V b, long la, long lb, byte imm, byte implicitLengths)
+    /// <remarks>
+    /// .NET has no intrinsic for these instructions, and glibc's SSE4.2 string functions run them in
+    /// their inner loops, so an SSE4.2 host runs its own PCMPxSTRM through a per-(form, imm8) stub
+    /// (<see cref="SimdOps.StringCompareStub"/>); the index and the expanded mask are derived from
+    /// IntRes2 here. Other hosts take <see cref="PcmpStrPortable"/>.
+    /// </remarks>
+    [MethodImpl(Inline)]
+    public static unsafe ulong PcmpStr(V a, V b, long la, long lb, byte imm, byte implicitLengths)
+    {
+        if (!Sse42.X64.IsSupported) return PcmpStrPortable(a, b, la, lb, imm, implicitLengths);
+        int key = (implicitLengths != 0 ? 256 : 0) | (imm & ~0x40);
+        nint stub = s_stringCompareStubs[key];
+        if (stub == 0) stub = NewStringCompareStub(key);
+        var f = (delegate* unmanaged[SuppressGCTransition]<ulong, ulong, ulong, ulong, long, long, ulong>)stub;
+        ulong r = f(a.AsUInt64().ToScalar(), a.AsUInt64().GetElement(1), b.AsUInt64().ToScalar(), b.AsUInt64().GetElement(1), la, lb);
+        uint res2 = (uint)r & 0xFFFF;
+        ulong rflags = r >> 16;
+        // RFLAGS CF (0), ZF (6), SF (7), OF (11) to bits 0-3 of the packed flags.
+        ulong flags = (rflags & 1) | ((rflags >> 5) & 2) | ((rflags >> 5) & 4) | ((rflags >> 8) & 8);
+        return res2 | (flags << 16) | (StringIndex(res2, imm) << 32);
+    }
+
+    private static readonly nint[] s_stringCompareStubs = new nint[512];
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static nint NewStringCompareStub(int key) =>
+        s_stringCompareStubs[key] = SimdOps.StringCompareStub(explicitLengths: key < 256, (byte)key);
+
+    /// <summary>PCMPxSTRI's index: the least (or, with imm8 bit 6, most) significant set bit of IntRes2, else the element count.</summary>
+    [MethodImpl(Inline)]
+    private static ulong StringIndex(uint res2, byte imm)
+    {
+        if (res2 == 0) return (imm & 1) != 0 ? 8UL : 16UL;
+        return (imm & 0x40) != 0 ? (ulong)(31 - System.Numerics.BitOperations.LeadingZeroCount(res2))
+            : (ulong)System.Numerics.BitOperations.TrailingZeroCount(res2);
+    }
+
+    /// <summary>The scalar <see cref="PcmpStr"/> for hosts without SSE4.2, and the tests' reference for the stubs.</summary>
+    internal static ulong PcmpStrPortable(V a, V b, long la, long lb, byte imm, byte implicitLengths)
     {
         bool words = (imm & 1) != 0, signed = (imm & 2) != 0;
         int n = words ? 8 : 16;
@@ -361,26 +399,25 @@ internal static class SimdIntOps
             3 => (res1 ^ valid) & all,
             _ => res1,
         };
-        ulong index = res2 == 0 ? (ulong)n : (imm & 0x40) != 0 ? (ulong)(31 - System.Numerics.BitOperations.LeadingZeroCount(res2))
-            : (ulong)System.Numerics.BitOperations.TrailingZeroCount(res2);
         ulong flags = (res2 != 0 ? 1u : 0) | (lenB < n ? 2u : 0) | (lenA < n ? 4u : 0) | ((res2 & 1) << 3);
-        return res2 | (flags << 16) | (index << 32);
+        return res2 | (flags << 16) | (StringIndex(res2, imm) << 32);
     }
 
     /// <summary>PCMPxSTRM's XMM0: IntRes2 as a bit mask, or expanded to byte/word masks when imm8 bit 6 is set.</summary>
+    [MethodImpl(Inline)]
     public static V PcmpMask(ulong res, byte imm)
     {
         uint r = (uint)res & 0xFFFF;
         if ((imm & 0x40) == 0) return Vector128.CreateScalar(r).AsByte();
         if ((imm & 1) == 0)
         {
-            var bytes = V.Zero;
-            for (int k = 0; k < 16; k++) if ((r >> k & 1) != 0) bytes = bytes.WithElement(k, (byte)0xFF);
-            return bytes;
+            // Byte k tests bit k: broadcast the low mask byte to bytes 0-7 and the high one to 8-15.
+            var spread = Vector128.Shuffle(Vector128.CreateScalar((ushort)r).AsByte(), Vector128.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+            var bit = Vector128.Create((byte)1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+            return Vector128.Equals(spread & bit, bit);
         }
-        var w = Vector128<ushort>.Zero;
-        for (int k = 0; k < 8; k++) if ((r >> k & 1) != 0) w = w.WithElement(k, (ushort)0xFFFF);
-        return w.AsByte();
+        var wbit = Vector128.Create((ushort)1, 2, 4, 8, 16, 32, 64, 128);
+        return Vector128.Equals(Vector128.Create((ushort)r) & wbit, wbit).AsByte();
     }
 
     /// <summary>

@@ -42,6 +42,7 @@ internal sealed class Translator
     private int _context;
     private readonly byte[] _buffer = new byte[FetchWindow];
     private int _lifted;
+    private readonly int _mode;
 
     /// <summary>Whether the region is limited to one instruction.</summary>
     public bool SingleStep => _limits.MaxInstructions == 1;
@@ -52,21 +53,24 @@ internal sealed class Translator
     /// <summary>Instructions whose emitter failed unexpectedly (they raised #UD).</summary>
     public List<string> LifterErrors { get; } = [];
 
-    private Translator(ICodeSource code, RegionLimits limits)
+    private Translator(ICodeSource code, RegionLimits limits, int mode)
     {
         _code = code;
         _limits = limits;
+        _mode = mode;
         _b = new IrBuilder(_region);
         _lifter = new Lifter(this, _b);
     }
 
     /// <summary>
     /// Translates the region at <paramref name="entry"/>. Returns null with <paramref name="faultAddress"/>
-    /// set when the first instruction cannot be fetched.
+    /// set when the first instruction cannot be fetched. <paramref name="mode"/> is the
+    /// <see cref="X87SseEnable.Mode"/> the region is translated for (0: x87, SSE and XSAVE enabled).
     /// </summary>
-    public static IrRegion? Translate(ICodeSource code, ulong entry, RegionLimits limits, out ulong faultAddress, List<Mnemonic>? unsupported = null, List<string>? lifterErrors = null)
+    public static IrRegion? Translate(ICodeSource code, ulong entry, RegionLimits limits, out ulong faultAddress, List<Mnemonic>? unsupported = null,
+        List<string>? lifterErrors = null, int mode = 0)
     {
-        var t = new Translator(code, limits);
+        var t = new Translator(code, limits, mode);
         faultAddress = 0;
         var span = t._buffer.AsSpan(0, 16);
         int n = code.FetchCode(entry, span);
@@ -94,6 +98,9 @@ internal sealed class Translator
         lifterErrors?.AddRange(t.LifterErrors);
         return t._region;
     }
+
+    /// <summary>Guest code bytes at <paramref name="address"/> (executable bytes only); returns how many were copied.</summary>
+    public int FetchCode(ulong address, Span<byte> buffer) => _code.FetchCode(address, buffer);
 
     /// <summary>The block for a guest address inside the region, creating it while the limits allow; null means "exit the region".</summary>
     public IrBlock? InternalTarget(ulong target) => InternalTarget(target, _context);
@@ -189,6 +196,11 @@ internal sealed class Translator
         {
             if (insn.Code != Code.INVALID) Unsupported.Add(insn.Mnemonic);
             _lifter.RaiseException(ExceptionVector.UD);
+            return;
+        }
+        if (X87SseEnable.Fault(insn, _mode) is int disabled)
+        {
+            _lifter.RaiseException(disabled);
             return;
         }
         var startBlock = _b.Block;

@@ -34,43 +34,114 @@ internal static class X87
 
     public static void RegisterFamily(EmitterTable t)
     {
-        t.Add(Mnemonic.Fld, Fld);
-        t.Add(Mnemonic.Fild, Fild);
-        t.Add(Mnemonic.Fbld, Fbld);
-        t.Add(Mnemonic.Fst, Fst);
-        t.Add(Mnemonic.Fstp, Fstp);
-        t.Add(Mnemonic.Fstpnce, Fstp);
-        t.Add(Mnemonic.Fist, Fist);
-        t.Add(Mnemonic.Fistp, Fistp);
-        t.Add(Mnemonic.Fisttp, Fisttp);
-        t.Add(Mnemonic.Fbstp, Fbstp);
-        t.Add(Fconst, Mnemonic.Fldz, Mnemonic.Fld1, Mnemonic.Fldpi, Mnemonic.Fldl2e, Mnemonic.Fldl2t, Mnemonic.Fldlg2, Mnemonic.Fldln2);
-        t.Add(Arith, Mnemonic.Fadd, Mnemonic.Faddp, Mnemonic.Fiadd, Mnemonic.Fmul, Mnemonic.Fmulp, Mnemonic.Fimul,
+        t.Add(Mnemonic.Fld, Tracked(Fld));
+        t.Add(Mnemonic.Fild, Tracked(Fild));
+        t.Add(Mnemonic.Fbld, Tracked(Fbld));
+        t.Add(Mnemonic.Fst, Tracked(Fst));
+        t.Add(Mnemonic.Fstp, Tracked(Fstp));
+        t.Add(Mnemonic.Fstpnce, Tracked(Fstp));
+        t.Add(Mnemonic.Fist, Tracked(Fist));
+        t.Add(Mnemonic.Fistp, Tracked(Fistp));
+        t.Add(Mnemonic.Fisttp, Tracked(Fisttp));
+        t.Add(Mnemonic.Fbstp, Tracked(Fbstp));
+        t.Add(Tracked(Fconst), Mnemonic.Fldz, Mnemonic.Fld1, Mnemonic.Fldpi, Mnemonic.Fldl2e, Mnemonic.Fldl2t, Mnemonic.Fldlg2, Mnemonic.Fldln2);
+        t.Add(Tracked(Arith), Mnemonic.Fadd, Mnemonic.Faddp, Mnemonic.Fiadd, Mnemonic.Fmul, Mnemonic.Fmulp, Mnemonic.Fimul,
             Mnemonic.Fsub, Mnemonic.Fsubp, Mnemonic.Fisub, Mnemonic.Fsubr, Mnemonic.Fsubrp, Mnemonic.Fisubr,
             Mnemonic.Fdiv, Mnemonic.Fdivp, Mnemonic.Fidiv, Mnemonic.Fdivr, Mnemonic.Fdivrp, Mnemonic.Fidivr);
-        t.Add(Unary, Mnemonic.Fchs, Mnemonic.Fabs, Mnemonic.Fsqrt, Mnemonic.Frndint);
-        t.Add(Binary01, Mnemonic.Fscale, Mnemonic.Fprem, Mnemonic.Fprem1);
-        t.Add(Mnemonic.Fxtract, Fxtract);
-        t.Add(Compare, Mnemonic.Fcom, Mnemonic.Fcomp, Mnemonic.Fcompp, Mnemonic.Fucom, Mnemonic.Fucomp, Mnemonic.Fucompp,
+        t.Add(Tracked(Unary), Mnemonic.Fchs, Mnemonic.Fabs, Mnemonic.Fsqrt, Mnemonic.Frndint);
+        t.Add(Tracked(Binary01), Mnemonic.Fscale, Mnemonic.Fprem, Mnemonic.Fprem1);
+        t.Add(Mnemonic.Fxtract, Tracked(Fxtract));
+        t.Add(Tracked(Compare), Mnemonic.Fcom, Mnemonic.Fcomp, Mnemonic.Fcompp, Mnemonic.Fucom, Mnemonic.Fucomp, Mnemonic.Fucompp,
             Mnemonic.Ficom, Mnemonic.Ficomp, Mnemonic.Ftst);
-        t.Add(Comi, Mnemonic.Fcomi, Mnemonic.Fcomip, Mnemonic.Fucomi, Mnemonic.Fucomip);
-        t.Add(Mnemonic.Fxam, Fxam);
-        t.Add(Mnemonic.Fxch, Fxch);
-        t.Add(Fcmov, Mnemonic.Fcmovb, Mnemonic.Fcmove, Mnemonic.Fcmovbe, Mnemonic.Fcmovu,
+        t.Add(Tracked(Comi), Mnemonic.Fcomi, Mnemonic.Fcomip, Mnemonic.Fucomi, Mnemonic.Fucomip);
+        t.Add(Mnemonic.Fxam, Tracked(Fxam));
+        t.Add(Mnemonic.Fxch, Tracked(Fxch));
+        t.Add(Tracked(Fcmov), Mnemonic.Fcmovb, Mnemonic.Fcmove, Mnemonic.Fcmovbe, Mnemonic.Fcmovu,
             Mnemonic.Fcmovnb, Mnemonic.Fcmovne, Mnemonic.Fcmovnbe, Mnemonic.Fcmovnu);
-        t.Add(Control, Mnemonic.Fincstp, Mnemonic.Fdecstp, Mnemonic.Fninit, Mnemonic.Finit, Mnemonic.Fnclex, Mnemonic.Fclex,
+        t.Add(Tracked(Control), Mnemonic.Fincstp, Mnemonic.Fdecstp, Mnemonic.Fninit, Mnemonic.Finit, Mnemonic.Fnclex, Mnemonic.Fclex,
             Mnemonic.Ffree, Mnemonic.Ffreep);
         t.Add(Fstsw, Mnemonic.Fnstsw, Mnemonic.Fstsw);
         t.Add(Fstcw, Mnemonic.Fnstcw, Mnemonic.Fstcw);
         t.Add(Mnemonic.Fldcw, Fldcw);
         t.Add(Fstenv, Mnemonic.Fnstenv, Mnemonic.Fstenv, Mnemonic.Fnsave, Mnemonic.Fsave);
         t.Add(Fldenv, Mnemonic.Fldenv, Mnemonic.Frstor);
-        t.Add(Transcendental, Mnemonic.F2xm1, Mnemonic.Fyl2x, Mnemonic.Fptan, Mnemonic.Fpatan, Mnemonic.Fyl2xp1,
+        t.Add(Tracked(Transcendental), Mnemonic.F2xm1, Mnemonic.Fyl2x, Mnemonic.Fptan, Mnemonic.Fpatan, Mnemonic.Fyl2xp1,
             Mnemonic.Fsincos, Mnemonic.Fsin, Mnemonic.Fcos);
-        t.Add(Wait, Mnemonic.Wait, Mnemonic.Fnop);
+        t.Add(Tracked(Wait), Mnemonic.Wait, Mnemonic.Fnop);
         t.Add(Fxsave, Mnemonic.Fxsave, Mnemonic.Fxsave64);
         t.Add(Fxrstor, Mnemonic.Fxrstor, Mnemonic.Fxrstor64);
     }
+
+    // ---- last instruction pointers (FIP, FDP, FOP) ----
+
+    private static readonly int s_fip = StateOffsets.X87 + (int)Marshal.OffsetOf<X87State>(nameof(X87State.InstructionPointer));
+    private static readonly int s_fdp = StateOffsets.X87 + (int)Marshal.OffsetOf<X87State>(nameof(X87State.DataPointer));
+    private static readonly int s_fop = StateOffsets.X87 + (int)Marshal.OffsetOf<X87State>(nameof(X87State.Opcode));
+
+    /// <summary>
+    /// <paramref name="e"/>, followed for non-control instructions by the update of FIP (the
+    /// instruction's address, prefixes included), FOP and, with a memory operand, FDP (its offset).
+    /// Constant stores on the path where the instruction completed: a fault (#MF, #NM, a memory fault)
+    /// leaves them at the previous instruction, an unmasked x87 exception (which completes the
+    /// instruction and is reported at the next one) points them here, as the handler expects. FDP is
+    /// left unchanged without a memory operand, where the SDM leaves it undefined.
+    /// </summary>
+    private static Emitter Tracked(Emitter e) => (Lifter l, in Instruction i) =>
+    {
+        e(l, i);
+        if (IsControl(i.Mnemonic) || l.B.Terminated) return;
+        var b = l.B;
+        b.SetState(s_fip, b.I64(l.Rip));
+        b.SetState(s_fop, b.Const(I16, Fop(l)));
+        if (i.Op0Kind == OpKind.Memory)
+        {
+            var offset = l.Address(i);
+            if (i.MemorySegment is Register.FS or Register.GS)
+                offset = b.Sub(offset, b.GetState(I64, i.MemorySegment == Register.FS ? StateOffsets.FsBase : StateOffsets.GsBase));
+            b.SetState(s_fdp, offset);
+        }
+    };
+
+    /// <summary>The SDM's x87 control instructions, which leave FIP, FDP and FOP alone.</summary>
+    private static bool IsControl(Mnemonic m) => m is Mnemonic.Fninit or Mnemonic.Finit or Mnemonic.Fnclex or Mnemonic.Fclex
+        or Mnemonic.Fldcw or Mnemonic.Fnstcw or Mnemonic.Fstcw or Mnemonic.Fnstsw or Mnemonic.Fstsw or Mnemonic.Fnstenv
+        or Mnemonic.Fstenv or Mnemonic.Fldenv or Mnemonic.Fnsave or Mnemonic.Fsave or Mnemonic.Frstor or Mnemonic.Wait
+        or Mnemonic.Fxsave or Mnemonic.Fxsave64 or Mnemonic.Fxrstor or Mnemonic.Fxrstor64;
+
+    /// <summary>FOP: the low three bits of the ESC opcode byte (after the prefixes) and the ModR/M byte.</summary>
+    private static ulong Fop(Lifter l)
+    {
+        Span<byte> bytes = stackalloc byte[15];
+        int n = l.InstructionBytes(bytes);
+        int k = 0;
+        while (k < n && bytes[k] is 0x26 or 0x2E or 0x36 or 0x3E or 0x64 or 0x65 or 0x66 or 0x67 or 0xF0 or 0xF2 or 0xF3 or (>= 0x40 and <= 0x4F)) k++;
+        if (k + 1 >= n || bytes[k] is < 0xD8 or > 0xDF) throw new LiftException("x87 opcode bytes not found");
+        return (ulong)(((bytes[k] & 7) << 8) | bytes[k + 1]);
+    }
+
+    /// <summary>FXSAVE/XSAVE bytes 8–23: 64-bit FIP and FDP with REX.W, else their low 32 bits with zero FCS/FDS (deprecated selectors).</summary>
+    internal static void StorePointers(Lifter l, in Instruction i, IrValue area)
+    {
+        var b = l.B;
+        var ip = b.GetState(I64, s_fip);
+        var dp = b.GetState(I64, s_fdp);
+        bool wide = IsRexW(i.Mnemonic);
+        l.Store(b.Add(area, b.I64(8)), wide ? ip : b.And(ip, b.I64(0xFFFF_FFFF)));
+        l.Store(b.Add(area, b.I64(16)), wide ? dp : b.And(dp, b.I64(0xFFFF_FFFF)));
+    }
+
+    /// <summary>FXRSTOR/XRSTOR: FIP and FDP from bytes 8–23, in the format <paramref name="i"/>'s REX.W selects.</summary>
+    internal static (IrValue Ip, IrValue Dp) LoadPointers(Lifter l, in Instruction i, IrValue area)
+    {
+        var b = l.B;
+        var ip = l.Load(I64, b.Add(area, b.I64(8)));
+        var dp = l.Load(I64, b.Add(area, b.I64(16)));
+        if (IsRexW(i.Mnemonic)) return (ip, dp);
+        return (b.And(ip, b.I64(0xFFFF_FFFF)), b.And(dp, b.I64(0xFFFF_FFFF)));
+    }
+
+    private static bool IsRexW(Mnemonic m) => m is Mnemonic.Fxsave64 or Mnemonic.Fxrstor64 or Mnemonic.Xsave64 or Mnemonic.Xsaveopt64
+        or Mnemonic.Xsavec64 or Mnemonic.Xrstor64;
 
     // ---- plumbing ----
 
@@ -443,9 +514,7 @@ internal static class X87
         var a = FxAddress(l, i);
         IrValue At(ulong off) => b.Add(a, K(l, off));
         l.Store(a, Call64(l, s_fxHeader));
-        // FIP/FCS and FDP/FDS (not tracked: zero).
-        l.Store(At(8), K(l, 0));
-        l.Store(At(16), K(l, 0));
+        StorePointers(l, i, a);
         l.Store(At(24), b.GetState(I32, StateOffsets.Mxcsr));
         l.Store(At(28), b.I32(MxcsrMask));
         for (ulong r = 0; r < 8; r++)
@@ -464,8 +533,7 @@ internal static class X87
         var a = FxAddress(l, i);
         IrValue At(ulong off) => b.Add(a, K(l, off));
         var header = l.Load(I64, a);
-        var ip = l.Load(I64, At(8));
-        var dp = l.Load(I64, At(16));
+        var (ip, dp) = LoadPointers(l, i, a);
         var mxcsr = l.Load(I32, At(24));
         var regs = new IrValue[16];
         for (int r = 0; r < 8; r++)

@@ -28,7 +28,7 @@ internal static class Xsave
     }
 
     private static int G(string f) => (int)Marshal.OffsetOf<GuestState>(f);
-    private static readonly int s_cr4 = G(nameof(GuestState.Cr4)), s_xcr0 = G(nameof(GuestState.Xcr0));
+    private static readonly int s_xcr0 = G(nameof(GuestState.Xcr0));
 
     private static int X(string name) => Helpers.Register(typeof(X87Ops), name, pure: false);
     private static readonly int s_fxHeader = X(nameof(X87Ops.FxHeader)), s_regField = X(nameof(X87Ops.RegField)),
@@ -40,11 +40,10 @@ internal static class Xsave
     /// <summary>MXCSR bits XRSTOR accepts (reported as MXCSR_MASK, as by FXSAVE).</summary>
     private const uint MxcsrMask = MxcsrInstructions.WritableMask;
 
-    /// <summary>#UD without CR4.OSXSAVE, #GP(0) unless 64-byte aligned; returns the area's address and RFBM.</summary>
+    /// <summary>#GP(0) unless 64-byte aligned (#UD without CR4.OSXSAVE is decided at translation, <see cref="X87SseEnable"/>); returns the area's address and RFBM.</summary>
     private static (IrValue Addr, IrValue Rfbm) Prologue(Lifter l, in Instruction i)
     {
         var b = l.B;
-        l.RaiseExceptionIf(b.IsZero(b.And(b.GetState(I64, s_cr4), b.I64(1UL << 18))), ExceptionVector.UD);
         var a = l.Address(i);
         l.RaiseExceptionIf(b.Ne(b.And(a, b.I64(63)), b.I64(0)), ExceptionVector.GP);
         var edxEax = b.Or(b.Shl(b.And(l.Gpr(GuestRegister.Rdx), b.I64(0xFFFF_FFFF)), b.I64(32)), b.And(l.Gpr(GuestRegister.Rax), b.I64(0xFFFF_FFFF)));
@@ -79,12 +78,11 @@ internal static class Xsave
         // XSAVE/XSAVEOPT update only the requested XSTATE_BV bits; XSAVEC writes XSTATE_BV and XCOMP_BV whole.
         var bv = kind == Kind.Compact ? b.And(rfbm, inUse)
             : b.Or(b.And(l.Load(I64, At(512)), b.Xor(rfbm, b.I64(ulong.MaxValue))), b.And(rfbm, inUse));
+        var insn = i;
         If(l, save, 1, () =>
         {
             l.Store(a, b.Call(s_fxHeader, I64));
-            // FIP/FCS and FDP/FDS (not tracked: zero).
-            l.Store(At(8), b.I64(0));
-            l.Store(At(16), b.I64(0));
+            X87.StorePointers(l, insn, a);
             for (ulong r = 0; r < 8; r++)
             {
                 l.Store(At(32 + 16 * r), b.Call(s_regField, I64, b.I64(r), b.I64(0)));
@@ -121,8 +119,7 @@ internal static class Xsave
         for (ulong off = 536; off < 576; off += 8) rest = b.Or(rest, l.Load(I64, At(off)));
         // The whole legacy region is read up front so that no guest state changes before a fault.
         var header = l.Load(I64, a);
-        var ip = l.Load(I64, At(8));
-        var dp = l.Load(I64, At(16));
+        var (ip, dp) = X87.LoadPointers(l, i, a);
         var mxcsr = l.Load(I32, At(24));
         var regs = new IrValue[16];
         for (int r = 0; r < 8; r++)

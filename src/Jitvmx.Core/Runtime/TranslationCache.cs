@@ -37,6 +37,8 @@ internal sealed class Region
     /// <summary>Guest-physical pages the code came from.</summary>
     public readonly ulong[] Pages;
     public readonly bool SingleStep;
+    /// <summary>The x87/SSE enable mode the code was translated for (<see cref="X87SseEnable.Mode"/>); a vCPU in another mode must not run it.</summary>
+    public int Mode { get; init; }
     public volatile bool Valid = true;
 }
 
@@ -85,7 +87,8 @@ internal sealed class TranslationCache(VirtualMachine vm)
             : new RegionLimits(vm.Options.MaxRegionInstructions, vm.Options.MaxRegionBlocks, Math.Min(96, vm.Options.MaxRegionInstructions), vm.Options.MaxInlineCallDepth);
         var unsupported = new List<Iced.Intel.Mnemonic>();
         var lifterErrors = new List<string>();
-        var ir = Translator.Translate(cpu, rip, limits, out faultAddress, unsupported, lifterErrors);
+        int mode = X87SseEnable.Mode(cpu.State);
+        var ir = Translator.Translate(cpu, rip, limits, out faultAddress, unsupported, lifterErrors, mode);
         if (ir is null) return null;
         int blocks = ir.Blocks.Count(b => b.ChargedInsns > 0);
         Passes.Run(ir);
@@ -97,7 +100,7 @@ internal sealed class TranslationCache(VirtualMachine vm)
         bool interpreted = compiled is not null && interpret;
         compiled ??= IlBackend.Compile(ir);
         var pages = CodePages(cpu, ir);
-        var region = new Region(rip, compiled, ir.Blocks[0].ChargedInsns, pages, singleStep) { Interpreted = interpreted && !singleStep };
+        var region = new Region(rip, compiled, ir.Blocks[0].ChargedInsns, pages, singleStep) { Interpreted = interpreted && !singleStep, Mode = mode };
         if (!register)
         {
             lock (_lock) Statistics.TranslationTicks += Stopwatch.GetTimestamp() - t0;
@@ -169,7 +172,7 @@ internal sealed class TranslationCache(VirtualMachine vm)
     {
         var limits = new RegionLimits(vm.Options.MaxRegionInstructions, vm.Options.MaxRegionBlocks,
             Math.Min(96, vm.Options.MaxRegionInstructions), vm.Options.MaxInlineCallDepth);
-        var ir = Translator.Translate(cpu, region.Entry, limits, out _);
+        var ir = Translator.Translate(cpu, region.Entry, limits, out _, mode: region.Mode);
         if (ir is null) return null;
         Passes.Run(ir);
         return ir;

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
+using System.Runtime.Intrinsics;
 using Iced.Intel;
+using Jitvmx.Lifting;
 using Jitvmx.Tests.Oracle;
 using static Iced.Intel.AssemblerRegisters;
 
@@ -92,5 +94,52 @@ public sealed class Ssse3Sse41Tests
             }
         }
         DiffHarness.Check(cases, label: "pcmpxstrx", seed: seed);
+    }
+
+    /// <summary>Every imm8 (reserved bit 7 included) of PCMPISTRI/M and PCMPESTRI/M (32- and 64-bit lengths) against the host.</summary>
+    [Fact]
+    public void StringComparesEveryControlByte()
+    {
+        var rng = DiffHarness.Rng(out int seed);
+        Code[] codes = [Code.Pcmpistri_xmm_xmmm128_imm8, Code.Pcmpistrm_xmm_xmmm128_imm8, Code.Pcmpestri_xmm_xmmm128_imm8, Code.Pcmpestrm64_xmm_xmmm128_imm8];
+        long[] lengths = [0, 1, 3, 8, 15, 16, 17, -2, -9, int.MinValue, long.MinValue];
+        var cases = new List<OracleCase>();
+        for (int imm = 0; imm < 256; imm++)
+        {
+            var code = codes[imm % codes.Length];
+            var mem = SimdCases.Memory(rng, counts: false);
+            for (int j = 0; j < 0x40; j++) mem[j] = rng.Next(10) == 0 ? (byte)0 : (byte)"ab\x80\xff"[rng.Next(4)];
+            var gprs = SimdCases.Gprs(rng);
+            gprs[(int)Gpr.Rax] = (ulong)lengths[rng.Next(lengths.Length)];
+            gprs[(int)Gpr.Rdx] = (ulong)lengths[rng.Next(lengths.Length)];
+            // Two compares in a row, the second on a register the first may have written (XMM0 or ECX's source).
+            var first = Instruction.Create(code, Register.XMM1, Register.XMM2, imm);
+            var second = Instruction.Create(codes[(imm + 1) % codes.Length], Register.XMM0, __[rbx + 0x10 + rng.Next(16)].ToMemoryOperand(64), imm ^ 0x40);
+            cases.Add(SimdCases.Case([first, second], gprs, mem, rng));
+        }
+        DiffHarness.Check(cases, label: "pcmpxstrx imm8", seed: seed);
+    }
+
+    /// <summary>The host-instruction stubs and the scalar implementation agree for every imm8, both length kinds and edge lengths (trivially on hosts without SSE4.2).</summary>
+    [Fact]
+    public void StringCompareStubsMatchPortable()
+    {
+        var rng = DiffHarness.Rng(out int seed);
+        long[] lengths = [0, 1, 7, 8, 9, 16, 17, -1, -16, int.MinValue, long.MinValue, long.MaxValue];
+        var buf = new byte[32];
+        for (int imm = 0; imm < 256; imm++)
+        {
+            for (int k = 0; k < 40; k++)
+            {
+                foreach (ref byte x in buf.AsSpan()) x = rng.Next(8) == 0 ? (byte)0 : (byte)"abc\x80\xff\x7f\x01"[rng.Next(rng.Next(2) == 0 ? 3 : 7)];
+                var a = Vector128.Create(buf.AsSpan(0, 16).ToArray());
+                var b = Vector128.Create(buf.AsSpan(16, 16).ToArray());
+                long la = lengths[rng.Next(lengths.Length)], lb = lengths[rng.Next(lengths.Length)];
+                byte implicitLengths = (byte)(k & 1);
+                ulong expected = SimdIntOps.PcmpStrPortable(a, b, la, lb, (byte)imm, implicitLengths);
+                ulong actual = SimdIntOps.PcmpStr(a, b, la, lb, (byte)imm, implicitLengths);
+                Assert.True(expected == actual, $"imm 0x{imm:x2} implicit {implicitLengths} la {la} lb {lb} a {a} b {b}: stub 0x{actual:x}, portable 0x{expected:x} (seed {seed})");
+            }
+        }
     }
 }

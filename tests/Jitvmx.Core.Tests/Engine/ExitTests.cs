@@ -230,6 +230,7 @@ public class ExitTests
     public void VmcallXsetbvAndPauseExit()
     {
         using var g = new GuestBuilder(a => { a.pause(); a.vmcall(); a.xor(ecx, ecx); a.xsetbv(); a.hlt(); });
+        g.Cpu.State.Cr4 |= CpuidModel.Cr4OsXsave; // without it XSETBV is #UD, which takes priority over the exit
         g.Cpu.Controls.PauseExiting = true;
         Assert.Equal(ExitReason.Pause, g.Cpu.Run().Reason);
         g.Cpu.SkipInstruction();
@@ -275,13 +276,7 @@ public class ExitTests
         });
         // Gate for #UD → CodeBase + 2 (the handler label).
         ulong target = GuestBuilder.CodeBase + 2;
-        var gate = new byte[16];
-        BitConverter.TryWriteBytes(gate.AsSpan(0), (ushort)target);
-        BitConverter.TryWriteBytes(gate.AsSpan(2), (ushort)0x08);
-        gate[5] = 0x8E;
-        BitConverter.TryWriteBytes(gate.AsSpan(6), (ushort)(target >> 16));
-        BitConverter.TryWriteBytes(gate.AsSpan(8), (uint)(target >> 32));
-        g.Vm.WritePhysical(Idt + 6 * 16, gate);
+        g.WriteInterruptGate(Idt, ExceptionVector.UD, target);
         g.Cpu.State.Idtr = new DescriptorTableRegister { Base = Idt, Limit = 256 * 16 - 1 };
         g.Cpu.Controls.ExceptionBitmap = 0;
         var exit = g.Cpu.Run();

@@ -33,5 +33,17 @@ public sealed class GuestBuilder : IDisposable
     public GuestMemoryRegion CodeRegion { get; }
     public GuestMemoryRegion Ram { get; }
 
+    /// <summary>Writes a 64-bit interrupt gate (selector 0x08, present, DPL 0) for <paramref name="vector"/> into the IDT at <paramref name="idt"/>.</summary>
+    public void WriteInterruptGate(ulong idt, int vector, ulong target)
+    {
+        var gate = new byte[16];
+        BitConverter.TryWriteBytes(gate.AsSpan(0), (ushort)target);
+        BitConverter.TryWriteBytes(gate.AsSpan(2), (ushort)0x08);
+        gate[5] = 0x8E;
+        BitConverter.TryWriteBytes(gate.AsSpan(6), (ushort)(target >> 16));
+        BitConverter.TryWriteBytes(gate.AsSpan(8), (uint)(target >> 32));
+        Vm.WritePhysical(idt + (ulong)vector * 16, gate);
+    }
+
     public void Dispose() => Vm.Dispose();
 }
