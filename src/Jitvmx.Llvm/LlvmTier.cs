@@ -33,13 +33,11 @@ public static class LlvmTier
     /// </summary>
     public static bool TryAttachBackground(VirtualMachine vm, LlvmOptLevel level, out string? whyNot)
     {
-        try
+        // Loading libLLVM (about 30 ms) and creating the JIT happen on the background thread, so
+        // short runs do not wait for them; the library file is only looked for here.
+        if (!Native.LlvmApi.IsInstalled && !Native.LlvmApi.IsAvailable)
         {
-            _ = LlvmJit.Instance;
-        }
-        catch (Native.LlvmUnavailableException e)
-        {
-            whyNot = e.Message;
+            whyNot = Native.LlvmApi.Unavailable().Message;
             return false;
         }
         vm.TierCompiler = new BackgroundTier(vm, level);
@@ -90,6 +88,14 @@ public static class LlvmTier
 
         private void Work()
         {
+            try
+            {
+                _ = LlvmJit.Instance;
+            }
+            catch (Native.LlvmUnavailableException)
+            {
+                return; // checked when attaching; nothing to compile with
+            }
             foreach (var (cpu, region) in _queue.GetConsumingEnumerable())
             {
                 try

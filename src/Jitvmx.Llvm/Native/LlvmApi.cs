@@ -54,6 +54,9 @@ internal static unsafe partial class LlvmApi
     /// <summary>Whether libLLVM 19 can be loaded.</summary>
     public static bool IsAvailable => s_handle.Value != 0;
 
+    /// <summary>Whether the library file is where Debian's libllvm19 puts it (a check without loading it).</summary>
+    public static bool IsInstalled => File.Exists(s_candidates[1]);
+
     /// <summary>The library handle; throws <see cref="LlvmUnavailableException"/> when it is missing.</summary>
     public static nint Handle => s_handle.Value != 0 ? s_handle.Value : throw Unavailable();
 
