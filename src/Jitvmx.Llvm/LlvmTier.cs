@@ -88,19 +88,25 @@ public static class LlvmTier
 
         private void Work()
         {
-            try
-            {
-                _ = LlvmJit.Instance;
-            }
-            catch (Native.LlvmUnavailableException)
-            {
-                return; // checked when attaching; nothing to compile with
-            }
+            bool ready = false;
             foreach (var (cpu, region) in _queue.GetConsumingEnumerable())
             {
                 try
                 {
                     if (_stopping) return;
+                    if (!ready)
+                    {
+                        // The first hot region: only now is the library loaded and the JIT made.
+                        try
+                        {
+                            _ = LlvmJit.Instance;
+                        }
+                        catch (Native.LlvmUnavailableException)
+                        {
+                            return; // it was there when attaching; nothing to compile with now
+                        }
+                        ready = true;
+                    }
                     if (!region.Valid) continue;
                     Interlocked.Increment(ref s_inProgress);
                     try
