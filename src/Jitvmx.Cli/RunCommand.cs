@@ -69,8 +69,8 @@ internal static class RunCommand
             };
             if (!attached)
             {
-                Console.Error.WriteLine($"jitvmx: note: {whyNot}; running on the IL tier");
-                tier = "il";
+                Console.Error.WriteLine($"jitvmx: note: {whyNot}; running {(tier == "auto" ? "without the LLVM tier" : "on the IL tier")}");
+                tier = tier == "auto" ? "auto (interpreter and IL)" : "il";
             }
             process.TierName = tier;
             var sw = Stopwatch.StartNew();
