@@ -112,7 +112,7 @@ public static class LlvmTier
                     try
                     {
                         var ir = _vm.Cache.Retranslate(cpu, region);
-                        if (ir is null || !LlvmBackend.TryCompile(ir, _level, out var compiled, out _)) continue;
+                        if (ir is null || HelperBound(ir) || !LlvmBackend.TryCompile(ir, _level, out var compiled, out _)) continue;
                         _vm.Cache.Swap(region, compiled!);
                     }
                     finally
@@ -126,6 +126,20 @@ public static class LlvmTier
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Whether a region calls runtime helpers so often (SIMD, x87, string compares) that it runs
+    /// faster in the IL tier: there RyuJIT calls, and often inlines, the helpers directly, while
+    /// LLVM code reaches each one through a transition into managed code.
+    /// </summary>
+    internal static bool HelperBound(IrRegion ir)
+    {
+        int calls = 0;
+        foreach (var b in ir.Blocks)
+            foreach (var v in b.Nodes)
+                if (v.Op == IrOp.Call) calls++;
+        return calls * 8 > Math.Max(ir.GuestInstructionCount, 1);
     }
 
     private sealed class Compiler(LlvmOptLevel level) : IRegionCompiler
