@@ -211,6 +211,8 @@ public sealed class TranslationStatistics
     public long RegionsPromoted;
     /// <summary>Regions whose code a background tier replaced.</summary>
     public long RegionsTieredUp;
+    /// <summary>Time the background tier spent translating and compiling, in Stopwatch ticks (on its own thread).</summary>
+    public long TierCompileTicks;
     /// <summary>Regions handed to a background tier.</summary>
     public long RegionsQueuedForTierUp;
     /// <summary>Regions discarded by invalidation (self-modifying code, remapping).</summary>

@@ -165,7 +165,8 @@ public sealed partial class LinuxProcess : IDisposable
         if (st.RegionsInterpreted > 0)
             sb.AppendLine($"  interpreted regions          {st.RegionsInterpreted:N0}; promoted to IL when hot {st.RegionsPromoted:N0}");
         if (st.RegionsQueuedForTierUp > 0)
-            sb.AppendLine($"  hot regions recompiled by LLVM in the background: {st.RegionsTieredUp:N0} of {st.RegionsQueuedForTierUp:N0} queued");
+            sb.AppendLine($"  hot regions recompiled by LLVM in the background: {st.RegionsTieredUp:N0} of {st.RegionsQueuedForTierUp:N0} queued, "
+                + $"{st.TierCompileTicks * 1000.0 / Stopwatch.Frequency:N1} ms compiling");
         sb.AppendLine($"  translation time             {st.TranslationTime.TotalMilliseconds:N1} ms (lifting {st.LiftTime.TotalMilliseconds:N1} ms)");
         // Region code and Jitvmx's own code share the host JIT; its total shows what cold start costs.
         sb.AppendLine($"  host JIT                     {System.Runtime.JitInfo.GetCompiledMethodCount():N0} methods, {System.Runtime.JitInfo.GetCompilationTime().TotalMilliseconds:N1} ms");

@@ -109,6 +109,7 @@ public static class LlvmTier
                     }
                     if (!region.Valid) continue;
                     Interlocked.Increment(ref s_inProgress);
+                    long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
                     try
                     {
                         var ir = _vm.Cache.Retranslate(cpu, region);
@@ -117,6 +118,7 @@ public static class LlvmTier
                     }
                     finally
                     {
+                        Interlocked.Add(ref _vm.Cache.Statistics.TierCompileTicks, System.Diagnostics.Stopwatch.GetTimestamp() - t0);
                         Interlocked.Decrement(ref s_inProgress);
                     }
                 }
