@@ -96,7 +96,9 @@ internal sealed class TranslationCache(VirtualMachine vm)
         if (s_dumpIr) Console.Error.WriteLine($"jitvmx: region 0x{rip:x}\n{ir}");
         CompiledRegion? compiled = null;
         if (!singleStep && vm.RegionCompiler is { } other) compiled = other.TryCompile(ir, out _);
-        else if (interpret) compiled = Interpreter.TryPrepare(ir);
+        // One-instruction regions (MMIO replay, stores into code pages, stepping to a budget
+        // boundary) are often thrown away after one use: never worth a host JIT compilation.
+        else if (interpret || singleStep) compiled = Interpreter.TryPrepare(ir);
         bool interpreted = compiled is not null && interpret;
         compiled ??= IlBackend.Compile(ir);
         var pages = CodePages(cpu, ir);
