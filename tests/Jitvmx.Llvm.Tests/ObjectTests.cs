@@ -15,7 +15,7 @@ public class ObjectTests
         var ir = Translator.Translate(g.Cpu, TestGuest.CodeBase, RegionLimits.Default, out _)!;
         Passes.Run(ir);
         string symbol = LlvmJit.Instance.UniqueName("cached_region");
-        Assert.True(LlvmBackend.TryEmitObject(ir, LlvmOptLevel.O2, symbol, out var obj, out var successors, out var reason), reason);
+        Assert.True(LlvmBackend.TryEmitObject(ir, LlvmOptLevel.O2, symbol, out var obj, out var successors, out var helpers, out var reason), reason);
 
         // An ELF relocatable that imports the runtime by name.
         Assert.Equal("\x7f" + "ELF", Encoding.ASCII.GetString(obj!, 0, 4));
@@ -30,7 +30,7 @@ public class ObjectTests
         string file = Path.Combine(Path.GetTempPath(), $"{symbol}.o");
         File.WriteAllBytes(file, obj!);
         var sw = Stopwatch.StartNew();
-        var loaded = LlvmBackend.LoadObject(File.ReadAllBytes(file), symbol, successors);
+        var loaded = LlvmBackend.LoadObject(File.ReadAllBytes(file), symbol, successors, helpers);
         double loadMs = sw.Elapsed.TotalMilliseconds;
         File.Delete(file);
         Assert.True(loadMs < 100, $"loading took {loadMs} ms");
