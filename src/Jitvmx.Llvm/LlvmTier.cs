@@ -8,8 +8,11 @@ namespace Jitvmx.Llvm;
 /// <summary>Selects the LLVM tier for a VM (<c>--tier llvm</c>).</summary>
 public static class LlvmTier
 {
-    /// <summary>Compiles every new region of <paramref name="vm"/> with LLVM; false with the reason (the package to install) when libLLVM 19 is missing.</summary>
-    public static bool TryAttach(VirtualMachine vm, LlvmOptLevel level, out string? whyNot)
+    /// <summary>
+    /// Compiles every new region of <paramref name="vm"/> with LLVM; false with the reason (the package to install) when libLLVM 19 is missing.
+    /// A region LLVM cannot compile keeps the IL tier's code; <paramref name="onFallback"/> hears of it (tests use it to fail).
+    /// </summary>
+    public static bool TryAttach(VirtualMachine vm, LlvmOptLevel level, out string? whyNot, Action<IrRegion, string>? onFallback = null)
     {
         try
         {
@@ -20,7 +23,7 @@ public static class LlvmTier
             whyNot = e.Message;
             return false;
         }
-        vm.RegionCompiler = new Compiler(level);
+        vm.RegionCompiler = new Compiler(level, onFallback);
         whyNot = null;
         return true;
     }
@@ -83,9 +86,13 @@ public static class LlvmTier
         }
     }
 
-    private sealed class Compiler(LlvmOptLevel level) : IRegionCompiler
+    private sealed class Compiler(LlvmOptLevel level, Action<IrRegion, string>? onFallback) : IRegionCompiler
     {
-        public CompiledRegion? TryCompile(IrRegion region, out string? reason) =>
-            LlvmBackend.TryCompile(region, level, out var compiled, out reason) ? compiled : null;
+        public CompiledRegion? TryCompile(IrRegion region, out string? reason)
+        {
+            if (LlvmBackend.TryCompile(region, level, out var compiled, out reason)) return compiled;
+            onFallback?.Invoke(region, reason ?? "unknown");
+            return null;
+        }
     }
 }
