@@ -23,7 +23,7 @@ public static class LlvmTier
             whyNot = e.Message;
             return false;
         }
-        vm.RegionCompiler = new Compiler(level, onFallback);
+        vm.RegionCompiler = new Compiler(Level(level), onFallback);
         whyNot = null;
         return true;
     }
@@ -45,10 +45,18 @@ public static class LlvmTier
             whyNot = e.Message;
             return false;
         }
-        vm.TierCompiler = new BackgroundTier(vm, level);
+        vm.TierCompiler = new BackgroundTier(vm, Level(level));
         whyNot = null;
         return true;
     }
+
+    /// <summary>
+    /// <paramref name="requested"/>, unless JITVMX_LLVM_LEVEL (O0, O1 or O2) overrides it: whole-program
+    /// tests run <c>--tier llvm</c> at O0, where O2 compiles for tens of seconds per program.
+    /// </summary>
+    private static LlvmOptLevel Level(LlvmOptLevel requested) =>
+        Environment.GetEnvironmentVariable("JITVMX_LLVM_LEVEL") is { Length: > 0 } s && Enum.TryParse<LlvmOptLevel>(s, ignoreCase: true, out var l) && Enum.IsDefined(l)
+            ? l : requested;
 
     /// <summary>One background thread per VM compiling hot regions in the order they became hot.</summary>
     private sealed class BackgroundTier : ITierCompiler
