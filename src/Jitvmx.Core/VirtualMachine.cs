@@ -193,6 +193,8 @@ public sealed class TranslationStatistics
     public long BlocksTranslated;
     /// <summary>Time spent translating, in Stopwatch ticks.</summary>
     public long TranslationTicks;
+    /// <summary>Regions installed with code compiled earlier (LLVM objects loaded from files), not translated.</summary>
+    public long RegionsLoaded;
     /// <summary>Regions whose code a background tier replaced.</summary>
     public long RegionsTieredUp;
     /// <summary>Regions handed to a background tier.</summary>

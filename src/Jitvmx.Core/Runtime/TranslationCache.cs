@@ -80,7 +80,7 @@ internal sealed class TranslationCache(VirtualMachine vm)
         Passes.Run(ir);
         if (s_dumpIr) Console.Error.WriteLine($"jitvmx: region 0x{rip:x}\n{ir}");
         var compiled = (!singleStep && vm.RegionCompiler?.TryCompile(ir, out _) is { } other) ? other : IlBackend.Compile(ir);
-        var pages = CodePages(cpu, ir);
+        var pages = CodePages(cpu, ir.GuestRanges);
         var region = new Region(rip, compiled, ir.Blocks[0].ChargedInsns, pages, singleStep);
         if (!register)
         {
@@ -90,16 +90,7 @@ internal sealed class TranslationCache(VirtualMachine vm)
         }
         lock (_lock)
         {
-            var map = singleStep ? _single : _regions;
-            if (map.TryGetValue(rip, out var old)) Remove(old);
-            map[rip] = region;
-            foreach (ulong page in pages)
-            {
-                if (!_byPage.TryGetValue(page, out var list)) _byPage[page] = list = [];
-                list.Add(region);
-                var r = vm.Physical.Find(page);
-                if (r is not null) r.CodePages[(page - r.GuestPhysicalAddress) >> 12] = 1;
-            }
+            Insert(region);
             var s = Statistics;
             s.RegionsTranslated++;
             s.InstructionsTranslated += ir.GuestInstructionCount;
@@ -113,10 +104,49 @@ internal sealed class TranslationCache(VirtualMachine vm)
                 s.Unsupported[name] = s.Unsupported.GetValueOrDefault(name) + 1;
             }
         }
-        // Pages now holding code lose their writable TLB entries, so guest writes to them reach the slow path.
+        ProtectCode(pages);
+        return region;
+    }
+
+    /// <summary>
+    /// Inserts a region whose code was compiled earlier, possibly in another process (an LLVM object),
+    /// at <paramref name="rip"/>. Its code pages, found from <paramref name="guestRanges"/> as a
+    /// translation's are, get the same self-modifying-code protection. The caller has checked that the
+    /// guest bytes are those the code was compiled from.
+    /// </summary>
+    public Region Install(VirtualCpu cpu, ulong rip, CompiledRegion code, int entryCharge, IEnumerable<(ulong Start, ulong End)> guestRanges)
+    {
+        var pages = CodePages(cpu, guestRanges);
+        var region = new Region(rip, code, entryCharge, pages, singleStep: false);
+        lock (_lock)
+        {
+            Insert(region);
+            Statistics.RegionsLoaded++;
+        }
+        ProtectCode(pages);
+        return region;
+    }
+
+    /// <summary>Makes <paramref name="region"/> the one at its entry and indexes it by code page (under the lock).</summary>
+    private void Insert(Region region)
+    {
+        var map = region.SingleStep ? _single : _regions;
+        if (map.TryGetValue(region.Entry, out var old)) Remove(old);
+        map[region.Entry] = region;
+        foreach (ulong page in region.Pages)
+        {
+            if (!_byPage.TryGetValue(page, out var list)) _byPage[page] = list = [];
+            list.Add(region);
+            var r = vm.Physical.Find(page);
+            if (r is not null) r.CodePages[(page - r.GuestPhysicalAddress) >> 12] = 1;
+        }
+    }
+
+    /// <summary>Pages now holding code lose their writable TLB entries, so guest writes to them reach the slow path.</summary>
+    private void ProtectCode(ulong[] pages)
+    {
         foreach (var c in vm.Cpus)
             foreach (ulong page in pages) c.FlushTlbWrite(page);
-        return region;
     }
 
     /// <summary>
@@ -143,10 +173,10 @@ internal sealed class TranslationCache(VirtualMachine vm)
         return true;
     }
 
-    private static ulong[] CodePages(VirtualCpu cpu, IrRegion ir)
+    private static ulong[] CodePages(VirtualCpu cpu, IEnumerable<(ulong Start, ulong End)> guestRanges)
     {
         var set = new HashSet<ulong>();
-        foreach (var (start, end) in ir.GuestRanges)
+        foreach (var (start, end) in guestRanges)
         {
             for (ulong p = start & CpuContext.PageMask; p < end; p += 4096)
                 if (cpu.TranslateForCode(p) is ulong gpa) set.Add(gpa & CpuContext.PageMask);
