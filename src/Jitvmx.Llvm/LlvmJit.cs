@@ -18,7 +18,7 @@ internal sealed unsafe class LlvmJit
     private readonly ThreadLocal<nint>[] _targetMachines = new ThreadLocal<nint>[4];
     private readonly Lock _irCompile = new();
     private readonly Lock _helperLock = new();
-    private readonly HashSet<string> _helperSymbols = [];
+    private readonly HashSet<int> _helpersDefined = [];
     private long _names;
 
     /// <summary>The JIT; throws <see cref="LlvmUnavailableException"/> (every time, same message) when libLLVM 19 is missing.</summary>
@@ -93,17 +93,18 @@ internal sealed unsafe class LlvmJit
     {
         lock (_helperLock) // held until defined, so no other thread links against a name not yet defined
         {
-            var fresh = new List<(string Name, nint Address)>();
-            foreach (int id in ids)
+            var fresh = ids.Where(id => !_helpersDefined.Contains(id)).Distinct().ToList();
+            if (fresh.Count == 0) return;
+            var symbols = new List<(string Name, nint Address)>();
+            foreach (int id in fresh)
             {
-                string name = Helpers.Symbol(id);
-                if (!_helperSymbols.Add(name)) continue;
                 // Never freed: linked code may refer to it for the life of the process.
                 int* cell = (int*)System.Runtime.InteropServices.NativeMemory.Alloc(sizeof(int));
                 *cell = id;
-                fresh.Add((name, (nint)cell));
+                symbols.Add((Helpers.Symbol(id), (nint)cell));
             }
-            if (fresh.Count > 0) DefineAbsolute(fresh, callable: false);
+            DefineAbsolute(symbols, callable: false);
+            _helpersDefined.UnionWith(fresh);
         }
     }
 
