@@ -252,26 +252,40 @@ Task("Test")
 
     var stopwatch = System.Diagnostics.Stopwatch.StartNew();
     Exception testFailure = null;
-    try
+    void RunTests(string path, string trxName = null, string filter = null, Dictionary<string, string> env = null)
     {
-        DotNetTest(solution.FullPath, new DotNetTestSettings
+        try
         {
-            Configuration = configuration,
-            NoBuild = true,
-            NoLogo = true,
-            // minimal: every failed test with its message and stack, then one
-            // "Passed!/Failed! - Failed: N, Passed: N, ..." line per test assembly.
-            Loggers = new List<string> { "console;verbosity=minimal", "trx" },
-            ArgumentCustomization = args => args
-                // A test that hangs is killed (and the run fails) instead of blocking CI.
-                .Append("--blame-hang-timeout").Append("10m")
-                .Append("--blame-hang-dump-type").Append("none"),
-        });
+            DotNetTest(path, new DotNetTestSettings
+            {
+                Configuration = configuration,
+                NoBuild = true,
+                NoLogo = true,
+                Filter = filter,
+                EnvironmentVariables = env ?? new Dictionary<string, string>(),
+                // minimal: every failed test with its message and stack, then one
+                // "Passed!/Failed! - Failed: N, Passed: N, ..." line per test assembly.
+                Loggers = new List<string> { "console;verbosity=minimal", trxName == null ? "trx" : $"trx;LogFileName={trxName}.trx" },
+                ArgumentCustomization = args => args
+                    // A test that hangs is killed (and the run fails) instead of blocking CI.
+                    .Append("--blame-hang-timeout").Append("10m")
+                    .Append("--blame-hang-dump-type").Append("none"),
+            });
+        }
+        catch (Exception e)
+        {
+            testFailure ??= e;
+        }
     }
-    catch (Exception e)
-    {
-        testFailure = e;
-    }
+    RunTests(solution.FullPath);
+    // The differential and whole-program suites again with every region compiled by LLVM
+    // (--tier llvm): cases at O0, one in 8 at O2; whole programs at O0 (O2 takes tens of
+    // seconds per program). Results are labelled [llvm] below.
+    Information("The differential and whole-program tests under the LLVM tier:");
+    RunTests(root.CombineWithFilePath("tests/Jitvmx.Core.Tests/Jitvmx.Core.Tests.csproj").FullPath, "llvm", "FullyQualifiedName~Jitvmx.Tests.Differential",
+        new Dictionary<string, string> { ["JITVMX_TEST_TIER"] = "llvm", ["JITVMX_TEST_LLVM_LEVEL"] = "mixed" });
+    RunTests(root.CombineWithFilePath("tests/Jitvmx.Linux.Tests/Jitvmx.Linux.Tests.csproj").FullPath, "llvm", null,
+        new Dictionary<string, string> { ["JITVMX_TEST_TIER"] = "llvm", ["JITVMX_LLVM_LEVEL"] = "O0" });
     stopwatch.Stop();
 
     var trxFiles = GetFiles(trxGlob, globberSettings).ToList();
@@ -285,6 +299,7 @@ Task("Test")
     foreach (var trx in trxFiles)
     {
         var project = trx.GetDirectory().GetParent().GetDirectoryName();
+        if (trx.GetFilenameWithoutExtension().FullPath == "llvm") project += "[llvm]";
         CopyFile(trx, resultsDir.CombineWithFilePath(project + ".trx"));
 
         // Counted from the individual results: the TRX counters leave skipped tests out.

@@ -209,6 +209,8 @@ public sealed class TranslationStatistics
     public long RegionsInterpreted;
     /// <summary>Interpreted regions that became hot and were compiled by the IL tier.</summary>
     public long RegionsPromoted;
+    /// <summary>Regions installed with code compiled earlier (LLVM objects loaded from files), not translated.</summary>
+    public long RegionsLoaded;
     /// <summary>Regions whose code a background tier replaced.</summary>
     public long RegionsTieredUp;
     /// <summary>Time the background tier spent translating and compiling, in Stopwatch ticks (on its own thread).</summary>

@@ -48,6 +48,7 @@ internal sealed unsafe class LlvmBackend
     private readonly Dictionary<IrValue, nint> _slots = []; // values used outside their block live in allocas
     private readonly Dictionary<IrBlock, nint> _blocks = [];
     private readonly Dictionary<string, (nint Fn, nint Type)> _functions = [];
+    private readonly SortedDictionary<int, nint> _helpers = []; // helper number -> its symbol's global
     private readonly List<ulong> _successors = [];
     private nint _remaining, _code, _tlb, _argBuf, _resBuf, _vecBuf, _spill, _fault;
     private IrBlock _current = null!;
@@ -88,7 +89,7 @@ internal sealed unsafe class LlvmBackend
         nint context = LLVMContextCreate();
         try
         {
-            if (!TryLower(region, context, name, out nint module, out var successors, out reason))
+            if (!TryLower(region, context, name, out nint module, out var successors, out int[] helpers, out reason))
                 return false;
             long t1 = Stopwatch.GetTimestamp();
             Optimize(module, level);
@@ -98,8 +99,9 @@ internal sealed unsafe class LlvmBackend
             nint obj = EmitObject(module, CodegenLevel(level));
             LLVMDisposeModule(module);
             long t3 = Stopwatch.GetTimestamp();
+            jit.DefineHelpers(helpers);
             nint tracker = jit.AddObject(obj); // takes the buffer
-            nint fn = jit.Lookup(name);        // links against the runtime symbols
+            nint fn = jit.Lookup(name);        // links against the runtime and helper symbols
             times = new LlvmCompileTimes(t1 - t0, t2 - t1, t3 - t2, Stopwatch.GetTimestamp() - t3);
             var thunk = new LlvmRegionThunk(fn, tracker);
             compiled = new CompiledRegion(thunk.Invoke, successors);
@@ -113,16 +115,17 @@ internal sealed unsafe class LlvmBackend
 
     /// <summary>
     /// Compiles <paramref name="region"/> to a relocatable ELF object defining <paramref name="symbol"/>.
-    /// The object imports the runtime entry points by name (no addresses are baked in), so it can be
-    /// stored and loaded by <see cref="LoadObject"/> in another process.
+    /// The object imports the runtime entry points and the helpers (<paramref name="helpers"/>, by
+    /// <see cref="Helpers.Symbol"/>) by name: no address or helper number of this process is baked in,
+    /// so it can be stored and loaded by <see cref="LoadObject"/> in another process.
     /// </summary>
-    public static bool TryEmitObject(IrRegion region, LlvmOptLevel level, string symbol, out byte[]? obj, out ulong[] successors, out string? reason)
+    public static bool TryEmitObject(IrRegion region, LlvmOptLevel level, string symbol, out byte[]? obj, out ulong[] successors, out int[] helpers, out string? reason)
     {
         obj = null;
         nint context = LLVMContextCreate();
         try
         {
-            if (!TryLower(region, context, symbol, out nint module, out successors, out reason)) return false;
+            if (!TryLower(region, context, symbol, out nint module, out successors, out helpers, out reason)) return false;
             Optimize(module, level);
             obj = TakeBytes(EmitObject(module, CodegenLevel(level)));
             LLVMDisposeModule(module);
@@ -134,10 +137,14 @@ internal sealed unsafe class LlvmBackend
         }
     }
 
-    /// <summary>Links an object from <see cref="TryEmitObject"/> into the process JIT and returns the region.</summary>
-    public static CompiledRegion LoadObject(ReadOnlySpan<byte> obj, string symbol, ulong[] successors)
+    /// <summary>
+    /// Links an object from <see cref="TryEmitObject"/> into the process JIT and returns the region.
+    /// <paramref name="helpers"/> are this process's numbers of the helpers the object imports.
+    /// </summary>
+    public static CompiledRegion LoadObject(ReadOnlySpan<byte> obj, string symbol, ulong[] successors, IEnumerable<int> helpers)
     {
         var jit = LlvmJit.Instance;
+        jit.DefineHelpers(helpers);
         nint tracker = jit.AddObject(obj, symbol);
         var thunk = new LlvmRegionThunk(jit.Lookup(symbol), tracker);
         return new CompiledRegion(thunk.Invoke, successors);
@@ -182,7 +189,7 @@ internal sealed unsafe class LlvmBackend
     /// <paramref name="name"/>, verified. The caller owns the module. False with the reason when the region uses
     /// something not lowered yet or the verifier rejects the function (a lowering bug).
     /// </summary>
-    public static bool TryLower(IrRegion region, nint context, string name, out nint module, out ulong[] successors, out string? reason)
+    public static bool TryLower(IrRegion region, nint context, string name, out nint module, out ulong[] successors, out int[] helpers, out string? reason)
     {
         var jit = LlvmJit.Instance;
         module = LLVMModuleCreateWithNameInContext(name, context);
@@ -190,6 +197,7 @@ internal sealed unsafe class LlvmBackend
         LLVMSetDataLayout(module, jit.DataLayout);
         var backend = new LlvmBackend(region, context, module);
         successors = [];
+        helpers = [];
         try
         {
             backend.Emit(name);
@@ -197,6 +205,7 @@ internal sealed unsafe class LlvmBackend
                 throw new InvalidOperationException($"LLVM rejected region 0x{region.EntryRip:x}: {TakeMessage(msg)}");
             TakeMessage(msg);
             successors = [.. backend._successors];
+            helpers = [.. backend._helpers.Keys];
             reason = null;
             return true;
         }
@@ -698,6 +707,23 @@ internal sealed unsafe class LlvmBackend
 
     // ================= helpers =================
 
+    /// <summary>
+    /// The helper's number in the running process, loaded from the external constant named by its stable
+    /// symbol: each process defines that symbol (<see cref="LlvmJit.DefineHelpers"/>) as a cell holding
+    /// its own number, since registration order, and so numbering, differs between processes.
+    /// </summary>
+    private nint HelperNumber(int id)
+    {
+        if (!_helpers.TryGetValue(id, out nint global))
+        {
+            global = LLVMAddGlobal(_module, _i32, Helpers.Symbol(id));
+            LLVMSetGlobalConstant(global, 1);
+            LLVMSetAlignment(global, 4);
+            _helpers[id] = global;
+        }
+        return Load(_i32, global, 4);
+    }
+
     /// <summary>Calls helper <paramref name="v"/>.Aux through the runtime's helper trampoline: arguments in 16-byte slots, result in the result buffer.</summary>
     private void CallHelper(IrValue v)
     {
@@ -708,7 +734,7 @@ internal sealed unsafe class LlvmBackend
             if (arg.Type == IrType.V128) Store(Value(arg), slot, 16);
             else Store(ToI64(Value(arg), arg.Type), slot, 16);
         }
-        Call(LlvmRuntime.CallHelperSymbol, _void, [_i32, _ptr, _ptr, _ptr], I32(v.Aux), _ctxArg, _argBuf, _resBuf);
+        Call(LlvmRuntime.CallHelperSymbol, _void, [_i32, _ptr, _ptr, _ptr], HelperNumber(v.Aux), _ctxArg, _argBuf, _resBuf);
     }
 
     private void EmitCall(IrValue v)

@@ -17,6 +17,8 @@ internal sealed unsafe class LlvmJit
     private readonly nint _dylib;
     private readonly ThreadLocal<nint>[] _targetMachines = new ThreadLocal<nint>[4];
     private readonly Lock _irCompile = new();
+    private readonly Lock _helperLock = new();
+    private readonly HashSet<int> _helpersDefined = [];
     private long _names;
 
     /// <summary>The JIT; throws <see cref="LlvmUnavailableException"/> (every time, same message) when libLLVM 19 is missing.</summary>
@@ -43,12 +45,14 @@ internal sealed unsafe class LlvmJit
         _dylib = LLVMOrcLLJITGetMainJITDylib(_jit);
         Triple = Str(LLVMOrcLLJITGetTripleString(_jit));
         DataLayout = Str(LLVMOrcLLJITGetDataLayoutStr(_jit));
+        HostCpu = TakeMessage(LLVMGetHostCPUName());
+        HostFeatures = TakeMessage(LLVMGetHostCPUFeatures());
         for (int level = 0; level < _targetMachines.Length; level++)
         {
             int l = level;
             _targetMachines[level] = new ThreadLocal<nint>(() => CreateTargetMachine(l));
         }
-        DefineAbsolute(LlvmRuntime.Symbols());
+        DefineAbsolute(LlvmRuntime.Symbols(), callable: true);
     }
 
     /// <summary>Target triple of the JIT (the host).</summary>
@@ -56,6 +60,12 @@ internal sealed unsafe class LlvmJit
 
     /// <summary>Data layout every module added must use.</summary>
     public string DataLayout { get; }
+
+    /// <summary>The host CPU's LLVM name, which code is tuned for.</summary>
+    public string HostCpu { get; }
+
+    /// <summary>The host CPU's LLVM target features (<c>+sse4.2,-avx512f,…</c>), which code may use.</summary>
+    public string HostFeatures { get; }
 
     /// <summary>
     /// A target machine for the host CPU and its features with codegen level <paramref name="codegenLevel"/>
@@ -67,17 +77,39 @@ internal sealed unsafe class LlvmJit
     {
         if (LLVMGetTargetFromTriple(Triple, out nint target, out nint err) != 0)
             throw new InvalidOperationException($"LLVM: no target for {Triple}: {TakeMessage(err)}");
-        string cpu = TakeMessage(LLVMGetHostCPUName());
-        string features = TakeMessage(LLVMGetHostCPUFeatures());
         // PIC so emitted objects link anywhere, default code model.
-        return LLVMCreateTargetMachine(target, Triple, cpu, features, level, 2, 0);
+        return LLVMCreateTargetMachine(target, Triple, HostCpu, HostFeatures, level, 2, 0);
     }
 
     /// <summary>A symbol name not used before in this process (with <paramref name="prefix"/> for readability).</summary>
     public string UniqueName(string prefix) => $"{prefix}_{Interlocked.Increment(ref _names)}";
 
-    /// <summary>Defines symbols at fixed addresses (helpers in this process) in the main JITDylib.</summary>
-    public void DefineAbsolute(IReadOnlyList<(string Name, nint Address)> symbols)
+    /// <summary>
+    /// Defines, once per process, the symbols of helpers <paramref name="ids"/> (<see cref="Helpers.Symbol"/>)
+    /// that code imports: each is a constant cell holding the helper's number in this process, which the
+    /// code passes to the helper trampoline. Must precede linking code that uses them.
+    /// </summary>
+    public void DefineHelpers(IEnumerable<int> ids)
+    {
+        lock (_helperLock) // held until defined, so no other thread links against a name not yet defined
+        {
+            var fresh = ids.Where(id => !_helpersDefined.Contains(id)).Distinct().ToList();
+            if (fresh.Count == 0) return;
+            var symbols = new List<(string Name, nint Address)>();
+            foreach (int id in fresh)
+            {
+                // Never freed: linked code may refer to it for the life of the process.
+                int* cell = (int*)System.Runtime.InteropServices.NativeMemory.Alloc(sizeof(int));
+                *cell = id;
+                symbols.Add((Helpers.Symbol(id), (nint)cell));
+            }
+            DefineAbsolute(symbols, callable: false);
+            _helpersDefined.UnionWith(fresh);
+        }
+    }
+
+    /// <summary>Defines symbols at fixed addresses in this process (functions when <paramref name="callable"/>, else data) in the main JITDylib.</summary>
+    public void DefineAbsolute(IReadOnlyList<(string Name, nint Address)> symbols, bool callable)
     {
         var pairs = new LlvmSymbolMapPair[symbols.Count];
         for (int i = 0; i < pairs.Length; i++)
@@ -85,7 +117,7 @@ internal sealed unsafe class LlvmJit
             {
                 Name = LLVMOrcLLJITMangleAndIntern(_jit, symbols[i].Name), // retained: ownership passes with the pair
                 Address = (ulong)symbols[i].Address,
-                GenericFlags = LlvmSymbolMapPair.Exported | LlvmSymbolMapPair.Callable,
+                GenericFlags = callable ? (byte)(LlvmSymbolMapPair.Exported | LlvmSymbolMapPair.Callable) : LlvmSymbolMapPair.Exported,
             };
         fixed (LlvmSymbolMapPair* p = pairs)
         {

@@ -8,8 +8,11 @@ namespace Jitvmx.Llvm;
 /// <summary>Selects the LLVM tier for a VM (<c>--tier llvm</c>).</summary>
 public static class LlvmTier
 {
-    /// <summary>Compiles every new region of <paramref name="vm"/> with LLVM; false with the reason (the package to install) when libLLVM 19 is missing.</summary>
-    public static bool TryAttach(VirtualMachine vm, LlvmOptLevel level, out string? whyNot)
+    /// <summary>
+    /// Compiles every new region of <paramref name="vm"/> with LLVM; false with the reason (the package to install) when libLLVM 19 is missing.
+    /// A region LLVM cannot compile keeps the IL tier's code; <paramref name="onFallback"/> hears of it (tests use it to fail).
+    /// </summary>
+    public static bool TryAttach(VirtualMachine vm, LlvmOptLevel level, out string? whyNot, Action<IrRegion, string>? onFallback = null)
     {
         try
         {
@@ -20,7 +23,7 @@ public static class LlvmTier
             whyNot = e.Message;
             return false;
         }
-        vm.RegionCompiler = new Compiler(level);
+        vm.RegionCompiler = new Compiler(Level(level), onFallback);
         whyNot = null;
         return true;
     }
@@ -40,7 +43,7 @@ public static class LlvmTier
             whyNot = Native.LlvmApi.Unavailable().Message;
             return false;
         }
-        vm.TierCompiler = new BackgroundTier(vm, level);
+        vm.TierCompiler = new BackgroundTier(vm, Level(level));
         whyNot = null;
         return true;
     }
@@ -49,6 +52,14 @@ public static class LlvmTier
 
     /// <summary>Background compilations running now, in all VMs (for tests of shutdown).</summary>
     internal static int CompilationsInProgress => Volatile.Read(ref s_inProgress);
+
+    /// <summary>
+    /// <paramref name="requested"/>, unless JITVMX_LLVM_LEVEL (O0, O1 or O2) overrides it: whole-program
+    /// tests run <c>--tier llvm</c> at O0, where O2 compiles for tens of seconds per program.
+    /// </summary>
+    private static LlvmOptLevel Level(LlvmOptLevel requested) =>
+        Environment.GetEnvironmentVariable("JITVMX_LLVM_LEVEL") is { Length: > 0 } s && Enum.TryParse<LlvmOptLevel>(s, ignoreCase: true, out var l) && Enum.IsDefined(l)
+            ? l : requested;
 
     /// <summary>One background thread per VM compiling hot regions in the order they became hot.</summary>
     private sealed class BackgroundTier : ITierCompiler
@@ -144,9 +155,13 @@ public static class LlvmTier
         return calls * 8 > Math.Max(ir.GuestInstructionCount, 1);
     }
 
-    private sealed class Compiler(LlvmOptLevel level) : IRegionCompiler
+    private sealed class Compiler(LlvmOptLevel level, Action<IrRegion, string>? onFallback) : IRegionCompiler
     {
-        public CompiledRegion? TryCompile(IrRegion region, out string? reason) =>
-            LlvmBackend.TryCompile(region, level, out var compiled, out reason) ? compiled : null;
+        public CompiledRegion? TryCompile(IrRegion region, out string? reason)
+        {
+            if (LlvmBackend.TryCompile(region, level, out var compiled, out reason)) return compiled;
+            onFallback?.Invoke(region, reason ?? "unknown");
+            return null;
+        }
     }
 }

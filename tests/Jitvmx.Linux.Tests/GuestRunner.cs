@@ -42,8 +42,14 @@ public static class GuestRunner
     public static RunResult Native(string program, IEnumerable<string> args, string? stdin = null, IDictionary<string, string>? env = null, string? cwd = null) =>
         Run(program, args, stdin, env, cwd);
 
+    /// <summary>
+    /// Runs <c>jitvmx run</c>; with JITVMX_TEST_TIER set (il, llvm, auto) as <c>--tier</c> first, which a
+    /// test's own <c>--tier</c> overrides. CI runs the suite a second time with JITVMX_TEST_TIER=llvm.
+    /// </summary>
     public static RunResult Jitvmx(IEnumerable<string> runArgs, string? stdin = null, IDictionary<string, string>? env = null, string? cwd = null) =>
-        Run("dotnet", new[] { Cli, "run" }.Concat(runArgs), stdin, env, cwd);
+        Run("dotnet", new[] { Cli, "run" }.Concat(s_tier).Concat(runArgs), stdin, env, cwd);
+
+    private static readonly string[] s_tier = Environment.GetEnvironmentVariable("JITVMX_TEST_TIER") is { Length: > 0 } t ? ["--tier", t] : [];
 
     public static RunResult Run(string file, IEnumerable<string> args, string? stdin, IDictionary<string, string>? env, string? cwd = null)
     {

@@ -15,7 +15,7 @@ public class ObjectTests
         var ir = Translator.Translate(g.Cpu, TestGuest.CodeBase, RegionLimits.Default, out _)!;
         Passes.Run(ir);
         string symbol = LlvmJit.Instance.UniqueName("cached_region");
-        Assert.True(LlvmBackend.TryEmitObject(ir, LlvmOptLevel.O2, symbol, out var obj, out var successors, out var reason), reason);
+        Assert.True(LlvmBackend.TryEmitObject(ir, LlvmOptLevel.O2, symbol, out var obj, out var successors, out var helpers, out var reason), reason);
 
         // An ELF relocatable that imports the runtime by name.
         Assert.Equal("\x7f" + "ELF", Encoding.ASCII.GetString(obj!, 0, 4));
@@ -30,7 +30,7 @@ public class ObjectTests
         string file = Path.Combine(Path.GetTempPath(), $"{symbol}.o");
         File.WriteAllBytes(file, obj!);
         var sw = Stopwatch.StartNew();
-        var loaded = LlvmBackend.LoadObject(File.ReadAllBytes(file), symbol, successors);
+        var loaded = LlvmBackend.LoadObject(File.ReadAllBytes(file), symbol, successors, helpers);
         double loadMs = sw.Elapsed.TotalMilliseconds;
         File.Delete(file);
         Assert.True(loadMs < 100, $"loading took {loadMs} ms");
@@ -45,5 +45,67 @@ public class ObjectTests
             return x.Cpu.Run();
         });
         Tiers.Same(il, ll);
+    }
+}
+
+public class HelperSymbolTests
+{
+    [Fact]
+    public void EveryHelperHasAUniqueSymbolThatResolvesBackToItsNumber()
+    {
+        var seen = new Dictionary<string, int>();
+        for (int id = 0; id < Enum.GetValues<HelperId>().Length; id++)
+        {
+            if (Helpers.Method(id) is null) continue;
+            string symbol = Helpers.Symbol(id);
+            Assert.StartsWith(Helpers.SymbolPrefix + "Jitvmx.Helpers.", symbol);
+            Assert.True(seen.TryAdd(symbol, id), $"{symbol} twice");
+            Assert.True(Helpers.TryResolveSymbol(symbol, Helpers.IsPure(id), out int back, out string? why), why);
+            Assert.Equal(id, back);
+        }
+        int registered = Lifting.SseMove.Op(nameof(Lifting.SimdIntOps.Pmovmskb));
+        Assert.Equal(Helpers.SymbolPrefix + "Jitvmx.Lifting.SimdIntOps.Pmovmskb", Helpers.Symbol(registered));
+        Assert.True(Helpers.TryResolveSymbol(Helpers.Symbol(registered), pure: true, out int again, out _));
+        Assert.Equal(registered, again);
+    }
+
+    [Fact]
+    public void UnknownOrMismatchedSymbolsAreRefused()
+    {
+        Assert.False(Helpers.TryResolveSymbol("jitvmx.helper.Jitvmx.Lifting.SimdIntOps.NoSuchOp", true, out _, out string? why));
+        Assert.Equal("no helper jitvmx.helper.Jitvmx.Lifting.SimdIntOps.NoSuchOp in this build", why);
+        Assert.False(Helpers.TryResolveSymbol("printf", true, out _, out why));
+        Assert.Equal("'printf' is not a helper symbol", why);
+        Assert.False(Helpers.TryResolveSymbol(Helpers.Symbol((int)HelperId.Cpuid), pure: true, out _, out why));
+        Assert.Contains("is not pure in this build", why);
+    }
+
+    [Fact]
+    public void AnObjectNamesItsHelpersAndContainsNoHelperNumber()
+    {
+        using var g = new TestGuest(CrossProcessTests.CrcProgram);
+        var obj = RegionObject.Compile(g.Cpu, TestGuest.CodeBase, LlvmOptLevel.O2);
+        string text = System.Text.Encoding.ASCII.GetString(obj.Object.Span);
+        foreach (var h in obj.Helpers) Assert.Contains(h.Symbol, text);
+        Assert.Contains(LlvmRuntime.CallHelperSymbol, text);
+
+        // In the IR, the trampoline's helper argument is loaded from the symbol, never a constant.
+        var ir = Translator.Translate(g.Cpu, TestGuest.CodeBase, RegionLimits.Default, out _)!;
+        Passes.Run(ir);
+        nint context = Native.LlvmApi.LLVMContextCreate();
+        try
+        {
+            Assert.True(LlvmBackend.TryLower(ir, context, "f", out nint module, out _, out int[] helpers, out string? reason), reason);
+            string llvm = LlvmBackend.Print(module);
+            Native.LlvmApi.LLVMDisposeModule(module);
+            Assert.Equal(obj.Helpers.Count, helpers.Length);
+            Assert.Contains($"@{Helpers.SymbolPrefix}Jitvmx.Lifting.CryptoOps.Crc8 = external constant i32", llvm);
+            Assert.Matches(@"call void @jitvmx_call_helper\(i32 %", llvm);
+            Assert.DoesNotMatch(@"call void @jitvmx_call_helper\(i32 [0-9]", llvm);
+        }
+        finally
+        {
+            Native.LlvmApi.LLVMContextDispose(context);
+        }
     }
 }

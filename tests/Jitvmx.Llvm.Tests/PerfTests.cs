@@ -123,9 +123,9 @@ public unsafe partial class PerfTests(ITestOutputHelper output)
                 var ir = Translator.Translate(g.Cpu, TestGuest.CodeBase, RegionLimits.Default, out _)!;
                 Passes.Run(ir);
                 string symbol = LlvmJit.Instance.UniqueName("perf_obj");
-                Assert.True(LlvmBackend.TryEmitObject(ir, LlvmOptLevel.O2, symbol, out var obj, out var succ, out var reason), reason);
+                Assert.True(LlvmBackend.TryEmitObject(ir, LlvmOptLevel.O2, symbol, out var obj, out var succ, out var helpers, out var reason), reason);
                 double c0 = ThreadCpuMs();
-                LlvmBackend.LoadObject(obj, symbol, succ);
+                LlvmBackend.LoadObject(obj, symbol, succ, helpers);
                 if (i > 0) loads.Add(ThreadCpuMs() - c0);
             }
             loads.Sort();

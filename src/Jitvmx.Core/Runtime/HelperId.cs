@@ -113,10 +113,14 @@ public static partial class Helpers
     /// <summary>Exit-helper result: stop the region; the dispatcher looks at what is pending.</summary>
     public const ulong Stop = unchecked((ulong)-2L);
 
+    private static readonly Lock s_lock = new();
+    private static readonly Dictionary<string, int> s_bySymbol = [];
     private static readonly (MethodInfo Method, bool Pure)[] s_table = BuildTable();
     private static readonly List<(MethodInfo Method, bool Pure)> s_registered = [];
     private static readonly Dictionary<MethodInfo, int> s_registeredIds = [];
-    private static readonly Lock s_lock = new();
+
+    /// <summary>Prefix of every helper's stable symbol (<see cref="Symbol(int)"/>).</summary>
+    public const string SymbolPrefix = "jitvmx.helper.";
 
     /// <summary>First number given to helpers registered with <see cref="Register(MethodInfo, bool)"/>.</summary>
     public const int FirstRegistered = 1000;
@@ -135,6 +139,7 @@ public static partial class Helpers
         {
             if (s_registeredIds.TryGetValue(method, out int id)) return id;
             id = FirstRegistered + s_registered.Count;
+            AddSymbol(method, id);
             s_registered.Add((method, pure));
             s_registeredIds[method] = id;
             return id;
@@ -163,6 +168,59 @@ public static partial class Helpers
     /// <summary>Name of helper number <paramref name="id"/>, for IR dumps.</summary>
     internal static string Name(int id) => id < FirstRegistered ? ((HelperId)id).ToString() : (Method(id) is { } m ? $"{m.DeclaringType?.Name}.{m.Name}" : $"#{id}");
 
+    /// <summary>
+    /// The stable name of helper number <paramref name="id"/>: <see cref="SymbolPrefix"/>, the declaring
+    /// type's full name and the method name. Numbers of registered helpers depend on the order families
+    /// register them in, so code kept beyond this process (LLVM objects) refers to helpers by this name.
+    /// </summary>
+    public static string Symbol(int id) => SymbolOf(Method(id) ?? throw new ArgumentException($"helper {Name(id)} is not implemented", nameof(id)));
+
+    private static string SymbolOf(MethodInfo m) => SymbolPrefix + m.DeclaringType!.FullName + "." + m.Name;
+
+    /// <summary>Records the symbol of a new helper; two helpers whose names collide (overloads) are a Jitvmx bug.</summary>
+    private static void AddSymbol(MethodInfo method, int id)
+    {
+        lock (s_lock)
+        {
+            string symbol = SymbolOf(method);
+            if (!s_bySymbol.TryAdd(symbol, id))
+                throw new InvalidOperationException($"helpers {Name(s_bySymbol[symbol])} and {method.DeclaringType?.Name}.{method.Name} have the same symbol {symbol} (overloaded helper methods cannot be named stably)");
+        }
+    }
+
+    /// <summary>
+    /// Helper number of <paramref name="symbol"/> in this process, registering its method (as
+    /// <paramref name="pure"/>, which the code using it was compiled with) when no family has yet:
+    /// cached code can run before any translation. False with the reason when no Jitvmx assembly
+    /// defines such a static method, or the name is ambiguous.
+    /// </summary>
+    public static bool TryResolveSymbol(string symbol, bool pure, out int id, out string? whyNot)
+    {
+        lock (s_lock)
+            if (s_bySymbol.TryGetValue(symbol, out id))
+            {
+                whyNot = IsPure(id) == pure ? null : $"helper {symbol} is {(pure ? "not " : "")}pure in this build";
+                return whyNot is null;
+            }
+        id = -1;
+        int dot = symbol.LastIndexOf('.');
+        if (!symbol.StartsWith(SymbolPrefix, StringComparison.Ordinal) || dot <= SymbolPrefix.Length)
+        {
+            whyNot = $"'{symbol}' is not a helper symbol";
+            return false;
+        }
+        string typeName = symbol[SymbolPrefix.Length..dot], methodName = symbol[(dot + 1)..];
+        var type = typeof(Helpers).Assembly.GetType(typeName);
+        var methods = type?.GetMethods(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic).Where(m => m.Name == methodName).ToArray() ?? [];
+        if (methods.Length != 1)
+        {
+            whyNot = methods.Length == 0 ? $"no helper {symbol} in this build" : $"helper {symbol} is ambiguous (overloaded)";
+            return false;
+        }
+        id = Register(methods[0], pure);
+        return TryResolveSymbol(symbol, pure, out id, out whyNot);
+    }
+
     private static (MethodInfo, bool)[] BuildTable()
     {
         var table = new (MethodInfo, bool)[Enum.GetValues<HelperId>().Length];
@@ -172,6 +230,7 @@ public static partial class Helpers
             if (a is null) continue;
             if (table[(int)a.Id].Item1 is not null) throw new InvalidOperationException($"helper {a.Id} is defined twice");
             table[(int)a.Id] = (m, a.Pure);
+            AddSymbol(m, (int)a.Id);
         }
         return table;
     }

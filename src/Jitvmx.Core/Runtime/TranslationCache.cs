@@ -101,7 +101,7 @@ internal sealed class TranslationCache(VirtualMachine vm)
         else if (interpret || singleStep) compiled = Interpreter.TryPrepare(ir);
         bool interpreted = compiled is not null && interpret;
         compiled ??= IlBackend.Compile(ir);
-        var pages = CodePages(cpu, ir);
+        var pages = CodePages(cpu, ir.GuestRanges);
         var region = new Region(rip, compiled, ir.Blocks[0].ChargedInsns, pages, singleStep) { Interpreted = interpreted && !singleStep, Mode = mode };
         if (!register)
         {
@@ -110,20 +110,7 @@ internal sealed class TranslationCache(VirtualMachine vm)
         }
         lock (_lock)
         {
-            var map = singleStep ? _single : _regions;
-            if (map.TryGetValue(rip, out var old))
-            {
-                if (hot) Retire(old);
-                else Remove(old);
-            }
-            map[rip] = region;
-            foreach (ulong page in pages)
-            {
-                if (!_byPage.TryGetValue(page, out var list)) _byPage[page] = list = [];
-                list.Add(region);
-                var r = vm.Physical.Find(page);
-                if (r is not null) r.CodePages[(page - r.GuestPhysicalAddress) >> 12] = 1;
-            }
+            Insert(region, replacing: hot);
             var s = Statistics;
             if (hot) s.RegionsPromoted++;
             else s.RegionsTranslated++;
@@ -140,10 +127,57 @@ internal sealed class TranslationCache(VirtualMachine vm)
                 s.Unsupported[name] = s.Unsupported.GetValueOrDefault(name) + 1;
             }
         }
-        // Pages now holding code lose their writable TLB entries, so guest writes to them reach the slow path.
+        ProtectCode(pages);
+        return region;
+    }
+
+    /// <summary>
+    /// Inserts a region whose code was compiled earlier, possibly in another process (an LLVM object),
+    /// at <paramref name="rip"/>. Its code pages, found from <paramref name="guestRanges"/> as a
+    /// translation's are, get the same self-modifying-code protection. The caller has checked that the
+    /// guest bytes are those the code was compiled from.
+    /// </summary>
+    public Region Install(VirtualCpu cpu, ulong rip, CompiledRegion code, int entryCharge, IEnumerable<(ulong Start, ulong End)> guestRanges)
+    {
+        var pages = CodePages(cpu, guestRanges);
+        // The object's metadata does not record the x87/SSE enable mode: it is taken to be the vCPU's.
+        var region = new Region(rip, code, entryCharge, pages, singleStep: false) { Mode = X87SseEnable.Mode(cpu.State) };
+        lock (_lock)
+        {
+            Insert(region);
+            Statistics.RegionsLoaded++;
+        }
+        ProtectCode(pages);
+        return region;
+    }
+
+    /// <summary>
+    /// Makes <paramref name="region"/> the one at its entry and indexes it by code page (under the
+    /// lock). A region it replaces counts as invalidated unless this is a promotion to a higher tier.
+    /// </summary>
+    private void Insert(Region region, bool replacing = false)
+    {
+        var map = region.SingleStep ? _single : _regions;
+        if (map.TryGetValue(region.Entry, out var old))
+        {
+            if (replacing) Retire(old);
+            else Remove(old);
+        }
+        map[region.Entry] = region;
+        foreach (ulong page in region.Pages)
+        {
+            if (!_byPage.TryGetValue(page, out var list)) _byPage[page] = list = [];
+            list.Add(region);
+            var r = vm.Physical.Find(page);
+            if (r is not null) r.CodePages[(page - r.GuestPhysicalAddress) >> 12] = 1;
+        }
+    }
+
+    /// <summary>Pages now holding code lose their writable TLB entries, so guest writes to them reach the slow path.</summary>
+    private void ProtectCode(ulong[] pages)
+    {
         foreach (var c in vm.Cpus)
             foreach (ulong page in pages) c.FlushTlbWrite(page);
-        return region;
     }
 
     /// <summary>
@@ -189,10 +223,10 @@ internal sealed class TranslationCache(VirtualMachine vm)
         return true;
     }
 
-    private static ulong[] CodePages(VirtualCpu cpu, IrRegion ir)
+    private static ulong[] CodePages(VirtualCpu cpu, IEnumerable<(ulong Start, ulong End)> guestRanges)
     {
         var set = new HashSet<ulong>();
-        foreach (var (start, end) in ir.GuestRanges)
+        foreach (var (start, end) in guestRanges)
         {
             for (ulong p = start & CpuContext.PageMask; p < end; p += 4096)
                 if (cpu.TranslateForCode(p) is ulong gpa) set.Add(gpa & CpuContext.PageMask);

@@ -144,6 +144,10 @@ internal static unsafe partial class LlvmApi
 
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMAddFunction(nint module, string name, nint functionType);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMGetNamedFunction(nint module, string name);
+    /// <summary>A global variable owned by <paramref name="module"/>; without an initializer it is an external declaration, resolved at link time.</summary>
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMAddGlobal(nint module, nint type, string name);
+    /// <summary>Marks a global as never written, so loads of it can be hoisted and merged.</summary>
+    [LibraryImport(Lib)] public static partial void LLVMSetGlobalConstant(nint global, int isConstant);
     [LibraryImport(Lib)] public static partial nint LLVMGetParam(nint function, uint index);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMAppendBasicBlockInContext(nint context, nint function, string name);
     /// <summary>Intrinsic id by name ("llvm.ctpop"), 0 if none.</summary>

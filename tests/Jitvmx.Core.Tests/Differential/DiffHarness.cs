@@ -23,6 +23,7 @@ public static class DiffHarness
     public static JitvmxResult RunJitvmx(OracleCase c, Action<VirtualCpu>? setup = null)
     {
         using var vm = new VirtualMachine();
+        var fallbacks = AttachTier(vm, c.Code);
         vm.MapMemory(HostOracle.DataBase, HostOracle.MemorySize, MemoryPermissions.ReadWrite);
         vm.MapMemory(HostOracle.CodeBase, 0x11000, MemoryPermissions.ReadExecute);
         vm.WritePhysical(HostOracle.DataBase, c.Memory);
@@ -41,6 +42,7 @@ public static class DiffHarness
         cpu.Controls.HltExiting = true;
         setup?.Invoke(cpu);
         var exit = cpu.Run(Budget);
+        if (fallbacks.Count > 0) Assert.Fail($"the {Tier} tier did not compile a region: {fallbacks[0]}");
         var gprs = new ulong[16];
         for (int i = 0; i < 16; i++) gprs[i] = cpu.State[(GuestRegister)i];
         var mem = new byte[HostOracle.MemorySize];
@@ -67,6 +69,48 @@ public static class DiffHarness
         if (exit.Reason == ExitReason.ExceptionOrNmi && exit.InterruptionType == InterruptionType.SoftwareException)
             off += (ulong)exit.InstructionLength;
         return new JitvmxResult(signal, off, gprs, cpu.State.Rflags, mem, exit);
+    }
+
+    /// <summary>
+    /// The tier cases run under, from JITVMX_TEST_TIER: <c>il</c> (unset: the default) or <c>llvm</c>, where
+    /// every region (single-instruction ones excepted, as in <c>--tier llvm</c>) is compiled by LLVM at the
+    /// level JITVMX_TEST_LLVM_LEVEL names: O0, O1, O2 (unset: O2), or <c>mixed</c>, which CI uses because
+    /// O2 for every case costs minutes: O2 for one case in 8 (chosen by a hash of its code, so always the
+    /// same ones) and O0 for the others, so every case checks the lowering and some check it optimised.
+    /// </summary>
+    public static string Tier { get; } = Environment.GetEnvironmentVariable("JITVMX_TEST_TIER") is { Length: > 0 } t ? t : "il";
+
+    private static readonly string s_llvmLevel = Environment.GetEnvironmentVariable("JITVMX_TEST_LLVM_LEVEL") is { Length: > 0 } l ? l : "O2";
+
+    private static Llvm.LlvmOptLevel LlvmLevel(ReadOnlySpan<byte> code)
+    {
+        if (!s_llvmLevel.Equals("mixed", StringComparison.OrdinalIgnoreCase)) return Enum.Parse<Llvm.LlvmOptLevel>(s_llvmLevel, ignoreCase: true);
+        uint h = 2166136261; // FNV-1a
+        foreach (byte b in code) h = (h ^ b) * 16777619;
+        return h % 8 == 0 ? Llvm.LlvmOptLevel.O2 : Llvm.LlvmOptLevel.O0;
+    }
+
+    /// <summary>
+    /// Attaches <see cref="Tier"/> to <paramref name="vm"/>, which runs <paramref name="code"/>. Returns the list the LLVM tier adds a region to
+    /// when it cannot compile it, so a case fails instead of silently running on the IL tier; a missing
+    /// libLLVM fails too (never a skip).
+    /// </summary>
+    public static List<string> AttachTier(VirtualMachine vm, ReadOnlySpan<byte> code)
+    {
+        var fallbacks = new List<string>();
+        switch (Tier)
+        {
+            case "il":
+                break;
+            case "llvm":
+                if (!Llvm.LlvmTier.TryAttach(vm, LlvmLevel(code), out string? whyNot,
+                        (region, reason) => { lock (fallbacks) fallbacks.Add($"0x{region.EntryRip:x}: {reason}"); }))
+                    Assert.Fail($"JITVMX_TEST_TIER=llvm: {whyNot}");
+                break;
+            default:
+                throw new InvalidOperationException($"JITVMX_TEST_TIER={Tier}: use il or llvm");
+        }
+        return fallbacks;
     }
 
     /// <summary>
