@@ -286,6 +286,12 @@ Task("Test")
         new Dictionary<string, string> { ["JITVMX_TEST_TIER"] = "llvm", ["JITVMX_TEST_LLVM_LEVEL"] = "mixed" });
     RunTests(root.CombineWithFilePath("tests/Jitvmx.Linux.Tests/Jitvmx.Linux.Tests.csproj").FullPath, "llvm", null,
         new Dictionary<string, string> { ["JITVMX_TEST_TIER"] = "llvm", ["JITVMX_LLVM_LEVEL"] = "O0" });
+    // And with the interpreter tier alone (--tier interp); labelled [interp].
+    Information("The differential and whole-program tests under the interpreter tier:");
+    RunTests(root.CombineWithFilePath("tests/Jitvmx.Core.Tests/Jitvmx.Core.Tests.csproj").FullPath, "interp", "FullyQualifiedName~Jitvmx.Tests.Differential",
+        new Dictionary<string, string> { ["JITVMX_TEST_TIER"] = "interp" });
+    RunTests(root.CombineWithFilePath("tests/Jitvmx.Linux.Tests/Jitvmx.Linux.Tests.csproj").FullPath, "interp", null,
+        new Dictionary<string, string> { ["JITVMX_TEST_TIER"] = "interp" });
     stopwatch.Stop();
 
     var trxFiles = GetFiles(trxGlob, globberSettings).ToList();
@@ -299,7 +305,8 @@ Task("Test")
     foreach (var trx in trxFiles)
     {
         var project = trx.GetDirectory().GetParent().GetDirectoryName();
-        if (trx.GetFilenameWithoutExtension().FullPath == "llvm") project += "[llvm]";
+        string pass = trx.GetFilenameWithoutExtension().FullPath;
+        if (pass is "llvm" or "interp") project += $"[{pass}]";
         CopyFile(trx, resultsDir.CombineWithFilePath(project + ".trx"));
 
         // Counted from the individual results: the TRX counters leave skipped tests out.

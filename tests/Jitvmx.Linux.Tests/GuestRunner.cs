@@ -43,7 +43,7 @@ public static class GuestRunner
         Run(program, args, stdin, env, cwd);
 
     /// <summary>
-    /// Runs <c>jitvmx run</c>; with JITVMX_TEST_TIER set (il, llvm, auto) as <c>--tier</c> first, which a
+    /// Runs <c>jitvmx run</c>; with JITVMX_TEST_TIER set (interp, il, llvm, auto) as <c>--tier</c> first, which a
     /// test's own <c>--tier</c> overrides. CI runs the suite a second time with JITVMX_TEST_TIER=llvm.
     /// </summary>
     public static RunResult Jitvmx(IEnumerable<string> runArgs, string? stdin = null, IDictionary<string, string>? env = null, string? cwd = null) =>

@@ -22,7 +22,7 @@ public static class DiffHarness
     /// <param name="setup">Changes to the initial vCPU state a family needs (e.g. CR4.OSXSAVE), applied last.</param>
     public static JitvmxResult RunJitvmx(OracleCase c, Action<VirtualCpu>? setup = null)
     {
-        using var vm = new VirtualMachine();
+        using var vm = new VirtualMachine(TierOptions());
         var fallbacks = AttachTier(vm, c.Code);
         vm.MapMemory(HostOracle.DataBase, HostOracle.MemorySize, MemoryPermissions.ReadWrite);
         vm.MapMemory(HostOracle.CodeBase, 0x11000, MemoryPermissions.ReadExecute);
@@ -72,7 +72,8 @@ public static class DiffHarness
     }
 
     /// <summary>
-    /// The tier cases run under, from JITVMX_TEST_TIER: <c>il</c> (unset: the default) or <c>llvm</c>, where
+    /// The tier cases run under, from JITVMX_TEST_TIER: <c>il</c> (unset: the default), <c>interp</c> (the
+    /// interpreter tier alone, never promoting), or <c>llvm</c>, where
     /// every region (single-instruction ones excepted, as in <c>--tier llvm</c>) is compiled by LLVM at the
     /// level JITVMX_TEST_LLVM_LEVEL names: O0, O1, O2 (unset: O2), or <c>mixed</c>, which CI uses because
     /// O2 for every case costs minutes: O2 for one case in 8 (chosen by a hash of its code, so always the
@@ -100,7 +101,7 @@ public static class DiffHarness
         var fallbacks = new List<string>();
         switch (Tier)
         {
-            case "il":
+            case "il" or "interp":
                 break;
             case "llvm":
                 if (!Llvm.LlvmTier.TryAttach(vm, LlvmLevel(code), out string? whyNot,
@@ -108,10 +109,14 @@ public static class DiffHarness
                     Assert.Fail($"JITVMX_TEST_TIER=llvm: {whyNot}");
                 break;
             default:
-                throw new InvalidOperationException($"JITVMX_TEST_TIER={Tier}: use il or llvm");
+                throw new InvalidOperationException($"JITVMX_TEST_TIER={Tier}: use il, interp or llvm");
         }
         return fallbacks;
     }
+
+    /// <summary>Options of a VM for <see cref="Tier"/> (the interpreter is chosen when the VM is created).</summary>
+    public static VirtualMachineOptions TierOptions() =>
+        new() { InterpreterTierUp = Tier == "interp" ? long.MaxValue : 0 };
 
     /// <summary>
     /// Compares every case; fails with a report of the first mismatches. <paramref name="undefinedFlags"/>

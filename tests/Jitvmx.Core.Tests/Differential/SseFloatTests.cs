@@ -411,7 +411,7 @@ public sealed class SseFloatTests
             op(asm);
             asm.hlt();
         });
-        using var vm = new VirtualMachine();
+        using var vm = new VirtualMachine(DiffHarness.TierOptions());
         vm.MapMemory(HostOracle.DataBase, HostOracle.MemorySize, MemoryPermissions.ReadWrite);
         vm.MapMemory(HostOracle.CodeBase, 0x1000, MemoryPermissions.ReadExecute);
         vm.WritePhysical(HostOracle.DataBase, mem);

@@ -244,7 +244,7 @@ public class StringTests
     public void ExitRequestsInterruptRepAtAnIterationBoundary()
     {
         const ulong ram = 0x100000, size = 16 << 20;
-        using var vm = new VirtualMachine();
+        using var vm = new VirtualMachine(DiffHarness.TierOptions());
         vm.MapMemory(0x1000, 0x1000, MemoryPermissions.ReadExecute);
         vm.MapMemory(ram, size, MemoryPermissions.ReadWrite);
         vm.WritePhysical(0x1000, OracleCase.Assemble(a => { a.rep.stosb(); a.hlt(); })); // position-independent
