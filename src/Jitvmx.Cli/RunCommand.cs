@@ -76,9 +76,17 @@ internal static class RunCommand
             var sw = Stopwatch.StartNew();
             int status = process.Run();
             if (stats) diagnostics.Write(process.FormatStatistics(sw.Elapsed));
+            // The guest wrote its output to the descriptors itself (and may have closed them) and
+            // ours is unbuffered: leave as the guest's exit_group would, without waiting for a
+            // background LLVM compilation that can no longer help (disposing the VM would wait
+            // for it, up to a few hundred ms).
+            ExitProcess(status);
             return status;
         }
     }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "_exit")]
+    private static extern void ExitProcess(int status);
 
     /// <summary>The environment in its original order (the kernel's, from /proc/self/environ), as a native exec would pass it.</summary>
     private static string[] Environment()
