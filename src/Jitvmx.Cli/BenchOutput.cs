@@ -141,7 +141,7 @@ internal static class BenchOutput
             double x = X(v);
             string stroke = v == 1 ? "#000" : "#ddd";
             sb.Append(Inv, $"<line x1=\"{x:0.0}\" y1=\"{top - 6}\" x2=\"{x:0.0}\" y2=\"{axisBottom}\" stroke=\"{stroke}\"/>\n");
-            sb.Append(Inv, $"<text x=\"{x:0.0}\" y=\"{axisBottom + 14}\" text-anchor=\"middle\">{Esc(BenchReport.Times(v))}</text>\n");
+            sb.Append(Inv, $"<text x=\"{x:0.0}\" y=\"{axisBottom + 14}\" text-anchor=\"middle\">{v.ToString("0.##", Inv)}×</text>\n");
         }
         sb.Append(Inv, $"<text x=\"{X(1) + 4:0.0}\" y=\"{top - 8}\" fill=\"#000\">native</text>\n");
 

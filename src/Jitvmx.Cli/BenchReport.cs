@@ -73,7 +73,7 @@ internal static class BenchStats
         }
         if (run.Stdout != reference.Stdout)
         {
-            string[] got = run.Stdout.Split('\n'), want = reference.Stdout.Split('\n');
+            string[] got = Lines(run.Stdout), want = Lines(reference.Stdout);
             int i = 0;
             while (i < got.Length && i < want.Length && got[i] == want[i]) i++;
             string g = i < got.Length ? got[i] : "<end of output>", w = i < want.Length ? want[i] : "<end of output>";
@@ -93,6 +93,8 @@ internal static class BenchStats
     /// <summary>The program's "NAME checksum HEX" line, or null.</summary>
     public static string? Checksum(string stdout) =>
         stdout.Split('\n').FirstOrDefault(l => l.Contains(" checksum ", StringComparison.Ordinal))?.Trim();
+
+    private static string[] Lines(string s) => (s.EndsWith('\n') ? s[..^1] : s).Split('\n');
 
     private static string FirstLine(string s) => Clip(s.Split('\n', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault()?.Trim() ?? "");
 
