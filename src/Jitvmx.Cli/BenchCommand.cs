@@ -78,11 +78,12 @@ internal static partial class BenchCommand
         foreach (var (key, value) in report.Facts) Console.Error.WriteLine($"bench: {key}: {value}");
         Console.Error.WriteLine($"bench: {programs.Count} programs × {runners.Count} runners × {runs} runs (the first is a warm-up)");
 
-        Measure(report, runners, programDir, scale, runs, timeout);
+        // The files are rewritten after each program, so a long run cut short still leaves its data.
+        string stamp = DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
+        Measure(report, runners, programDir, scale, runs, timeout, () => BenchOutput.WriteAll(report, outDir, stamp));
 
         Console.WriteLine();
         Console.Write(report.Format(markdown: false));
-        string stamp = DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
         foreach (string path in BenchOutput.WriteAll(report, outDir, stamp))
             Console.WriteLine($"wrote {path}");
         if (report.AnyFailure) Console.Error.WriteLine("bench: FAILED: at least one runner's output or status differed from native (see the table)");
@@ -94,7 +95,7 @@ internal static partial class BenchCommand
     /// building) spreads over all runners instead of falling on one. A runner that fails on a program
     /// is not run on it again: its numbers would mean nothing.
     /// </summary>
-    private static void Measure(BenchReport report, List<Runner> runners, string programDir, string? scale, int runs, double timeout)
+    private static void Measure(BenchReport report, List<Runner> runners, string programDir, string? scale, int runs, double timeout, Action afterProgram)
     {
         int total = report.Programs.Count * runners.Count * runs, done = 0;
         string[] programArgs = scale is null ? [] : [scale];
@@ -146,6 +147,7 @@ internal static partial class BenchCommand
                     Progress(done, total, program, runner.Name, rep, runs, $"{run.Seconds:0.000} s{(warmUp ? " (warm-up)" : "")}");
                 }
             }
+            afterProgram();
         }
     }
 
