@@ -6,12 +6,14 @@
 //   ./build.sh --target=Build --configuration=Debug
 //   ./build.sh --target=Native                    only the C programs under native/
 //   ./build.sh --target=Bench --bench-args="--filter *Decoder*"
+//   ./build.sh --target=Bench --harness-args="--runs 3 --filter sha"
 //   ./build.sh --target=Clean
 //
 // Options:
 //   --target=NAME              task to run (Default = Test)
 //   --configuration=NAME       .NET build configuration (Release)
-//   --bench-args="..."         extra arguments for the benchmark program
+//   --bench-args="..."         extra arguments for the BenchmarkDotNet program (bench/Jitvmx.Bench)
+//   --harness-args="..."       arguments for the whole-program harness (jitvmx bench --help)
 //   --skip-system-packages     do not check or install Debian packages
 
 using System.Xml.Linq;
@@ -19,6 +21,7 @@ using System.Xml.Linq;
 var target = Argument("target", "Default");
 var configuration = Argument("configuration", "Release");
 var benchArgs = Argument("bench-args", "");
+var harnessArgs = Argument("harness-args", "");
 var skipSystemPackages = HasArgument("skip-system-packages");
 
 var root = Context.Environment.WorkingDirectory;
@@ -378,6 +381,12 @@ Task("Bench")
     .IsDependentOn("Build")
     .Does(() =>
 {
+    // The whole-program harness first (jitvmx bench, through the CLI just built): native, every
+    // Jitvmx tier and qemu-x86_64 on the native/bench programs. A runner whose output differs from
+    // native fails the target, after the micro-benchmarks have run.
+    var cli = root.CombineWithFilePath($"src/Jitvmx.Cli/bin/{configuration}/net10.0/jitvmx.dll");
+    var harnessExit = Run("dotnet", $"\"{cli.FullPath}\" bench {harnessArgs.Trim()}");
+
     var extra = benchArgs.Trim();
     var args = new ProcessArgumentBuilder()
         .Append("run")
@@ -399,6 +408,11 @@ Task("Bench")
         args.Append(extra);
     }
     RunChecked("dotnet", args.Render());
+
+    if (harnessExit != 0)
+    {
+        throw new Exception($"jitvmx bench failed with exit code {harnessExit} (a runner's output differed from native, or bad --harness-args).");
+    }
 });
 
 Task("Default")

@@ -11,7 +11,7 @@ public class EngineBenchmarks
 {
     private const ulong Code = 0x1000, Ram = 0x100000;
     private VirtualMachine _vm = null!;
-    private VirtualCpu _exitCpu = null!, _loadCpu = null!, _callCpu = null!;
+    private VirtualCpu _exitCpu = null!, _loadCpu = null!, _callCpu = null!, _entryCpu = null!, _indirectCpu = null!;
     private const int Iterations = 1_000_000;
 
     private static VirtualCpu Guest(VirtualMachine vm, ulong at, Action<Assembler> emit)
@@ -62,6 +62,26 @@ public class EngineBenchmarks
             a.Label(ref f);
             a.ret();
         });
+
+        // HLT as the first instruction: Run() enters, runs one region and leaves at once.
+        _entryCpu = Guest(_vm, Code + 0x3000, a => a.hlt());
+        // Indirect jumps: each leaves its region, so every one is a dispatcher lookup by RIP.
+        _indirectCpu = Guest(_vm, Code + 0x4000, a =>
+        {
+            var top = a.CreateLabel();
+            var first = a.CreateLabel();
+            var second = a.CreateLabel();
+            a.Label(ref top);
+            a.lea(rax, __[first]);
+            a.jmp(rax);
+            a.Label(ref first);
+            a.lea(rax, __[second]);
+            a.jmp(rax);
+            a.Label(ref second);
+            a.dec(rcx);
+            a.jnz(top);
+            a.hlt();
+        });
     }
 
     [GlobalCleanup]
@@ -96,5 +116,25 @@ public class EngineBenchmarks
         _callCpu.State.Rsp = Ram + 0xF000;
         _callCpu.State.Rcx = Iterations;
         _callCpu.Run();
+    }
+
+    /// <summary>Run() entry and return for a guest whose first instruction exits (HLT): the fixed cost of every VM entry.</summary>
+    [Benchmark(OperationsPerInvoke = 1000)]
+    public void RunEntry()
+    {
+        for (int i = 0; i < 1000; i++)
+        {
+            _entryCpu.State.Rip = Code + 0x3000;
+            _entryCpu.Run();
+        }
+    }
+
+    /// <summary>An indirect JMP that leaves its region: one dispatcher transition (RIP lookup, successor region), per jump.</summary>
+    [Benchmark(OperationsPerInvoke = 2 * Iterations)]
+    public void IndirectTransition()
+    {
+        _indirectCpu.State.Rip = Code + 0x4000;
+        _indirectCpu.State.Rcx = Iterations;
+        _indirectCpu.Run();
     }
 }

@@ -5,9 +5,13 @@ using static Iced.Intel.AssemblerRegisters;
 
 namespace Jitvmx.Bench;
 
-/// <summary>IL-tier translation cost: guest code of compiler-like shape, translated from scratch each time.</summary>
+/// <summary>Translation cost per tier: guest code of compiler-like shape, translated from scratch each time.</summary>
 public class TranslationBenchmarks
 {
+    /// <summary>"il": the IL tier (RyuJIT); "llvm": every region compiled by LLVM at O2 (<c>--tier llvm</c>).</summary>
+    [Params("il", "llvm")]
+    public string Tier { get; set; } = "il";
+
     private const ulong Code = 0x10000;
     private byte[] _image = [];
     private int _instructions;
@@ -52,6 +56,8 @@ public class TranslationBenchmarks
     public long TranslateFunctions()
     {
         using var vm = new VirtualMachine();
+        if (Tier == "llvm" && !Jitvmx.Llvm.LlvmTier.TryAttach(vm, Jitvmx.Llvm.LlvmOptLevel.O2, out string? whyNot))
+            throw new InvalidOperationException(whyNot);
         vm.MapMemory(Code, 0x10000, MemoryPermissions.ReadExecute);
         vm.MapMemory(0x100000, 0x10000, MemoryPermissions.ReadWrite);
         vm.WritePhysical(Code, _image);

@@ -13,6 +13,10 @@ internal static class Program
                                         serial output, CPUID, MMIO, and the exits it handled
           run [--tier interp|il|llvm|auto] [--strace] [--stats] PROGRAM [ARGS...]
                                         run a static Linux x86-64 executable under Jitvmx
+          bench [--runs N] [--filter SUBSTR] [--runners native,il,auto,llvm,qemu] [--scale X]
+                                        time the native/bench programs natively, under each tier
+                                        and under qemu-x86_64; checks every output against native,
+                                        writes bench/results/ (CSV, JSON, SVG chart, latest.md)
           version                       print the version
           help                          show this text
         """;
@@ -30,6 +34,7 @@ internal static class Program
             {
                 case "demo": return DemoCommand.Run(args[1..]);
                 case "run": return RunCommand.Run(args[1..]);
+                case "bench": return BenchCommand.Run(args[1..]);
                 case "version" or "--version":
                     Console.WriteLine($"jitvmx {typeof(VirtualMachine).Assembly.GetName().Version}");
                     return 0;
