@@ -186,7 +186,7 @@ public sealed class VirtualMachineOptions
     /// Guest instructions a region runs in the interpreter (the first tier) before the IL tier
     /// compiles it; 0 (the default) compiles every region with the IL tier right away. Preparing a
     /// region for the interpreter costs microseconds against about a millisecond of host JIT, and
-    /// most code of a program runs only a few times, so a threshold of a few thousand makes short
+    /// most code of a program runs only a few times, so a threshold of a few hundred makes short
     /// runs and start-up several times faster while hot code still reaches the compiled tiers.
     /// </summary>
     public long InterpreterTierUp { get; init; }
