@@ -29,13 +29,16 @@ public class ControlTests
     }
 
     [Theory]
-    [InlineData(1UL)]
-    [InlineData(7UL)]
-    [InlineData(1000UL)]
-    [InlineData(99_999UL)]
-    public void PreemptionTimerCountsGuestInstructionsExactly(ulong count)
+    [InlineData(1UL, false)]
+    [InlineData(7UL, false)]
+    [InlineData(1000UL, false)]
+    [InlineData(99_999UL, false)]
+    [InlineData(1UL, true)]
+    [InlineData(1000UL, true)]
+    [InlineData(99_999UL, true)]
+    public void PreemptionTimerCountsGuestInstructionsExactly(ulong count, bool interpreted)
     {
-        // A 3-instruction loop: inc rax; nop; jmp.
+        // A 3-instruction loop: nop; nop; jmp. Also with the interpreter tier alone.
         using var g = new GuestBuilder(a =>
         {
             var l = a.CreateLabel();
@@ -43,7 +46,7 @@ public class ControlTests
             a.nop();
             a.nop();
             a.jmp(l);
-        });
+        }, options: interpreted ? new VirtualMachineOptions { InterpreterTierUp = long.MaxValue } : null);
         g.Cpu.Controls.PreemptionTimer = count;
         var exit = g.Cpu.Run();
         Assert.Equal(ExitReason.PreemptionTimer, exit.Reason);

@@ -79,27 +79,6 @@ public class InterpreterTests
         Assert.Equal(GuestBuilder.CodeBase, cpu.State.Rip);
     }
 
-    [Theory]
-    [InlineData(1UL)]
-    [InlineData(1000UL)]
-    [InlineData(99_999UL)]
-    public void PreemptionTimerIsExactWhenInterpreted(ulong count)
-    {
-        using var g = new GuestBuilder(a =>
-        {
-            var l = a.CreateLabel();
-            a.Label(ref l);
-            a.nop();
-            a.nop();
-            a.jmp(l);
-        }, options: Interpreted());
-        g.Cpu.Controls.PreemptionTimer = count;
-        Assert.Equal(ExitReason.PreemptionTimer, g.Cpu.Run().Reason);
-        Assert.Equal(count, g.Cpu.InstructionsRetired);
-        ulong[] ripAfter = [GuestBuilder.CodeBase, GuestBuilder.CodeBase + 1, GuestBuilder.CodeBase + 2];
-        Assert.Equal(ripAfter[count % 3], g.Cpu.State.Rip);
-    }
-
     [Fact]
     public void RepStringLoopLeavesTheInterpreterAndResumes()
     {
