@@ -523,7 +523,8 @@ internal static unsafe class X87Ops
         }
     }
 
-    private static void Init(ref X87State x)
+    /// <summary>FNINIT's state: control word 0x37F, status and pointers cleared, every register tagged empty (register contents are kept).</summary>
+    internal static void Init(ref X87State x)
     {
         x.Control = 0x037F;
         x.Status = 0;

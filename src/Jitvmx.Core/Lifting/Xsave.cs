@@ -178,12 +178,8 @@ internal static unsafe class XsaveOps
     public static void InitX87(CpuContext* ctx)
     {
         ref var x = ref ctx->State.X87;
-        x.Control = 0x037F;
-        x.Status = 0;
-        x.Tag = 0xFFFF;
-        x.Opcode = 0;
-        x.InstructionPointer = 0;
-        x.DataPointer = 0;
+        X87Ops.Init(ref x);
+        // XRSTOR's initial configuration also zeroes the registers, which FNINIT leaves alone.
         for (int p = 0; p < 8; p++) x.R[p] = default;
     }
 }

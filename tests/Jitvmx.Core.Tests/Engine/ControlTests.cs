@@ -5,10 +5,13 @@ namespace Jitvmx.Tests.Engine;
 
 public class ControlTests
 {
-    [Fact]
-    public void RequestExitStopsATightInfiniteLoop()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void RequestExitStopsATightInfiniteLoop(bool interpreted)
     {
-        using var g = new GuestBuilder(a => { var l = a.CreateLabel(); a.Label(ref l); a.jmp(l); });
+        using var g = new GuestBuilder(a => { var l = a.CreateLabel(); a.Label(ref l); a.jmp(l); },
+            options: interpreted ? new VirtualMachineOptions { InterpreterTierUp = long.MaxValue } : null);
         var cpu = g.Cpu;
         // Long enough for the loop to be compiled and entered, so the request arrives inside it.
         var t = new Thread(() => { Thread.Sleep(300); cpu.RequestExit(); });

@@ -67,19 +67,6 @@ public class InterpreterTests
     }
 
     [Fact]
-    public void RequestExitStopsAnInterpretedInfiniteLoop()
-    {
-        using var g = new GuestBuilder(a => { var l = a.CreateLabel(); a.Label(ref l); a.jmp(l); }, options: Interpreted());
-        var cpu = g.Cpu;
-        var t = new Thread(() => { Thread.Sleep(200); cpu.RequestExit(); });
-        t.Start();
-        var exit = cpu.Run();
-        t.Join();
-        Assert.Equal(ExitReason.ExitRequested, exit.Reason);
-        Assert.Equal(GuestBuilder.CodeBase, cpu.State.Rip);
-    }
-
-    [Fact]
     public void RepStringLoopLeavesTheInterpreterAndResumes()
     {
         // A REP STOSB much longer than the interpreter's per-call budget: it must be interrupted
