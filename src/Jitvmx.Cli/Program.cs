@@ -11,8 +11,9 @@ internal static class Program
         commands:
           demo [--kib N] [--rounds N]   run the built-in flat long-mode guest under a small VMM:
                                         serial output, CPUID, MMIO, and the exits it handled
-          run [--tier interp|il|llvm|auto] [--strace] [--stats] PROGRAM [ARGS...]
-                                        run a static Linux x86-64 executable under Jitvmx
+          run [--tier interp|il|llvm|auto] [--strace] [--stats] [--profile] PROGRAM [ARGS...]
+                                        run a static Linux x86-64 executable under Jitvmx;
+                                        --profile adds the hottest regions to --stats
           bench [--runs N] [--filter SUBSTR] [--runners native,il,auto,llvm,qemu] [--scale X]
                                         time the native/bench programs natively, under each tier
                                         and under qemu-x86_64; checks every output against native,

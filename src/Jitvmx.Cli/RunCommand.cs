@@ -5,10 +5,10 @@ using Jitvmx.Linux;
 
 namespace Jitvmx.Cli;
 
-/// <summary><c>jitvmx run [--tier interp|il|llvm|auto] [--strace] [--stats] PROGRAM [ARGS...]</c>: runs a static Linux x86-64 program.</summary>
+/// <summary><c>jitvmx run [--tier interp|il|llvm|auto] [--strace] [--stats] [--profile] PROGRAM [ARGS...]</c>: runs a static Linux x86-64 program.</summary>
 internal static class RunCommand
 {
-    public const string Usage = "usage: jitvmx run [--tier interp|il|llvm|auto] [--strace] [--stats] PROGRAM [ARGS...]";
+    public const string Usage = "usage: jitvmx run [--tier interp|il|llvm|auto] [--strace] [--stats] [--profile] PROGRAM [ARGS...]";
 
     /// <summary>
     /// Guest instructions a region runs interpreted under <c>--tier auto</c> before the IL tier
@@ -26,7 +26,7 @@ internal static class RunCommand
 
     public static int Run(string[] args)
     {
-        bool strace = false, stats = false;
+        bool strace = false, stats = false, profile = false;
         string tier = "auto"; // tiered when libLLVM 19 is present, else IL with a note
         int i = 0;
         for (; i < args.Length && args[i].StartsWith('-'); i++)
@@ -35,6 +35,7 @@ internal static class RunCommand
             {
                 case "--strace": strace = true; break;
                 case "--stats": stats = true; break;
+                case "--profile": profile = stats = true; break;
                 case "--tier":
                     if (++i >= args.Length) return Fail("--tier needs a value: interp, il, llvm or auto");
                     switch (args[i])
@@ -62,6 +63,7 @@ internal static class RunCommand
             var machine = new VirtualMachineOptions
             {
                 InterpreterTierUp = tier switch { "interp" => long.MaxValue, "auto" => AutoInterpreterTierUp, _ => 0 },
+                Profile = profile,
             };
             process = LinuxProcess.Load(program, argv, env, new LinuxOptions { Strace = strace, Diagnostics = diagnostics, Machine = machine });
         }

@@ -41,6 +41,8 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
         NativeMemory.Clear(_ctx, (nuint)sizeof(CpuContext));
         _ctx->Tlb = (TlbEntry*)NativeMemory.AlignedAlloc((nuint)(sizeof(TlbEntry) * CpuContext.TlbSize), 64);
         FlushTlb();
+        _ctx->JumpCache = (JumpCacheEntry*)NativeMemory.AlignedAlloc((nuint)(sizeof(JumpCacheEntry) * CpuContext.JumpCacheSize), 64);
+        ClearJumpCache();
         _self = GCHandle.Alloc(this, GCHandleType.Normal);
         _ctx->Owner = GCHandle.ToIntPtr(_self);
         Reset();
@@ -161,6 +163,7 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
     {
         var ctx = _ctx;
         Region? next = null;
+        bool profile = Machine.Options.Profile;
         while (true)
         {
             if (ctx->StopRequested != 0)
@@ -200,6 +203,7 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
             if (current.SingleStep) _mmioCursor = 0;
             int code;
             long before = ctx->Remaining;
+            long t0 = profile ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
             try
             {
                 code = current.Function(ctx);
@@ -210,9 +214,16 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
                 // Jitvmx bug; report it to the VMM rather than running anything imprecise.
                 throw new InvalidOperationException($"Jitvmx could not compile the region at 0x{current.Entry:x}: {e.Message}", e);
             }
+            if (profile)
+            {
+                current.ProfileEntries++;
+                current.ProfileTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
+                current.ProfileRetired += before - ctx->Remaining;
+            }
             if (current.Interpreted)
             {
-                if ((current.Retired += before - ctx->Remaining) >= Machine.Options.InterpreterTierUp)
+                if ((current.Retired += before - ctx->Remaining) >= Machine.Options.InterpreterTierUp
+                    || current.Function.Target is Interpreter { LeftHotLoop: true })
                     Machine.Cache.Promote(this, current);
             }
             else if (Machine.TierCompiler is { } tier && !current.TierQueued && !current.SingleStep
@@ -224,16 +235,29 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
             }
             if (code >= 0)
             {
+                // Native code may have chained through other regions: the slot is the last one's.
+                if (current.Native && ctx->ExitCookie != current.Cookie) current = Machine.Cache.ByCookie(ctx->ExitCookie);
                 next = current.Successors[code];
                 if (next is null || !next.Valid)
                 {
                     next = Lookup(current.SuccessorRips[code], singleStep: false);
                     current.Successors[code] = next;
                 }
+                if (current.Native && next is { Native: true } && next.Mode == current.Mode && current.Links[code] != next.NativeEntry)
+                    Machine.Cache.Link(current, code, next);
                 if (current.SingleStep) CompleteSingleStep();
                 continue;
             }
             next = null;
+            if (code == RegionCode.Indirect && current.Native && ctx->Pending == 0 && _mmioLog.Count == 0)
+            {
+                // Native code left for a computed target (RET, an indirect jump or call): find the
+                // target now and let native code jump there itself next time.
+                next = Lookup(ctx->State.Rip, singleStep: false);
+                if (next is null) return FetchFault();
+                if (next.Native && next.Mode == current.Mode) Machine.Cache.CacheJump(this, ctx->State.Rip, next);
+                continue;
+            }
             if (code == RegionCode.Stop || ctx->Pending != 0)
             {
                 ctx->Pending = 0;
@@ -284,6 +308,12 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
         int slot = (int)((rip ^ (rip >> LookupBits)) & (LookupSize - 1));
         // Code is translated for one x87/SSE enable mode (CR0/CR4 bits); a region of another mode is a miss.
         int mode = X87SseEnable.Mode(_ctx->State);
+        if (mode != _jumpCacheMode)
+        {
+            // Native code's indirect jumps must not reach code of the old mode.
+            ClearJumpCache();
+            _jumpCacheMode = mode;
+        }
         if (!singleStep)
         {
             var r = _lookup[slot];
@@ -302,6 +332,7 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
     }
 
     private ulong _fetchFaultAddress;
+    private int _jumpCacheMode;
 
     private VmExit FetchFault()
     {
@@ -372,6 +403,17 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
 
     /// <summary>Guest-physical address of a code byte, or null (flat mode: identity).</summary>
     internal ulong? TranslateForCode(ulong linear) => linear;
+
+    /// <summary>Empties the indirect-branch cache of native code (native code was invalidated, or the x87/SSE mode changed).</summary>
+    internal void ClearJumpCache()
+    {
+        var jc = _ctx->JumpCache;
+        for (int i = 0; i < CpuContext.JumpCacheSize; i++)
+        {
+            jc[i].Function = 0;
+            jc[i].Rip = ulong.MaxValue;
+        }
+    }
 
     // ===================== TLB =====================
 
@@ -469,6 +511,7 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
         _disposed = true;
         _self.Free();
         NativeMemory.AlignedFree(_ctx->Tlb);
+        NativeMemory.AlignedFree(_ctx->JumpCache);
         NativeMemory.AlignedFree(_ctx);
     }
 

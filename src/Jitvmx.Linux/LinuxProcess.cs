@@ -167,6 +167,8 @@ public sealed partial class LinuxProcess : IDisposable
         if (st.RegionsQueuedForTierUp > 0)
             sb.AppendLine($"  hot regions recompiled by LLVM in the background: {st.RegionsTieredUp:N0} of {st.RegionsQueuedForTierUp:N0} queued, "
                 + $"{st.TierCompileTicks * 1000.0 / Stopwatch.Frequency:N1} ms compiling");
+        if (st.ChainLinks + st.JumpsCached > 0)
+            sb.AppendLine($"  native chaining              {st.ChainLinks:N0} exits linked, {st.JumpsCached:N0} indirect targets cached");
         sb.AppendLine($"  translation time             {st.TranslationTime.TotalMilliseconds:N1} ms (lifting {st.LiftTime.TotalMilliseconds:N1} ms)");
         // Region code and Jitvmx's own code share the host JIT; its total shows what cold start costs.
         sb.AppendLine($"  host JIT                     {System.Runtime.JitInfo.GetCompiledMethodCount():N0} methods, {System.Runtime.JitInfo.GetCompilationTime().TotalMilliseconds:N1} ms");
@@ -183,6 +185,15 @@ public sealed partial class LinuxProcess : IDisposable
         {
             if (st.Unsupported.Count > 0)
                 sb.AppendLine("  unsupported instructions (#UD): " + string.Join(", ", st.Unsupported.OrderByDescending(p => p.Value).Select(p => $"{p.Key}×{p.Value}")));
+        }
+        var profile = Machine.Profile();
+        if (profile.Count > 0)
+        {
+            double total = Math.Max(1e-9, profile.Sum(p => p.Time.TotalSeconds));
+            sb.AppendLine($"  hottest regions (--profile; {total * 1000:N1} ms in guest code):");
+            sb.AppendLine("    entry               tier    time   share   instructions       entries  per entry  size");
+            foreach (var p in profile.Take(20))
+                sb.AppendLine($"    0x{p.Entry,-16:x}  {p.Tier,-6} {p.Time.TotalMilliseconds,6:F0}ms {100.0 * p.Time.TotalSeconds / total,5:F1}%  {p.Instructions,13:N0} {p.Entries,13:N0} {(double)p.Instructions / p.Entries,10:F1} {p.GuestInstructions,5}");
         }
         return sb.ToString();
     }

@@ -37,6 +37,9 @@ internal sealed unsafe class LlvmBackend
 {
     private static readonly int[] s_flagBits = [0, 2, 4, 6, 7, 11, 10]; // RFLAGS bit of each Flag: CF PF AF ZF SF OF DF
 
+    // JITVMX_DUMP_LLVM=1 prints every region's optimised LLVM IR to stderr (a debugging aid).
+    private static readonly bool s_dump = Environment.GetEnvironmentVariable("JITVMX_DUMP_LLVM") == "1";
+
     private readonly IrRegion _region;
     private readonly nint _ctx, _module, _b;
     private nint _fn, _ctxArg;
@@ -51,6 +54,14 @@ internal sealed unsafe class LlvmBackend
     private readonly SortedDictionary<int, nint> _helpers = []; // helper number -> its symbol's global
     private readonly List<ulong> _successors = [];
     private nint _remaining, _code, _tlb, _argBuf, _resBuf, _vecBuf, _spill, _fault;
+    // Lazy flags (FlagDeferral): per flag, the site that wrote it last (0: the i1 in _flag holds it) and its leaves.
+    private FlagDeferral? _defer;
+    private readonly nint[] _flagSite = new nint[7];
+    private readonly nint[,] _flagLeaf = new nint[7, FlagDeferral.MaxLeaves];
+    // Within the block being emitted: the expression a flag was last set to (deferred), or plain (stored).
+    private readonly IrValue?[] _blockFlag = new IrValue?[7];
+    private readonly bool[] _blockFlagKnown = new bool[7];
+    private Dictionary<IrValue, nint>? _remap;
     private IrBlock _current = null!;
     private int _maxArgs;
 
@@ -94,17 +105,18 @@ internal sealed unsafe class LlvmBackend
             long t1 = Stopwatch.GetTimestamp();
             Optimize(module, level);
             long t2 = Stopwatch.GetTimestamp();
+            if (s_dump) Console.Error.WriteLine($"jitvmx: LLVM region 0x{region.EntryRip:x} ({level})\n{Print(module)}");
             // Code is generated on this thread with its own target machine and linked as an object:
             // compilations on several threads do not share LLJIT's single compiler.
             nint obj = EmitObject(module, CodegenLevel(level));
             LLVMDisposeModule(module);
             long t3 = Stopwatch.GetTimestamp();
             jit.DefineHelpers(helpers);
+            var cells = DefineCells(jit, name, successors.Length);
             nint tracker = jit.AddObject(obj); // takes the buffer
             nint fn = jit.Lookup(name);        // links against the runtime and helper symbols
             times = new LlvmCompileTimes(t1 - t0, t2 - t1, t3 - t2, Stopwatch.GetTimestamp() - t3);
-            var thunk = new LlvmRegionThunk(fn, tracker);
-            compiled = new CompiledRegion(thunk.Invoke, successors);
+            compiled = Native(fn, tracker, successors, cells);
             return true;
         }
         finally
@@ -145,9 +157,28 @@ internal sealed unsafe class LlvmBackend
     {
         var jit = LlvmJit.Instance;
         jit.DefineHelpers(helpers);
+        var cells = DefineCells(jit, symbol, successors.Length);
         nint tracker = jit.AddObject(obj, symbol);
-        var thunk = new LlvmRegionThunk(jit.Lookup(symbol), tracker);
-        return new CompiledRegion(thunk.Invoke, successors);
+        return Native(jit.Lookup(symbol), tracker, successors, cells);
+    }
+
+    /// <summary>Allocates and defines the link cells and cookie cell a region's code imports (never freed, as code is not).</summary>
+    private static nint DefineCells(LlvmJit jit, string symbol, int successors)
+    {
+        int slots = Math.Max(1, successors);
+        var block = (nint*)System.Runtime.InteropServices.NativeMemory.AllocZeroed((nuint)(slots + 1), (nuint)sizeof(nint));
+        jit.DefineAbsolute([(LinksSymbol(symbol), (nint)block), (CookieSymbol(symbol), (nint)(block + slots))], callable: false);
+        return (nint)block;
+    }
+
+    private static CompiledRegion Native(nint fn, nint tracker, ulong[] successors, nint cells)
+    {
+        var thunk = new LlvmRegionThunk(fn, tracker);
+        var links = (nint*)cells;
+        return new CompiledRegion(thunk.Invoke, successors)
+        {
+            IsNative = true, NativeEntry = fn, Links = links, CookieCell = (int*)(links + Math.Max(1, successors.Length)),
+        };
     }
 
     /// <summary>Codegen optimisation level used with an IR level.</summary>
@@ -254,6 +285,13 @@ internal sealed unsafe class LlvmBackend
         LLVMPositionBuilderAtEnd(_b, entry);
         for (int i = 0; i < 16; i++) if (_gprWritten[i] || _gpr[i] == 1) _gpr[i] = LLVMBuildAlloca(_b, _i64, $"r{i}");
         for (int i = 0; i < 7; i++) if (_flagWritten[i] || _flag[i] == 1) _flag[i] = LLVMBuildAlloca(_b, _i1, ((Flag)i).ToString());
+        if (_defer is { } defer)
+            for (int f = 0; f < 7; f++)
+                if (defer.Kinds[f].Count > 0)
+                {
+                    _flagSite[f] = LLVMBuildAlloca(_b, _i32, $"{(Flag)f}.site");
+                    for (int k = 0; k < defer.LeafSlots; k++) _flagLeaf[f, k] = LLVMBuildAlloca(_b, _i64, $"{(Flag)f}.l{k}");
+                }
         for (int i = 0; i < 16; i++) if (_xmmWritten[i] || _xmm[i] == 1) _xmm[i] = LLVMBuildAlloca(_b, _v128, $"xmm{i}");
         _remaining = LLVMBuildAlloca(_b, _i64, "remaining");
         _code = LLVMBuildAlloca(_b, _i32, "code");
@@ -272,6 +310,7 @@ internal sealed unsafe class LlvmBackend
         foreach (var b in _region.Blocks) EmitBlock(b);
 
         // Memory fault or restart: the slow path set RIP and how many instructions to give back.
+        ForgetBlockFlags();
         LLVMPositionBuilderAtEnd(_b, _fault);
         LLVMBuildStore(_b, LLVMBuildAdd(_b, Load(_i64, _remaining), CtxLoad(_i64, StateOffsets.GiveBack, 8), ""), _remaining);
         LLVMBuildStore(_b, I32(RegionCode.Stop), _code);
@@ -280,8 +319,80 @@ internal sealed unsafe class LlvmBackend
         LLVMPositionBuilderAtEnd(_b, _spill);
         SpillState();
         CtxStore(Load(_i64, _remaining), StateOffsets.Remaining, 8);
-        LLVMBuildRet(_b, Load(_i32, _code));
+        EmitChainedReturn(name, Load(_i32, _code));
     }
+
+    /// <summary>
+    /// Leaves the region with <paramref name="code"/>, or chains: a successor slot whose link cell
+    /// the dispatcher filled, or an indirect target found in the vCPU's jump cache, is entered by a
+    /// tail call, so hot paths through several regions never return to managed code. The stop flag
+    /// is checked before each chained entry (a chain can loop without a loop header of its own);
+    /// the budget is checked by the entered region itself.
+    /// </summary>
+    private void EmitChainedReturn(string name, nint code)
+    {
+        // Imported, not defined here: the loader defines both at cells it allocates (a writable data
+        // section per region object would cost a memory mapping each, and processes have a limit).
+        int slots = Math.Max(1, _successors.Count);
+        nint links = LLVMAddGlobal(_module, LLVMArrayType2(_ptr, (ulong)slots), LinksSymbol(name));
+        LLVMSetAlignment(links, 8);
+        nint cookie = LLVMAddGlobal(_module, _i32, CookieSymbol(name));
+        LLVMSetAlignment(cookie, 4);
+
+        nint direct = NewBlock("chain.slot"), notSlot = NewBlock("chain.notslot"), indirect = NewBlock("chain.indirect");
+        nint slotRet = NewBlock("ret.slot"), plainRet = NewBlock("ret");
+        nint tailDirect = NewBlock("chain.tail"), tailIndirect = NewBlock("chain.tailind");
+        LLVMBuildCondBr(_b, LLVMBuildICmp(_b, LlvmIntPredicate.Sge, code, I32(0), ""), direct, notSlot);
+
+        nint param = _ptr;
+        nint fnType = LLVMFunctionType(_i32, &param, 1, 0);
+        nint stopped = 0;
+        nint Go(nint fn) => LLVMBuildAnd(_b,
+            LLVMBuildICmp(_b, LlvmIntPredicate.Ne, LLVMBuildPtrToInt(_b, fn, _i64, ""), I64(0), ""),
+            LLVMBuildICmp(_b, LlvmIntPredicate.Eq, stopped = VolatileStopLoad(), I32(0), ""), "");
+
+        LLVMPositionBuilderAtEnd(_b, direct);
+        nint cell = Gep(links, LLVMBuildMul(_b, LLVMBuildZExt(_b, code, _i64, ""), I64(8), ""));
+        nint target = Load(_ptr, cell, 8);
+        LLVMBuildCondBr(_b, Go(target), tailDirect, slotRet);
+        LLVMPositionBuilderAtEnd(_b, tailDirect);
+        TailCall(fnType, target);
+
+        LLVMPositionBuilderAtEnd(_b, slotRet);
+        CtxStore(Load(_i32, cookie, 4), StateOffsets.ExitCookie, 4);
+        LLVMBuildRet(_b, code);
+
+        LLVMPositionBuilderAtEnd(_b, notSlot);
+        LLVMBuildCondBr(_b, LLVMBuildICmp(_b, LlvmIntPredicate.Eq, code, I32(RegionCode.Indirect), ""), indirect, plainRet);
+        LLVMPositionBuilderAtEnd(_b, indirect);
+        nint rip = CtxLoad(_i64, StateOffsets.Rip, 8);
+        nint index = LLVMBuildAnd(_b, LLVMBuildXor(_b, rip, LLVMBuildLShr(_b, rip, I64(CpuContext.JumpCacheBits), ""), ""), I64(CpuContext.JumpCacheSize - 1), "");
+        nint entry = Gep(CtxLoad(_ptr, StateOffsets.JumpCache, 8), LLVMBuildShl(_b, index, I64(4), ""));
+        nint cachedRip = Load(_i64, entry, 8);
+        nint cachedFn = Load(_ptr, Gep(entry, I64(8)), 8);
+        nint hit = LLVMBuildAnd(_b, LLVMBuildICmp(_b, LlvmIntPredicate.Eq, cachedRip, rip, ""), Go(cachedFn), "");
+        LLVMBuildCondBr(_b, hit, tailIndirect, plainRet);
+        LLVMPositionBuilderAtEnd(_b, tailIndirect);
+        TailCall(fnType, cachedFn);
+
+        LLVMPositionBuilderAtEnd(_b, plainRet);
+        LLVMBuildRet(_b, code);
+        _ = stopped;
+    }
+
+    private void TailCall(nint fnType, nint fn)
+    {
+        nint arg = _ctxArg;
+        nint call = LLVMBuildCall2(_b, fnType, fn, &arg, 1, "");
+        LLVMSetTailCallKind(call, 2);
+        LLVMBuildRet(_b, call);
+    }
+
+    /// <summary>Symbol of a region's link cells (one pointer per successor slot).</summary>
+    public static string LinksSymbol(string region) => region + "_links";
+
+    /// <summary>Symbol of the cell holding a region's cookie.</summary>
+    public static string CookieSymbol(string region) => region + "_cookie";
 
     /// <summary>Finds the guest state the region touches, values used outside their block, and the widest helper call.</summary>
     private void Scan()
@@ -308,7 +419,14 @@ internal sealed unsafe class LlvmBackend
             foreach (var v in b.Nodes)
                 foreach (var a in v.Args)
                     if (a.Op != IrOp.Const && (!_defBlock.TryGetValue(a, out var d) || d != b)) _slots[a] = 0;
+        // Flags are computed where they are observed: the shared exit, and before each helper that sees state.
+        int observers = 1 + _region.Blocks.Sum(b => b.Nodes.Count(v => v.Op == IrOp.Call && !Helpers.IsPure(v.Aux) || v.Op == IrOp.ExitHelper));
+        _defer = s_lazyFlags ? FlagDeferral.Analyze(_region, observers) : null;
+        if (_defer is { Any: false }) _defer = null;
     }
+
+    // JITVMX_LAZY_FLAGS=0 computes every flag where it is written (to compare code and speed).
+    private static readonly bool s_lazyFlags = Environment.GetEnvironmentVariable("JITVMX_LAZY_FLAGS") != "0";
 
     // ================= small builders =================
 
@@ -409,7 +527,95 @@ internal sealed unsafe class LlvmBackend
         nint rflags = CtxLoad(_i64, StateOffsets.Rflags, 8);
         for (int f = 0; f < 7; f++)
             if (_flag[f] > 1)
+            {
                 Store(LLVMBuildTrunc(_b, LLVMBuildLShr(_b, rflags, I64((ulong)s_flagBits[f]), ""), _i1, ""), _flag[f]);
+                if (_flagSite[f] != 0) Store(I32(0), _flagSite[f]);
+                _blockFlag[f] = null;
+                _blockFlagKnown[f] = true;
+            }
+    }
+
+    private void ForgetBlockFlags()
+    {
+        Array.Clear(_blockFlag);
+        Array.Clear(_blockFlagKnown);
+    }
+
+    private void SetFlag(IrValue v)
+    {
+        int f = v.Aux;
+        if (_defer?.SiteOf(v) is { } site)
+        {
+            Store(I32(site.Id), _flagSite[f]);
+            foreach (int k in site.Used)
+            {
+                var leaf = site.Leaves[k];
+                Store(ToI64(Value(leaf), leaf.Type), _flagLeaf[f, k]);
+            }
+            _blockFlag[f] = v.Args[0];
+        }
+        else
+        {
+            Store(Value(v.Args[0]), _flag[f]);
+            if (_flagSite[f] != 0) Store(I32(0), _flagSite[f]);
+            _blockFlag[f] = null;
+        }
+        _blockFlagKnown[f] = true;
+    }
+
+    /// <summary>The value of flag <paramref name="f"/> here: computed from the site that wrote it last when that was deferred.</summary>
+    private nint FlagValue(int f)
+    {
+        if (_blockFlagKnown[f])
+            return _blockFlag[f] is { } expr ? Value(expr) : Load(_i1, _flag[f]);
+        if (_flagSite[f] == 0) return Load(_i1, _flag[f]);
+        var kinds = _defer!.Kinds[f];
+        nint site = Load(_i32, _flagSite[f]);
+        nint stored = NewBlock($"{(Flag)f}.stored"), join = NewBlock($"{(Flag)f}.value");
+        nint sw = LLVMBuildSwitch(_b, site, stored, (uint)kinds.Sum(k => k.Sites.Count));
+        var values = new nint[kinds.Count + 1];
+        var blocks = new nint[kinds.Count + 1];
+        for (int k = 0; k < kinds.Count; k++)
+        {
+            var kind = kinds[k];
+            nint block = NewBlock($"{(Flag)f}.kind{k}");
+            foreach (int id in kind.Sites) LLVMAddCase(sw, I32(id), block);
+            LLVMPositionBuilderAtEnd(_b, block);
+            values[k] = Recompute(f, kind);
+            blocks[k] = LLVMGetInsertBlock(_b);
+            LLVMBuildBr(_b, join);
+        }
+        LLVMPositionBuilderAtEnd(_b, stored);
+        values[^1] = Load(_i1, _flag[f]);
+        blocks[^1] = stored;
+        LLVMBuildBr(_b, join);
+        LLVMPositionBuilderAtEnd(_b, join);
+        nint phi = LLVMBuildPhi(_b, _i1, "");
+        fixed (nint* pv = values, pb = blocks) LLVMAddIncoming(phi, pv, pb, (uint)values.Length);
+        return phi;
+    }
+
+    /// <summary>Emits <paramref name="kind"/>'s expression over the leaves in flag <paramref name="f"/>'s slots.</summary>
+    private nint Recompute(int f, FlagDeferral.Kind kind)
+    {
+        var saved = _remap;
+        _remap = [];
+        try
+        {
+            for (int k = 0; k < kind.Leaves.Length; k++)
+            {
+                var leaf = kind.Leaves[k];
+                if (!_defer!.IsLeafOf(kind.Root, leaf)) continue;
+                nint raw = Load(_i64, _flagLeaf[f, k]);
+                _remap[leaf] = leaf.Type == IrType.I64 ? raw : LLVMBuildTrunc(_b, raw, Type(leaf.Type), "");
+            }
+            foreach (var node in _defer!.Expression(kind.Root)) EmitNode(node);
+            return Value(kind.Root);
+        }
+        finally
+        {
+            _remap = saved;
+        }
     }
 
     private void SpillState()
@@ -426,7 +632,7 @@ internal sealed unsafe class LlvmBackend
         nint r = LLVMBuildAnd(_b, CtxLoad(_i64, StateOffsets.Rflags, 8), I64(~mask), "");
         for (int f = 0; f < 7; f++)
             if (_flagWritten[f])
-                r = LLVMBuildOr(_b, r, LLVMBuildShl(_b, LLVMBuildZExt(_b, Load(_i1, _flag[f]), _i64, ""), I64((ulong)s_flagBits[f]), ""), "");
+                r = LLVMBuildOr(_b, r, LLVMBuildShl(_b, LLVMBuildZExt(_b, FlagValue(f), _i64, ""), I64((ulong)s_flagBits[f]), ""), "");
         CtxStore(r, StateOffsets.Rflags, 8);
     }
 
@@ -435,6 +641,7 @@ internal sealed unsafe class LlvmBackend
     private void EmitBlock(IrBlock b)
     {
         _current = b;
+        ForgetBlockFlags();
         LLVMPositionBuilderAtEnd(_b, _blocks[b]);
         if (b.ChargedInsns == 0 && b.IsLoopHeader && b.ResumeInsn is { } resume)
         {
@@ -479,6 +686,7 @@ internal sealed unsafe class LlvmBackend
     private nint Value(IrValue v)
     {
         if (v.Op == IrOp.Const) return ConstValue(v);
+        if (_remap is not null && _remap.TryGetValue(v, out nint r)) return r;
         if (_defBlock.TryGetValue(v, out var d) && d == _current && _values.TryGetValue(v, out nint x)) return x;
         if (_slots.TryGetValue(v, out nint slot) && slot != 0) return Load(Type(v.Type), slot);
         throw new InvalidOperationException($"IR value v{v.Id} used before its definition in region 0x{_region.EntryRip:x}");
@@ -493,6 +701,11 @@ internal sealed unsafe class LlvmBackend
 
     private void Define(IrValue v, nint value)
     {
+        if (_remap is not null)
+        {
+            _remap[v] = value;
+            return;
+        }
         _values[v] = value;
         if (_slots.TryGetValue(v, out nint slot) && slot != 0) Store(value, slot);
     }
@@ -511,8 +724,8 @@ internal sealed unsafe class LlvmBackend
             case IrOp.Const: return;
             case IrOp.GetReg: Define(v, Load(_i64, _gpr[v.Aux])); return;
             case IrOp.SetReg: Store(A(0), _gpr[v.Aux]); return;
-            case IrOp.GetFlag: Define(v, Load(_i1, _flag[v.Aux])); return;
-            case IrOp.SetFlag: Store(A(0), _flag[v.Aux]); return;
+            case IrOp.GetFlag: Define(v, FlagValue(v.Aux)); return;
+            case IrOp.SetFlag: SetFlag(v); return;
             case IrOp.GetXmm: Define(v, Load(_v128, _xmm[v.Aux])); return;
             case IrOp.SetXmm: Store(A(0), _xmm[v.Aux]); return;
             case IrOp.GetState when v.Aux == StateOffsets.StopRequested:

@@ -56,6 +56,12 @@ internal sealed unsafe class Interpreter
     /// <summary>Guest instructions one call may run before it leaves at a loop header, so that a hot loop returns to the dispatcher (and gets promoted) instead of being interpreted to its end.</summary>
     internal const long LoopBudget = 1 << 14;
 
+    /// <summary>
+    /// Set when a call left at a loop header because of <see cref="LoopBudget"/>: the region is hot
+    /// even if it retired few instructions (a REP string instruction retires once per 2 MB memset).
+    /// </summary>
+    public bool LeftHotLoop;
+
     private static readonly int[] s_flagBits = [0, 2, 4, 6, 7, 11, 10];
 
     private Interpreter(Insn[] code, ulong[] consts, int scalars, int vectors, int[] callArgs, bool[] callArgIsVector, HelperThunk[] thunks, int maxArgs)
@@ -336,6 +342,7 @@ internal sealed unsafe class Interpreter
                 case Code.Charge:
                     if (n.B != 0 && (Volatile.Read(ref ctx->StopRequested) != 0 || executed >= LoopBudget))
                     {
+                        if (executed >= LoopBudget) LeftHotLoop = true;
                         ctx->State.Rip = n.Imm;
                         result = RegionCode.Stop;
                         goto Spill;
@@ -353,6 +360,7 @@ internal sealed unsafe class Interpreter
                 case Code.RepResume:
                     if (Volatile.Read(ref ctx->StopRequested) != 0 || executed >= LoopBudget)
                     {
+                        if (executed >= LoopBudget) LeftHotLoop = true;
                         remaining += n.Aux;
                         ctx->State.Rip = n.Imm;
                         result = RegionCode.Stop;

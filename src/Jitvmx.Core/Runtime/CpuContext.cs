@@ -18,6 +18,14 @@ internal struct TlbEntry
     public const ulong Invalid = ulong.MaxValue;
 }
 
+/// <summary>One entry of the indirect-branch cache: native code for a guest RIP, or <see cref="Function"/> 0.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct JumpCacheEntry
+{
+    public ulong Rip;
+    public nint Function;
+}
+
 /// <summary>
 /// What translated code sees: the guest state followed by run-time fields, in unmanaged memory at a
 /// fixed address for the life of the vCPU. Offsets are part of the contract with every backend.
@@ -44,6 +52,21 @@ internal unsafe struct CpuContext
 
     /// <summary>GCHandle of the owning <see cref="VirtualCpu"/>.</summary>
     public nint Owner;
+
+    /// <summary>
+    /// Set by native region code that returns a successor slot: the cookie of the region the slot
+    /// belongs to, which differs from the region the dispatcher entered when regions chained.
+    /// </summary>
+    public int ExitCookie;
+
+    /// <summary>Indirect-branch cache of native code (<see cref="JumpCacheSize"/> entries): guest RIP to native entry, filled by the dispatcher.</summary>
+    public JumpCacheEntry* JumpCache;
+
+    public const int JumpCacheBits = 12;
+    public const int JumpCacheSize = 1 << JumpCacheBits;
+
+    /// <summary>The jump-cache slot of <paramref name="rip"/> (native code computes the same).</summary>
+    public static int JumpCacheIndex(ulong rip) => (int)((rip ^ (rip >> JumpCacheBits)) & (JumpCacheSize - 1));
 
     public const int TlbBits = 10;
     public const int TlbSize = 1 << TlbBits;

@@ -22,6 +22,8 @@ internal static class StateOffsets
     public static readonly int StopRequested = C(nameof(Runtime.CpuContext.StopRequested));
     public static readonly int Pending = C(nameof(Runtime.CpuContext.Pending));
     public static readonly int GiveBack = C(nameof(Runtime.CpuContext.GiveBack));
+    public static readonly int ExitCookie = C(nameof(Runtime.CpuContext.ExitCookie));
+    public static readonly int JumpCache = C(nameof(Runtime.CpuContext.JumpCache));
 
     /// <summary>Offset of GPR <paramref name="index"/>.</summary>
     public static int Gpr(int index) => index * 8;

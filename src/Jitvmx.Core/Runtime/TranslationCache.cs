@@ -7,7 +7,7 @@ using Jitvmx.Lifting;
 namespace Jitvmx.Runtime;
 
 /// <summary>A compiled region in the cache.</summary>
-internal sealed class Region
+internal sealed unsafe class Region
 {
     public Region(ulong entry, CompiledRegion code, int entryCharge, ulong[] pages, bool singleStep)
     {
@@ -40,19 +40,35 @@ internal sealed class Region
     /// <summary>The x87/SSE enable mode the code was translated for (<see cref="X87SseEnable.Mode"/>); a vCPU in another mode must not run it.</summary>
     public int Mode { get; init; }
     public volatile bool Valid = true;
+    /// <summary>Whether a background tier swapped in native code.</summary>
+    public bool Native;
+    /// <summary>Guest instructions the region was lifted from.</summary>
+    public int GuestInstructions { get; init; }
+    /// <summary>Entries and retired instructions, counted only with <see cref="VirtualMachineOptions.Profile"/>.</summary>
+    public long ProfileEntries, ProfileRetired, ProfileTicks;
+
+    public string TierName => Native ? "llvm" : Interpreted ? "interp" : "il";
+
+    /// <summary>Native entry for chaining (set with <see cref="Native"/>).</summary>
+    public nint NativeEntry;
+    /// <summary>The native code's link cells (one per successor slot), or null.</summary>
+    public nint* Links;
+    /// <summary>Number that native code reports when it leaves through one of this region's slots (0: none).</summary>
+    public int Cookie;
 }
 
 /// <summary>
 /// Translated regions of one VM, keyed by entry RIP, with an index from guest-physical page to the
 /// regions whose code lies on it (for self-modifying code and remapping).
 /// </summary>
-internal sealed class TranslationCache(VirtualMachine vm)
+internal sealed unsafe class TranslationCache(VirtualMachine vm)
 {
     private readonly Dictionary<ulong, Region> _regions = [];
     private readonly Dictionary<ulong, Region> _single = [];
     private readonly Dictionary<ulong, List<Region>> _byPage = [];
     private readonly Lock _lock = new();
     private long _generation;
+    private readonly List<Region> _profiled = [];
     // JITVMX_DUMP_IR=1 prints every region's IR to stderr (a debugging aid).
     private static readonly bool s_dumpIr = Environment.GetEnvironmentVariable("JITVMX_DUMP_IR") == "1";
 
@@ -102,7 +118,10 @@ internal sealed class TranslationCache(VirtualMachine vm)
         bool interpreted = compiled is not null && interpret;
         compiled ??= IlBackend.Compile(ir);
         var pages = CodePages(cpu, ir.GuestRanges);
-        var region = new Region(rip, compiled, ir.Blocks[0].ChargedInsns, pages, singleStep) { Interpreted = interpreted && !singleStep, Mode = mode };
+        var region = new Region(rip, compiled, ir.Blocks[0].ChargedInsns, pages, singleStep)
+        {
+            Interpreted = interpreted && !singleStep, Mode = mode, GuestInstructions = ir.GuestInstructionCount,
+        };
         if (!register)
         {
             lock (_lock) Statistics.TranslationTicks += Stopwatch.GetTimestamp() - t0;
@@ -110,6 +129,8 @@ internal sealed class TranslationCache(VirtualMachine vm)
         }
         lock (_lock)
         {
+            if (vm.Options.Profile && !singleStep) _profiled.Add(region);
+            if (compiled.IsNative) AttachNative(region, compiled);
             Insert(region, replacing: hot);
             var s = Statistics;
             if (hot) s.RegionsPromoted++;
@@ -144,6 +165,7 @@ internal sealed class TranslationCache(VirtualMachine vm)
         var region = new Region(rip, code, entryCharge, pages, singleStep: false) { Mode = X87SseEnable.Mode(cpu.State) };
         lock (_lock)
         {
+            if (code.IsNative) AttachNative(region, code);
             Insert(region);
             Statistics.RegionsLoaded++;
         }
@@ -218,7 +240,12 @@ internal sealed class TranslationCache(VirtualMachine vm)
     public bool Swap(Region region, CompiledRegion code)
     {
         if (!region.Valid || !code.SuccessorRips.AsSpan().SequenceEqual(region.SuccessorRips)) return false;
-        Volatile.Write(ref region.Function, code.Function);
+        lock (_lock)
+        {
+            if (!region.Valid) return false;
+            if (code.IsNative) AttachNative(region, code);
+            Volatile.Write(ref region.Function, code.Function);
+        }
         Interlocked.Increment(ref Statistics.RegionsTieredUp);
         return true;
     }
@@ -234,6 +261,75 @@ internal sealed class TranslationCache(VirtualMachine vm)
         return [.. set];
     }
 
+    private readonly List<Region> _byCookie = [null!];
+    private readonly List<Region> _linked = [];
+
+    /// <summary>Makes <paramref name="code"/> the region's native code: gives it a cookie (under the lock).</summary>
+    private void AttachNative(Region region, CompiledRegion code)
+    {
+        region.Native = true;
+        region.NativeEntry = code.NativeEntry;
+        region.Links = code.Links;
+        if (code.CookieCell is not null)
+        {
+            region.Cookie = _byCookie.Count;
+            _byCookie.Add(region);
+            *code.CookieCell = region.Cookie;
+        }
+    }
+
+    /// <summary>The region whose native code reported <paramref name="cookie"/>.</summary>
+    public Region ByCookie(int cookie)
+    {
+        lock (_lock) return _byCookie[cookie];
+    }
+
+    /// <summary>
+    /// Chains native code: slot <paramref name="slot"/> of <paramref name="from"/> jumps straight to
+    /// <paramref name="to"/>'s code from now on, without returning to the dispatcher.
+    /// </summary>
+    public void Link(Region from, int slot, Region to)
+    {
+        lock (_lock)
+        {
+            if (!from.Valid || !to.Valid || from.Links is null || to.NativeEntry == 0) return;
+            if (from.Links[slot] == 0)
+            {
+                bool first = true;
+                for (int i = 0; i < from.SuccessorRips.Length; i++) first &= from.Links[i] == 0;
+                if (first) _linked.Add(from);
+            }
+            from.Links[slot] = to.NativeEntry;
+            Statistics.ChainLinks++;
+        }
+    }
+
+    /// <summary>Enters <paramref name="to"/> in <paramref name="cpu"/>'s indirect-branch cache for <paramref name="rip"/>.</summary>
+    public void CacheJump(VirtualCpu cpu, ulong rip, Region to)
+    {
+        lock (_lock)
+        {
+            if (!to.Valid || to.NativeEntry == 0) return;
+            ref var e = ref cpu.Context->JumpCache[CpuContext.JumpCacheIndex(rip)];
+            e.Function = 0;
+            e.Rip = rip;
+            e.Function = to.NativeEntry;
+            Statistics.JumpsCached++;
+        }
+    }
+
+    /// <summary>
+    /// Undoes all chaining (under the lock): some native code is no longer valid, and any link or
+    /// cached jump could lead to it. Invalidation is rare; relinking is cheap.
+    /// </summary>
+    private void UnlinkAll()
+    {
+        foreach (var r in _linked)
+            for (int i = 0; i < r.SuccessorRips.Length; i++) r.Links[i] = 0;
+        _linked.Clear();
+        foreach (var c in vm.Cpus) c.ClearJumpCache();
+    }
+
     private void Remove(Region r)
     {
         Statistics.RegionsInvalidated++;
@@ -244,6 +340,7 @@ internal sealed class TranslationCache(VirtualMachine vm)
     private void Retire(Region r)
     {
         r.Valid = false;
+        if (r.Native) UnlinkAll();
         foreach (ulong page in r.Pages)
         {
             if (_byPage.TryGetValue(page, out var list))
@@ -277,6 +374,16 @@ internal sealed class TranslationCache(VirtualMachine vm)
             if (any) Interlocked.Increment(ref _generation);
         }
         return any;
+    }
+
+    /// <summary>Every region's counts so far, most instructions first (empty unless profiling).</summary>
+    public List<RegionProfile> Profile()
+    {
+        lock (_lock)
+            return [.. _profiled.Where(r => r.ProfileEntries > 0)
+                .Select(r => new RegionProfile(r.Entry, r.TierName, r.ProfileEntries, r.ProfileRetired, r.GuestInstructions,
+                    TimeSpan.FromSeconds((double)r.ProfileTicks / Stopwatch.Frequency)))
+                .OrderByDescending(p => p.Time)];
     }
 
     /// <summary>Discards everything.</summary>

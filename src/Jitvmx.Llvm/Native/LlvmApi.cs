@@ -179,6 +179,13 @@ internal static unsafe partial class LlvmApi
     [LibraryImport(Lib)] public static partial nint LLVMBuildRet(nint b, nint value);
     [LibraryImport(Lib)] public static partial nint LLVMBuildBr(nint b, nint dest);
     [LibraryImport(Lib)] public static partial nint LLVMBuildCondBr(nint b, nint cond, nint then, nint @else);
+    /// <summary>A switch on an integer; cases are added with <see cref="LLVMAddCase"/>.</summary>
+    [LibraryImport(Lib)] public static partial nint LLVMBuildSwitch(nint b, nint value, nint elseBlock, uint caseCount);
+    [LibraryImport(Lib)] public static partial void LLVMAddCase(nint @switch, nint onValue, nint dest);
+    /// <summary>Kind 2 is musttail: the call must be followed by ret of its result and reuses the caller's frame.</summary>
+    [LibraryImport(Lib)] public static partial void LLVMSetTailCallKind(nint call, int kind);
+    /// <summary>Linkage 0 is external.</summary>
+    [LibraryImport(Lib)] public static partial void LLVMSetInitializer(nint global, nint value);
     [LibraryImport(Lib)] public static partial nint LLVMBuildUnreachable(nint b);
 
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildAdd(nint b, nint l, nint r, string name);
@@ -204,6 +211,7 @@ internal static unsafe partial class LlvmApi
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildSExt(nint b, nint v, nint type, string name);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildBitCast(nint b, nint v, nint type, string name);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildIntToPtr(nint b, nint v, nint type, string name);
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildPtrToInt(nint b, nint v, nint type, string name);
 
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildAlloca(nint b, nint type, string name);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildLoad2(nint b, nint type, nint pointer, string name);
