@@ -204,6 +204,9 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
             int code;
             long before = ctx->Remaining;
             long t0 = profile ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
+            // Native code reports whose slot it returns; 0 after the call means managed code ran
+            // (possibly the old code of a region a background tier swapped meanwhile).
+            ctx->ExitCookie = 0;
             try
             {
                 code = current.Function(ctx);
@@ -236,14 +239,14 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
             if (code >= 0)
             {
                 // Native code may have chained through other regions: the slot is the last one's.
-                if (current.Native && ctx->ExitCookie != current.Cookie) current = Machine.Cache.ByCookie(ctx->ExitCookie);
+                if (ctx->ExitCookie != 0 && ctx->ExitCookie != current.Cookie) current = Machine.Cache.ByCookie(ctx->ExitCookie);
                 next = current.Successors[code];
                 if (next is null || !next.Valid)
                 {
                     next = Lookup(current.SuccessorRips[code], singleStep: false);
                     current.Successors[code] = next;
                 }
-                if (current.Native && next is { Native: true } && next.Mode == current.Mode && current.Links[code] != next.NativeEntry)
+                if (current.Links != null && next is { NativeEntry: not 0 } && next.Mode == current.Mode && current.Links[code] != next.NativeEntry)
                     Machine.Cache.Link(current, code, next);
                 if (current.SingleStep) CompleteSingleStep();
                 continue;

@@ -16,7 +16,7 @@ public class ChainingTests
     {
         var loop = a.CreateLabel();
         var f = a.CreateLabel();
-        a.mov(ecx, 20_000);
+        a.mov(ecx, 60_000);
         a.xor(ebx, ebx);
         a.Label(ref loop);
         a.call(f);
@@ -56,6 +56,25 @@ public class ChainingTests
         AssertSameState(il.Cpu, native.Cpu);
         Assert.True(native.Vm.Statistics.ChainLinks > 0, "no exit was linked");
         Assert.True(native.Vm.Statistics.JumpsCached > 0, "no return target was cached");
+    }
+
+    [Fact]
+    public void CodeSwappedInWhileTheOldCodeRunsChainsCorrectly()
+    {
+        // The background tier swaps native code in while the dispatcher runs a region's old IL
+        // code: the IL code reports no cookie, and the dispatcher must not take its slot for
+        // another region's. Small budgets make many dispatches around the swaps.
+        using var il = new TestGuest(Calls);
+        Assert.Equal(ExitReason.Hlt, il.Cpu.Run().Reason);
+        for (int round = 0; round < 4; round++)
+        {
+            using var tiered = new TestGuest(Calls, options: new VirtualMachineOptions { TierUpThreshold = 500 + 300 * round });
+            Assert.True(LlvmTier.TryAttachBackground(tiered.Vm, LlvmOptLevel.O0, out string? why), why);
+            VmExit exit;
+            while ((exit = tiered.Cpu.Run(997)).Reason == ExitReason.InstructionBudget) { }
+            Assert.Equal(ExitReason.Hlt, exit.Reason);
+            AssertSameState(il.Cpu, tiered.Cpu);
+        }
     }
 
     [Fact]

@@ -267,15 +267,16 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
     /// <summary>Makes <paramref name="code"/> the region's native code: gives it a cookie (under the lock).</summary>
     private void AttachNative(Region region, CompiledRegion code)
     {
-        region.Native = true;
-        region.NativeEntry = code.NativeEntry;
-        region.Links = code.Links;
+        // The dispatcher reads these without the lock: everything is in place before the code is.
         if (code.CookieCell is not null)
         {
             region.Cookie = _byCookie.Count;
             _byCookie.Add(region);
             *code.CookieCell = region.Cookie;
         }
+        region.Links = code.Links;
+        region.NativeEntry = code.NativeEntry;
+        region.Native = true;
     }
 
     /// <summary>The region whose native code reported <paramref name="cookie"/>.</summary>
