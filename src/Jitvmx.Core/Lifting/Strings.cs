@@ -15,6 +15,9 @@ internal static class Strings
 {
     private enum Op { Movs, Stos, Lods, Scas, Cmps }
 
+    private static readonly int s_bulkStos = Helpers.Register(typeof(StringBulk), nameof(StringBulk.Stos), pure: false);
+    private static readonly int s_bulkMovs = Helpers.Register(typeof(StringBulk), nameof(StringBulk.Movs), pure: false);
+
     public static void RegisterFamily(EmitterTable t)
     {
         t.Add((Lifter l, in Instruction i) => Emit(l, i, Op.Movs), Mnemonic.Movsb, Mnemonic.Movsw, Mnemonic.Movsq);
@@ -47,6 +50,11 @@ internal static class Strings
         b.Jump(head);
 
         l.SetBlock(head);
+        // REP MOVS/STOS forward with flat addressing: whole pages at a time on host memory (the
+        // per-element body below does what the bulk path leaves: a TLB miss, a page boundary
+        // inside an element, DF set, overlap within an element).
+        if (op is Op.Movs or Op.Stos && !addr32 && (op == Op.Stos || s.SourceSegment is Register.DS or Register.None))
+            b.Call(op == Op.Stos ? s_bulkStos : s_bulkMovs, IrType.Void, b.I64((ulong)(s.Type.Bits() / 8)));
         b.Branch(b.IsZero(Count(l, addr32)), done, body);
 
         l.SetBlock(body);
@@ -129,5 +137,67 @@ internal static class Strings
         var step = b.Select(b.GetFlag(Flag.DF), b.I64(0 - size), b.I64(size));
         if (usesSi) Advance(l, GuestRegister.Rsi, step, s.Addr32);
         if (usesDi) Advance(l, GuestRegister.Rdi, step, s.Addr32);
+    }
+}
+
+/// <summary>
+/// Bulk REP STOS and REP MOVS: as many whole elements as lie on pages the software TLB already maps
+/// for the access (so no fault, MMIO or code page is possible), done on host memory. RCX, RDI and RSI
+/// advance as the element loop would have advanced them; the loop finishes whatever is left.
+/// </summary>
+internal static unsafe class StringBulk
+{
+    /// <summary>Host address of [la, la + bytes) if one TLB entry maps it for the access; else null.</summary>
+    private static byte* Host(Runtime.CpuContext* ctx, ulong la, ulong bytes, bool write)
+    {
+        ref var e = ref ctx->Tlb[(la >> Runtime.CpuContext.PageBits) & (Runtime.CpuContext.TlbSize - 1)];
+        ulong page = la & Runtime.CpuContext.PageMask;
+        if ((write ? e.WriteTag : e.ReadTag) != page || ((la + bytes - 1) & Runtime.CpuContext.PageMask) != page) return null;
+        return (byte*)(la + (ulong)e.Addend);
+    }
+
+    /// <summary>Elements of <paramref name="size"/> bytes from <paramref name="la"/> to its page's end.</summary>
+    private static ulong InPage(ulong la, ulong size) => (4096 - (la & 0xFFF)) / size;
+
+    public static void Stos(Runtime.CpuContext* ctx, ulong size)
+    {
+        ref var s = ref ctx->State;
+        if ((s.Rflags & (ulong)RFlags.DF) != 0) return;
+        while (s.Rcx != 0)
+        {
+            ulong n = Math.Min(s.Rcx, InPage(s.Rdi, size));
+            if (n == 0) return;
+            byte* p = Host(ctx, s.Rdi, n * size, write: true);
+            if (p is null) return;
+            switch (size)
+            {
+                case 1: new Span<byte>(p, (int)n).Fill((byte)s.Rax); break;
+                case 2: for (ulong k = 0; k < n; k++) System.Runtime.CompilerServices.Unsafe.WriteUnaligned(p + k * 2, (ushort)s.Rax); break;
+                case 4: for (ulong k = 0; k < n; k++) System.Runtime.CompilerServices.Unsafe.WriteUnaligned(p + k * 4, (uint)s.Rax); break;
+                default: for (ulong k = 0; k < n; k++) System.Runtime.CompilerServices.Unsafe.WriteUnaligned(p + k * 8, s.Rax); break;
+            }
+            s.Rdi += n * size;
+            s.Rcx -= n;
+        }
+    }
+
+    public static void Movs(Runtime.CpuContext* ctx, ulong size)
+    {
+        ref var s = ref ctx->State;
+        if ((s.Rflags & (ulong)RFlags.DF) != 0) return;
+        while (s.Rcx != 0)
+        {
+            ulong n = Math.Min(s.Rcx, Math.Min(InPage(s.Rdi, size), InPage(s.Rsi, size)));
+            // A forward copy onto its own source repeats a pattern: copy no further than the distance.
+            ulong gap = s.Rdi - s.Rsi;
+            if (gap != 0 && gap < n * size) n = gap / size;
+            if (n == 0) return;
+            byte* d = Host(ctx, s.Rdi, n * size, write: true), src = Host(ctx, s.Rsi, n * size, write: false);
+            if (d is null || src is null) return;
+            Buffer.MemoryCopy(src, d, n * size, n * size);
+            s.Rdi += n * size;
+            s.Rsi += n * size;
+            s.Rcx -= n;
+        }
     }
 }
