@@ -177,7 +177,7 @@ internal sealed unsafe class LlvmBackend
         var links = (nint*)cells;
         return new CompiledRegion(thunk.Invoke, successors)
         {
-            IsNative = true, NativeEntry = fn, Links = links, CookieCell = (int*)(links + Math.Max(1, successors.Length)),
+            NativeEntry = fn, Links = links, CookieCell = (int*)(links + Math.Max(1, successors.Length)),
         };
     }
 
@@ -346,10 +346,9 @@ internal sealed unsafe class LlvmBackend
 
         nint param = _ptr;
         nint fnType = LLVMFunctionType(_i32, &param, 1, 0);
-        nint stopped = 0;
         nint Go(nint fn) => LLVMBuildAnd(_b,
             LLVMBuildICmp(_b, LlvmIntPredicate.Ne, LLVMBuildPtrToInt(_b, fn, _i64, ""), I64(0), ""),
-            LLVMBuildICmp(_b, LlvmIntPredicate.Eq, stopped = VolatileStopLoad(), I32(0), ""), "");
+            LLVMBuildICmp(_b, LlvmIntPredicate.Eq, VolatileStopLoad(), I32(0), ""), "");
 
         LLVMPositionBuilderAtEnd(_b, direct);
         nint cell = Gep(links, LLVMBuildMul(_b, LLVMBuildZExt(_b, code, _i64, ""), I64(8), ""));
@@ -377,7 +376,6 @@ internal sealed unsafe class LlvmBackend
 
         LLVMPositionBuilderAtEnd(_b, plainRet);
         LLVMBuildRet(_b, code);
-        _ = stopped;
     }
 
     private void TailCall(nint fnType, nint fn)
@@ -602,10 +600,9 @@ internal sealed unsafe class LlvmBackend
         _remap = [];
         try
         {
-            for (int k = 0; k < kind.Leaves.Length; k++)
+            foreach (int k in kind.Used)
             {
                 var leaf = kind.Leaves[k];
-                if (!_defer!.IsLeafOf(kind.Root, leaf)) continue;
                 nint raw = Load(_i64, _flagLeaf[f, k]);
                 _remap[leaf] = leaf.Type == IrType.I64 ? raw : LLVMBuildTrunc(_b, raw, Type(leaf.Type), "");
             }

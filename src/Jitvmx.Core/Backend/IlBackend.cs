@@ -27,10 +27,10 @@ internal sealed class CompiledRegion(RegionFunction function, ulong[] successors
     public RegionFunction Function { get; } = function;
     /// <summary>Guest RIP of each direct-exit slot.</summary>
     public ulong[] SuccessorRips { get; } = successors;
-    /// <summary>Whether the code is native (LLVM's) rather than IL or the interpreter's.</summary>
-    public bool IsNative { get; init; }
     /// <summary>Native entry point (i32 fn(CpuContext*)), for chaining; 0 for managed code.</summary>
     public nint NativeEntry { get; init; }
+    /// <summary>Whether the code is native (LLVM's) rather than IL or the interpreter's.</summary>
+    public bool IsNative => NativeEntry != 0;
     /// <summary>Native code's link cells, one per successor slot: a non-null cell makes the slot's exit jump straight to that code.</summary>
     public unsafe nint* Links { get; init; }
     /// <summary>Where native code reads the cookie it reports in <see cref="Runtime.CpuContext.ExitCookie"/>.</summary>

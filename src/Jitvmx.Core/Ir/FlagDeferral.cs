@@ -29,8 +29,9 @@ internal sealed class FlagDeferral
     /// <summary>One expression shape of a flag: any site of the kind computes the flag from its leaves this way.</summary>
     /// <param name="Root">The expression of a representative site.</param>
     /// <param name="Leaves">That site's leaves (slot i holds Leaves[i]).</param>
+    /// <param name="Used">The slots the expression reads.</param>
     /// <param name="Sites">Every site of this kind.</param>
-    public sealed record Kind(IrValue Root, IrValue[] Leaves, List<int> Sites);
+    public sealed record Kind(IrValue Root, IrValue[] Leaves, int[] Used, List<int> Sites);
 
     private readonly Dictionary<IrValue, Site> _sites = [];
     private readonly HashSet<IrValue> _private = [];
@@ -117,16 +118,17 @@ internal sealed class FlagDeferral
         foreach (var (s, leaves, key) in pending)
         {
             if (!siteOfGroup.TryGetValue(leaves, out int id)) siteOfGroup[leaves] = id = nextSite++;
+            var own = new List<IrValue>();
+            d.CollectLeaves(s.Args[0], own);
+            int[] used = [.. own.Select(l => Array.IndexOf(leaves, l))];
             int f = s.Aux;
             if (!kindIndex[f].TryGetValue(key, out int k))
             {
                 kindIndex[f][key] = k = d.Kinds[f].Count;
-                d.Kinds[f].Add(new Kind(s.Args[0], leaves, []));
+                d.Kinds[f].Add(new Kind(s.Args[0], leaves, used, []));
             }
             d.Kinds[f][k].Sites.Add(id);
-            var own = new List<IrValue>();
-            d.CollectLeaves(s.Args[0], own);
-            d._sites[s] = new Site(id, leaves, k, [.. own.Select(l => Array.IndexOf(leaves, l))]);
+            d._sites[s] = new Site(id, leaves, k, used);
             d.LeafSlots = Math.Max(d.LeafSlots, leaves.Length);
         }
         return d;
@@ -169,14 +171,6 @@ internal sealed class FlagDeferral
         }
         Walk(root);
         return sb.ToString();
-    }
-
-    /// <summary>Whether <paramref name="leaf"/> is one of the values <paramref name="root"/>'s expression is computed from.</summary>
-    public bool IsLeafOf(IrValue root, IrValue leaf)
-    {
-        var own = new List<IrValue>();
-        CollectLeaves(root, own);
-        return own.Contains(leaf);
     }
 
     /// <summary>The private nodes of <paramref name="root"/>'s expression in an order where operands come first.</summary>

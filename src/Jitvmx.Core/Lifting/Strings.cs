@@ -150,7 +150,7 @@ internal static unsafe class StringBulk
     /// <summary>Host address of [la, la + bytes) if one TLB entry maps it for the access; else null.</summary>
     private static byte* Host(Runtime.CpuContext* ctx, ulong la, ulong bytes, bool write)
     {
-        ref var e = ref ctx->Tlb[(la >> Runtime.CpuContext.PageBits) & (Runtime.CpuContext.TlbSize - 1)];
+        ref var e = ref VirtualCpu.Entry(ctx, la);
         ulong page = la & Runtime.CpuContext.PageMask;
         if ((write ? e.WriteTag : e.ReadTag) != page || ((la + bytes - 1) & Runtime.CpuContext.PageMask) != page) return null;
         return (byte*)(la + (ulong)e.Addend);

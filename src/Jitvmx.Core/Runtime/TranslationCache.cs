@@ -40,8 +40,6 @@ internal sealed unsafe class Region
     /// <summary>The x87/SSE enable mode the code was translated for (<see cref="X87SseEnable.Mode"/>); a vCPU in another mode must not run it.</summary>
     public int Mode { get; init; }
     public volatile bool Valid = true;
-    /// <summary>Whether a background tier swapped in native code.</summary>
-    public bool Native;
     /// <summary>Guest instructions the region was lifted from.</summary>
     public int GuestInstructions { get; init; }
     /// <summary>Entries and retired instructions, counted only with <see cref="VirtualMachineOptions.Profile"/>.</summary>
@@ -49,8 +47,12 @@ internal sealed unsafe class Region
 
     public string TierName => Native ? "llvm" : Interpreted ? "interp" : "il";
 
-    /// <summary>Native entry for chaining (set with <see cref="Native"/>).</summary>
+    /// <summary>Native entry of the region's code (LLVM's), for chaining; 0 while the code is managed.</summary>
     public nint NativeEntry;
+    /// <summary>Whether the code is native.</summary>
+    public bool Native => NativeEntry != 0;
+    /// <summary>Set while <see cref="Links"/> holds a link (the region is on the cache's unlink list).</summary>
+    public bool Linked;
     /// <summary>The native code's link cells (one per successor slot), or null.</summary>
     public nint* Links;
     /// <summary>Number that native code reports when it leaves through one of this region's slots (0: none).</summary>
@@ -261,7 +263,9 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
         return [.. set];
     }
 
-    private readonly List<Region> _byCookie = [null!];
+    // Indexed by cookie; replaced (never changed in place) when it grows, so the dispatcher reads it without the lock.
+    private Region?[] _byCookie = new Region?[64];
+    private int _cookies = 1;
     private readonly List<Region> _linked = [];
 
     /// <summary>Makes <paramref name="code"/> the region's native code: gives it a cookie (under the lock).</summary>
@@ -270,20 +274,22 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
         // The dispatcher reads these without the lock: everything is in place before the code is.
         if (code.CookieCell is not null)
         {
-            region.Cookie = _byCookie.Count;
-            _byCookie.Add(region);
+            if (_cookies == _byCookie.Length)
+            {
+                var grown = new Region?[_byCookie.Length * 2];
+                _byCookie.CopyTo(grown, 0);
+                Volatile.Write(ref _byCookie, grown);
+            }
+            region.Cookie = _cookies++;
+            _byCookie[region.Cookie] = region;
             *code.CookieCell = region.Cookie;
         }
         region.Links = code.Links;
         region.NativeEntry = code.NativeEntry;
-        region.Native = true;
     }
 
     /// <summary>The region whose native code reported <paramref name="cookie"/>.</summary>
-    public Region ByCookie(int cookie)
-    {
-        lock (_lock) return _byCookie[cookie];
-    }
+    public Region ByCookie(int cookie) => Volatile.Read(ref _byCookie)[cookie]!;
 
     /// <summary>
     /// Chains native code: slot <paramref name="slot"/> of <paramref name="from"/> jumps straight to
@@ -294,11 +300,10 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
         lock (_lock)
         {
             if (!from.Valid || !to.Valid || from.Links is null || to.NativeEntry == 0) return;
-            if (from.Links[slot] == 0)
+            if (!from.Linked)
             {
-                bool first = true;
-                for (int i = 0; i < from.SuccessorRips.Length; i++) first &= from.Links[i] == 0;
-                if (first) _linked.Add(from);
+                from.Linked = true;
+                _linked.Add(from);
             }
             from.Links[slot] = to.NativeEntry;
             Statistics.ChainLinks++;
@@ -326,7 +331,10 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
     private void UnlinkAll()
     {
         foreach (var r in _linked)
+        {
             for (int i = 0; i < r.SuccessorRips.Length; i++) r.Links[i] = 0;
+            r.Linked = false;
+        }
         _linked.Clear();
         foreach (var c in vm.Cpus) c.ClearJumpCache();
     }
@@ -377,7 +385,7 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
         return any;
     }
 
-    /// <summary>Every region's counts so far, most instructions first (empty unless profiling).</summary>
+    /// <summary>Every region's counts so far, most time first (empty unless profiling).</summary>
     public List<RegionProfile> Profile()
     {
         lock (_lock)

@@ -184,8 +184,6 @@ internal static unsafe partial class LlvmApi
     [LibraryImport(Lib)] public static partial void LLVMAddCase(nint @switch, nint onValue, nint dest);
     /// <summary>Kind 2 is musttail: the call must be followed by ret of its result and reuses the caller's frame.</summary>
     [LibraryImport(Lib)] public static partial void LLVMSetTailCallKind(nint call, int kind);
-    /// <summary>Linkage 0 is external.</summary>
-    [LibraryImport(Lib)] public static partial void LLVMSetInitializer(nint global, nint value);
     [LibraryImport(Lib)] public static partial nint LLVMBuildUnreachable(nint b);
 
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildAdd(nint b, nint l, nint r, string name);
