@@ -76,9 +76,9 @@ internal static class RunCommand
             string? whyNot = null;
             bool attached = tier switch
             {
-                // O1 as in the background tier: every region of the program is compiled before it runs, and O2
-                // roughly doubles that time for the same speed on translated code.
-                "llvm" => Jitvmx.Llvm.LlvmTier.TryAttach(process.Machine, Jitvmx.Llvm.LlvmOptLevel.O1, out whyNot),
+                // Every region is compiled before it runs: at O0 (a few ms each), and again at O1 in the
+                // background once hot (O2 roughly doubles compile time for the same speed on translated code).
+                "llvm" => Jitvmx.Llvm.LlvmTier.TryAttachTwoLevel(process.Machine, Jitvmx.Llvm.LlvmOptLevel.O0, BackgroundLevel, out whyNot),
                 "auto" => Jitvmx.Llvm.LlvmTier.TryAttachBackground(process.Machine, BackgroundLevel, out whyNot),
                 _ => true,
             };

@@ -246,7 +246,7 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
                     next = Lookup(current.SuccessorRips[code], singleStep: false);
                     current.Successors[code] = next;
                 }
-                if (current.Links != null && next is { NativeEntry: not 0 } && next.Mode == current.Mode && current.Links[code] != next.NativeEntry)
+                if (current.Links != null && next is { Chainable: true } && next.Mode == current.Mode && current.Links[code] != next.NativeEntry)
                     Machine.Cache.Link(current, code, next);
                 if (current.SingleStep) CompleteSingleStep();
                 continue;
@@ -258,7 +258,7 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
                 // target now and let native code jump there itself next time.
                 next = Lookup(ctx->State.Rip, singleStep: false);
                 if (next is null) return FetchFault();
-                if (next.Native && next.Mode == current.Mode) Machine.Cache.CacheJump(this, ctx->State.Rip, next);
+                if (next.Chainable && next.Mode == current.Mode) Machine.Cache.CacheJump(this, ctx->State.Rip, next);
                 continue;
             }
             if (code == RegionCode.Stop || ctx->Pending != 0)

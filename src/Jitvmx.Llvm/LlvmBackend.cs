@@ -64,6 +64,7 @@ internal sealed unsafe class LlvmBackend
     private Dictionary<IrValue, nint>? _remap;
     private IrBlock _current = null!;
     private int _maxArgs;
+    private bool _lazyFlags = true, _chain = true;
 
     private LlvmBackend(IrRegion region, nint context, nint module)
     {
@@ -90,7 +91,17 @@ internal sealed unsafe class LlvmBackend
         TryCompile(region, level, out compiled, out reason, out _);
 
     /// <inheritdoc cref="TryCompile(IrRegion, LlvmOptLevel, out CompiledRegion?, out string?)"/>
-    public static bool TryCompile(IrRegion region, LlvmOptLevel level, out CompiledRegion? compiled, out string? reason, out LlvmCompileTimes times)
+    /// <param name="region">The region (after <see cref="Passes.Run"/>).</param>
+    /// <param name="level">Optimisation; O0 also computes flags where they are written (lazy flags only pay off optimised).</param>
+    /// <param name="compiled">The code, or null.</param>
+    /// <param name="reason">Why the region was not compiled.</param>
+    /// <param name="times">Time spent per phase.</param>
+    /// <param name="chain">
+    /// False for code that always returns to the dispatcher and reports no cookie (nothing links to
+    /// or from it): the first, cheap code of a region that a background tier replaces when hot, so
+    /// that the dispatcher measures each region's own hotness.
+    /// </param>
+    public static bool TryCompile(IrRegion region, LlvmOptLevel level, out CompiledRegion? compiled, out string? reason, out LlvmCompileTimes times, bool chain = true)
     {
         compiled = null;
         times = default;
@@ -100,7 +111,7 @@ internal sealed unsafe class LlvmBackend
         nint context = LLVMContextCreate();
         try
         {
-            if (!TryLower(region, context, name, out nint module, out var successors, out int[] helpers, out reason))
+            if (!TryLower(region, context, name, out nint module, out var successors, out int[] helpers, out reason, lazyFlags: level != LlvmOptLevel.O0, chain: chain))
                 return false;
             long t1 = Stopwatch.GetTimestamp();
             Optimize(module, level);
@@ -112,7 +123,7 @@ internal sealed unsafe class LlvmBackend
             LLVMDisposeModule(module);
             long t3 = Stopwatch.GetTimestamp();
             jit.DefineHelpers(helpers);
-            var cells = DefineCells(jit, name, successors.Length);
+            nint cells = chain ? DefineCells(jit, name, successors.Length) : 0;
             nint tracker = jit.AddObject(obj); // takes the buffer
             nint fn = jit.Lookup(name);        // links against the runtime and helper symbols
             times = new LlvmCompileTimes(t1 - t0, t2 - t1, t3 - t2, Stopwatch.GetTimestamp() - t3);
@@ -137,7 +148,7 @@ internal sealed unsafe class LlvmBackend
         nint context = LLVMContextCreate();
         try
         {
-            if (!TryLower(region, context, symbol, out nint module, out successors, out helpers, out reason)) return false;
+            if (!TryLower(region, context, symbol, out nint module, out successors, out helpers, out reason, lazyFlags: level != LlvmOptLevel.O0)) return false;
             Optimize(module, level);
             obj = TakeBytes(EmitObject(module, CodegenLevel(level)));
             LLVMDisposeModule(module);
@@ -177,7 +188,7 @@ internal sealed unsafe class LlvmBackend
         var links = (nint*)cells;
         return new CompiledRegion(thunk.Invoke, successors)
         {
-            NativeEntry = fn, Links = links, CookieCell = (int*)(links + Math.Max(1, successors.Length)),
+            NativeEntry = fn, Links = links, CookieCell = links is null ? null : (int*)(links + Math.Max(1, successors.Length)),
         };
     }
 
@@ -220,13 +231,14 @@ internal sealed unsafe class LlvmBackend
     /// <paramref name="name"/>, verified. The caller owns the module. False with the reason when the region uses
     /// something not lowered yet or the verifier rejects the function (a lowering bug).
     /// </summary>
-    public static bool TryLower(IrRegion region, nint context, string name, out nint module, out ulong[] successors, out int[] helpers, out string? reason)
+    public static bool TryLower(IrRegion region, nint context, string name, out nint module, out ulong[] successors, out int[] helpers, out string? reason,
+        bool lazyFlags = true, bool chain = true)
     {
         var jit = LlvmJit.Instance;
         module = LLVMModuleCreateWithNameInContext(name, context);
         LLVMSetTarget(module, jit.Triple);
         LLVMSetDataLayout(module, jit.DataLayout);
-        var backend = new LlvmBackend(region, context, module);
+        var backend = new LlvmBackend(region, context, module) { _lazyFlags = lazyFlags && s_lazyFlags, _chain = chain };
         successors = [];
         helpers = [];
         try
@@ -319,7 +331,8 @@ internal sealed unsafe class LlvmBackend
         LLVMPositionBuilderAtEnd(_b, _spill);
         SpillState();
         CtxStore(Load(_i64, _remaining), StateOffsets.Remaining, 8);
-        EmitChainedReturn(name, Load(_i32, _code));
+        if (_chain) EmitChainedReturn(name, Load(_i32, _code));
+        else LLVMBuildRet(_b, Load(_i32, _code));
     }
 
     /// <summary>
@@ -419,7 +432,7 @@ internal sealed unsafe class LlvmBackend
                     if (a.Op != IrOp.Const && (!_defBlock.TryGetValue(a, out var d) || d != b)) _slots[a] = 0;
         // Flags are computed where they are observed: the shared exit, and before each helper that sees state.
         int observers = 1 + _region.Blocks.Sum(b => b.Nodes.Count(v => v.Op == IrOp.Call && !Helpers.IsPure(v.Aux) || v.Op == IrOp.ExitHelper));
-        _defer = s_lazyFlags ? FlagDeferral.Analyze(_region, observers) : null;
+        _defer = _lazyFlags ? FlagDeferral.Analyze(_region, observers) : null;
         if (_defer is { Any: false }) _defer = null;
     }
 

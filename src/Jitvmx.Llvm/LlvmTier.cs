@@ -29,6 +29,24 @@ public static class LlvmTier
     }
 
     /// <summary>
+    /// LLVM for every region, in two levels (<c>--tier llvm</c>): a new region is compiled at
+    /// <paramref name="first"/> before it runs, as code that returns to the dispatcher at every exit so
+    /// that its hotness is measured; a region that retires <see cref="VirtualMachineOptions.TierUpThreshold"/>
+    /// guest instructions is recompiled at <paramref name="hot"/> on a background thread, swapped in, and
+    /// from then on chained. When JITVMX_LLVM_LEVEL is set, every region is compiled once at that level
+    /// instead (as <see cref="TryAttach"/> does), so tests get the same code every run.
+    /// False with the reason when libLLVM 19 is missing.
+    /// </summary>
+    public static bool TryAttachTwoLevel(VirtualMachine vm, LlvmOptLevel first, LlvmOptLevel hot, out string? whyNot)
+    {
+        if (LevelOverride() is not null) return TryAttach(vm, hot, out whyNot);
+        if (!TryAttach(vm, first, out whyNot)) return false;
+        vm.RegionCompiler = new Compiler(first, null, chain: false);
+        vm.TierCompiler = new BackgroundTier(vm, hot);
+        return true;
+    }
+
+    /// <summary>
     /// Tiered compilation (<c>--tier auto</c>): regions start in the IL tier; a region that retires
     /// <see cref="VirtualMachineOptions.TierUpThreshold"/> guest instructions is recompiled by LLVM
     /// at <paramref name="level"/> on a background thread while the guest keeps running, and its
@@ -57,9 +75,11 @@ public static class LlvmTier
     /// <paramref name="requested"/>, unless JITVMX_LLVM_LEVEL (O0, O1 or O2) overrides it: whole-program
     /// tests run <c>--tier llvm</c> at O0, where O2 compiles for tens of seconds per program.
     /// </summary>
-    private static LlvmOptLevel Level(LlvmOptLevel requested) =>
+    private static LlvmOptLevel Level(LlvmOptLevel requested) => LevelOverride() ?? requested;
+
+    private static LlvmOptLevel? LevelOverride() =>
         Environment.GetEnvironmentVariable("JITVMX_LLVM_LEVEL") is { Length: > 0 } s && Enum.TryParse<LlvmOptLevel>(s, ignoreCase: true, out var l) && Enum.IsDefined(l)
-            ? l : requested;
+            ? l : null;
 
     /// <summary>One background thread per VM compiling hot regions in the order they became hot.</summary>
     private sealed class BackgroundTier : ITierCompiler
@@ -124,7 +144,9 @@ public static class LlvmTier
                     try
                     {
                         var ir = _vm.Cache.Retranslate(cpu, region);
-                        if (ir is null || HelperBound(ir) || !LlvmBackend.TryCompile(ir, _level, out var compiled, out _)) continue;
+                        // Helper-bound regions run faster in the IL tier than in LLVM code, but not than in
+                        // a lower level's LLVM code (the two-level LLVM tier).
+                        if (ir is null || !region.Native && HelperBound(ir) || !LlvmBackend.TryCompile(ir, _level, out var compiled, out _)) continue;
                         _vm.Cache.Swap(region, compiled!);
                     }
                     finally
@@ -155,11 +177,11 @@ public static class LlvmTier
         return calls * 8 > Math.Max(ir.GuestInstructionCount, 1);
     }
 
-    private sealed class Compiler(LlvmOptLevel level, Action<IrRegion, string>? onFallback) : IRegionCompiler
+    private sealed class Compiler(LlvmOptLevel level, Action<IrRegion, string>? onFallback, bool chain = true) : IRegionCompiler
     {
         public CompiledRegion? TryCompile(IrRegion region, out string? reason)
         {
-            if (LlvmBackend.TryCompile(region, level, out var compiled, out reason)) return compiled;
+            if (LlvmBackend.TryCompile(region, level, out var compiled, out reason, out _, chain)) return compiled;
             onFallback?.Invoke(region, reason ?? "unknown");
             return null;
         }

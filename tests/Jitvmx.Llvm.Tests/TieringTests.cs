@@ -71,4 +71,47 @@ public class TieringTests
         tiered.Vm.ReadPhysical(TestGuest.RamBase, b);
         Assert.Equal(a, b);
     }
+
+    [Fact]
+    public void TwoLevelLlvmTierMeasuresEveryRegionAndChainsOnlyHotCode()
+    {
+        using var il = new TestGuest(Program);
+        Assert.Equal(ExitReason.Hlt, il.Cpu.Run().Reason);
+
+        // Never hot: all code stays at the first level, which returns to the dispatcher at every exit
+        // (so each region's own entries are counted) and is never linked to or from.
+        using (var cold = new TestGuest(Program, options: new VirtualMachineOptions { TierUpThreshold = long.MaxValue }))
+        {
+            Assert.True(LlvmTier.TryAttachTwoLevel(cold.Vm, LlvmOptLevel.O0, LlvmOptLevel.O1, out string? why), why);
+            Assert.Equal(ExitReason.Hlt, cold.Cpu.Run().Reason);
+            AssertSameAs(il, cold);
+            Assert.Equal(0, cold.Vm.Statistics.RegionsTieredUp);
+            Assert.Equal(0, cold.Vm.Statistics.ChainLinks);
+            Assert.Equal(0, cold.Vm.Statistics.JumpsCached);
+        }
+
+        using var hot = new TestGuest(Program, options: new VirtualMachineOptions { TierUpThreshold = 50_000 });
+        Assert.True(LlvmTier.TryAttachTwoLevel(hot.Vm, LlvmOptLevel.O0, LlvmOptLevel.O1, out string? why2), why2);
+        VmExit exit;
+        int runs = 0;
+        while ((exit = hot.Cpu.Run(200_000)).Reason == ExitReason.InstructionBudget)
+            if (hot.Vm.Statistics.RegionsTieredUp == 0 && ++runs % 5 == 0) Thread.Sleep(20);
+        Assert.Equal(ExitReason.Hlt, exit.Reason);
+        AssertSameAs(il, hot);
+        Assert.True(hot.Vm.Statistics.RegionsTieredUp > 0, "no region was recompiled at the hot level");
+    }
+
+    private static void AssertSameAs(TestGuest expected, TestGuest actual)
+    {
+        for (int r = 0; r < 16; r++)
+            Assert.Equal(expected.Cpu.State[(GuestRegister)r], actual.Cpu.State[(GuestRegister)r]);
+        Assert.Equal(expected.Cpu.State.Rip, actual.Cpu.State.Rip);
+        Assert.Equal(expected.Cpu.State.Rflags, actual.Cpu.State.Rflags);
+        Assert.Equal(expected.Cpu.InstructionsRetired, actual.Cpu.InstructionsRetired);
+        var a = new byte[32768];
+        var b = new byte[32768];
+        expected.Vm.ReadPhysical(TestGuest.RamBase, a);
+        actual.Vm.ReadPhysical(TestGuest.RamBase, b);
+        Assert.Equal(a, b);
+    }
 }

@@ -57,6 +57,12 @@ internal sealed unsafe class Region
     public nint* Links;
     /// <summary>Number that native code reports when it leaves through one of this region's slots (0: none).</summary>
     public int Cookie;
+    /// <summary>
+    /// Whether other native code may enter this region's code directly: it must report its cookie when
+    /// it leaves, or the dispatcher would take its exit for the caller's. A background tier's first,
+    /// provisional code does not, so the dispatcher sees, and counts, every entry into it.
+    /// </summary>
+    public bool Chainable => NativeEntry != 0 && Cookie != 0;
 }
 
 /// <summary>
@@ -299,7 +305,7 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
     {
         lock (_lock)
         {
-            if (!from.Valid || !to.Valid || from.Links is null || to.NativeEntry == 0) return;
+            if (!from.Valid || !to.Valid || from.Links is null || !to.Chainable) return;
             if (!from.Linked)
             {
                 from.Linked = true;
@@ -315,7 +321,7 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
     {
         lock (_lock)
         {
-            if (!to.Valid || to.NativeEntry == 0) return;
+            if (!to.Valid || !to.Chainable) return;
             ref var e = ref cpu.Context->JumpCache[CpuContext.JumpCacheIndex(rip)];
             e.Function = 0;
             e.Rip = rip;
