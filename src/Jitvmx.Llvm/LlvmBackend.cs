@@ -33,7 +33,7 @@ internal readonly record struct LlvmCompileTimes(long Lower, long Optimize, long
 /// software-TLB check with the slow path called through <see cref="LlvmRuntime"/>, and exits return
 /// a successor slot, −1 (RIP stored) or −2.
 /// </summary>
-internal sealed unsafe class LlvmBackend
+internal sealed unsafe partial class LlvmBackend
 {
     private static readonly int[] s_flagBits = [0, 2, 4, 6, 7, 11, 10]; // RFLAGS bit of each Flag: CF PF AF ZF SF OF DF
 
@@ -962,6 +962,7 @@ internal sealed unsafe class LlvmBackend
 
     private void EmitCall(IrValue v)
     {
+        if (TryEmitSimdInteger(v)) return;
         bool pure = Helpers.IsPure(v.Aux);
         if (!pure) SpillState();
         CallHelper(v);

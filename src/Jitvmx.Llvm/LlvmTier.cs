@@ -173,7 +173,7 @@ public static class LlvmTier
         int calls = 0;
         foreach (var b in ir.Blocks)
             foreach (var v in b.Nodes)
-                if (v.Op == IrOp.Call) calls++;
+                if (v.Op == IrOp.Call && !LlvmBackend.LowersNatively(v)) calls++;
         return calls * 8 > Math.Max(ir.GuestInstructionCount, 1);
     }
 

@@ -139,6 +139,7 @@ internal static unsafe partial class LlvmApi
     [LibraryImport(Lib)] public static partial nint LLVMVoidTypeInContext(nint context);
     [LibraryImport(Lib)] public static partial nint LLVMPointerTypeInContext(nint context, uint addressSpace);
     [LibraryImport(Lib)] public static partial nint LLVMVectorType(nint element, uint count);
+    [LibraryImport(Lib)] public static partial nint LLVMTypeOf(nint value);
     [LibraryImport(Lib)] public static partial nint LLVMArrayType2(nint element, ulong count);
     [LibraryImport(Lib)] public static partial nint LLVMFunctionType(nint ret, nint* parameters, uint count, int isVarArg);
 
@@ -168,6 +169,9 @@ internal static unsafe partial class LlvmApi
     // ---------------- constants ----------------
     [LibraryImport(Lib)] public static partial nint LLVMConstInt(nint type, ulong value, int signExtend);
     [LibraryImport(Lib)] public static partial nint LLVMConstNull(nint type);
+    /// <summary>A constant vector of <paramref name="count"/> scalar constants.</summary>
+    [LibraryImport(Lib)] public static partial nint LLVMConstVector(nint* values, uint count);
+    [LibraryImport(Lib)] public static partial nint LLVMGetPoison(nint type);
 
     // ---------------- instruction builder ----------------
     /// <summary>Owns: the builder (LLVMDisposeBuilder).</summary>
@@ -203,6 +207,10 @@ internal static unsafe partial class LlvmApi
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildNot(nint b, nint v, string name);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildICmp(nint b, LlvmIntPredicate op, nint l, nint r, string name);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildSelect(nint b, nint cond, nint then, nint @else, string name);
+    /// <summary>Lanes of <paramref name="v1"/>:<paramref name="v2"/> picked by a constant vector of i32 indices.</summary>
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildShuffleVector(nint b, nint v1, nint v2, nint mask, string name);
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildInsertElement(nint b, nint vector, nint element, nint index, string name);
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildExtractElement(nint b, nint vector, nint index, string name);
 
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildTrunc(nint b, nint v, nint type, string name);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildZExt(nint b, nint v, nint type, string name);
