@@ -27,8 +27,13 @@ internal sealed unsafe partial class LlvmBackend
     private static string? SimdName(int helper) => s_simdNames.GetOrAdd(helper,
         id => Helpers.Method(id) is { } m && m.DeclaringType == typeof(SimdIntOps) && s_simd.ContainsKey(m.Name) ? m.Name : null);
 
-    /// <summary>Whether this backend emits <paramref name="call"/> as native vector code rather than a helper call.</summary>
-    internal static bool LowersNatively(IrValue call)
+    /// <summary>
+    /// Whether this backend emits <paramref name="call"/> as native code (SSE integer operations
+    /// always, SSE float arithmetic in the common case) rather than a helper call.
+    /// </summary>
+    internal static bool LowersNatively(IrValue call) => IsSimdInteger(call) || IsSseFloatFastPath(call);
+
+    private static bool IsSimdInteger(IrValue call)
     {
         if (call.Op != IrOp.Call || SimdName(call.Aux) is not { } name) return false;
         foreach (int i in s_simd[name].ConstArgs)
@@ -38,7 +43,7 @@ internal sealed unsafe partial class LlvmBackend
 
     private bool TryEmitSimdInteger(IrValue v)
     {
-        if (!LowersNatively(v)) return false;
+        if (!IsSimdInteger(v)) return false;
         var args = new nint[v.Args.Length];
         for (int i = 0; i < args.Length; i++) args[i] = Value(v.Args[i]);
         nint r = s_simd[SimdName(v.Aux)!].Lower(this, args, v);

@@ -962,7 +962,7 @@ internal sealed unsafe partial class LlvmBackend
 
     private void EmitCall(IrValue v)
     {
-        if (TryEmitSimdInteger(v)) return;
+        if (TryEmitSimdInteger(v) || TryEmitSseFloat(v)) return;
         bool pure = Helpers.IsPure(v.Aux);
         if (!pure) SpillState();
         CallHelper(v);

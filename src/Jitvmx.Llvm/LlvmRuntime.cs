@@ -102,8 +102,9 @@ internal static unsafe class LlvmRuntime
 
     private delegate void HelperInvoker(CpuContext* ctx, byte* args, byte* result);
 
-    private static HelperInvoker?[] s_invokers = new HelperInvoker?[64];
-    private static readonly Dictionary<int, HelperInvoker> s_registered = [];
+    // Indexed by helper number (enum and registered alike); replaced, never changed in place, when it
+    // grows, so the call path reads it without the lock.
+    private static HelperInvoker?[] s_invokers = new HelperInvoker?[Helpers.FirstRegistered + 256];
     private static readonly Lock s_lock = new();
 
     private static HelperInvoker Invoker(int id)
@@ -112,13 +113,16 @@ internal static unsafe class LlvmRuntime
         if ((uint)id < (uint)table.Length && table[id] is { } f) return f;
         lock (s_lock)
         {
-            if (id >= Helpers.FirstRegistered)
+            table = s_invokers;
+            if (id >= table.Length)
             {
-                if (!s_registered.TryGetValue(id, out var r)) s_registered[id] = r = BuildInvoker(id);
-                return r;
+                var grown = new HelperInvoker?[id + 256];
+                table.CopyTo(grown, 0);
+                table = grown;
             }
-            if (id >= s_invokers.Length) Array.Resize(ref s_invokers, id + 64);
-            return s_invokers[id] ??= BuildInvoker(id);
+            var r = table[id] ??= BuildInvoker(id);
+            Volatile.Write(ref s_invokers, table);
+            return r;
         }
     }
 

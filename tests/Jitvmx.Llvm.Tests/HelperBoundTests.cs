@@ -45,14 +45,28 @@ public class HelperBoundTests
         })));
 
     [Fact]
-    public void SimdHelperHeavyCodeStaysInIl() =>
-        Assert.True(LlvmTier.HelperBound(Lift(a =>
+    public void SseCodeLlvmLowersNativelyGoesToLlvm() =>
+        Assert.False(LlvmTier.HelperBound(Lift(a =>
         {
             for (int i = 0; i < 8; i++)
             {
                 a.movdqu(xmm1, __xmmword_ptr[rdi + i * 16]);
                 a.pcmpeqb(xmm1, xmm0);
                 a.pmovmskb(eax, xmm1);
+                a.or(edx, eax);
+                a.mulsd(xmm2, xmm3);
+            }
+        })));
+
+    [Fact]
+    public void HelperHeavyCodeStaysInIl() =>
+        Assert.True(LlvmTier.HelperBound(Lift(a =>
+        {
+            for (int i = 0; i < 8; i++)
+            {
+                a.movdqu(xmm1, __xmmword_ptr[rdi + i * 16]);
+                a.psadbw(xmm1, xmm0);
+                a.crc32(eax, __dword_ptr[rdi + i * 4]);
                 a.or(edx, eax);
             }
         })));

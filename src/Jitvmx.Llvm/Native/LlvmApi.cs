@@ -13,6 +13,12 @@ internal enum LlvmIntPredicate
     Eq = 32, Ne, Ugt, Uge, Ult, Ule, Sgt, Sge, Slt, Sle,
 }
 
+/// <summary>LLVMRealPredicate: ordered comparisons are false when either operand is NaN.</summary>
+internal enum LlvmRealPredicate
+{
+    Oeq = 1, Ogt, Oge, Olt, Ole, One,
+}
+
 /// <summary>A symbol name with its absolute address and flags (LLVMOrcCSymbolMapPair: name, address, generic flags, target flags).</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct LlvmSymbolMapPair
@@ -140,6 +146,8 @@ internal static unsafe partial class LlvmApi
     [LibraryImport(Lib)] public static partial nint LLVMPointerTypeInContext(nint context, uint addressSpace);
     [LibraryImport(Lib)] public static partial nint LLVMVectorType(nint element, uint count);
     [LibraryImport(Lib)] public static partial nint LLVMTypeOf(nint value);
+    [LibraryImport(Lib)] public static partial nint LLVMFloatTypeInContext(nint context);
+    [LibraryImport(Lib)] public static partial nint LLVMDoubleTypeInContext(nint context);
     [LibraryImport(Lib)] public static partial nint LLVMArrayType2(nint element, ulong count);
     [LibraryImport(Lib)] public static partial nint LLVMFunctionType(nint ret, nint* parameters, uint count, int isVarArg);
 
@@ -169,6 +177,7 @@ internal static unsafe partial class LlvmApi
     // ---------------- constants ----------------
     [LibraryImport(Lib)] public static partial nint LLVMConstInt(nint type, ulong value, int signExtend);
     [LibraryImport(Lib)] public static partial nint LLVMConstNull(nint type);
+    [LibraryImport(Lib)] public static partial nint LLVMConstReal(nint type, double value);
     /// <summary>A constant vector of <paramref name="count"/> scalar constants.</summary>
     [LibraryImport(Lib)] public static partial nint LLVMConstVector(nint* values, uint count);
     [LibraryImport(Lib)] public static partial nint LLVMGetPoison(nint type);
@@ -204,6 +213,11 @@ internal static unsafe partial class LlvmApi
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildOr(nint b, nint l, nint r, string name);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildXor(nint b, nint l, nint r, string name);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildNeg(nint b, nint v, string name);
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildFAdd(nint b, nint l, nint r, string name);
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildFSub(nint b, nint l, nint r, string name);
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildFMul(nint b, nint l, nint r, string name);
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildFDiv(nint b, nint l, nint r, string name);
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildFCmp(nint b, LlvmRealPredicate op, nint l, nint r, string name);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildNot(nint b, nint v, string name);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildICmp(nint b, LlvmIntPredicate op, nint l, nint r, string name);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildSelect(nint b, nint cond, nint then, nint @else, string name);

@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: MIT
+using System.Collections.Concurrent;
+using Jitvmx.Ir;
+using Jitvmx.Lifting;
+using Jitvmx.Llvm.Native;
+using Jitvmx.Runtime;
+using static Jitvmx.Llvm.Native.LlvmApi;
+
+namespace Jitvmx.Llvm;
+
+/// <summary>
+/// SSE/SSE2 ADD, SUB, MUL, DIV, MIN, MAX and SQRT (PS/SS/PD/SD) with the fast path of their
+/// <see cref="SimdOps"/> helpers inlined as LLVM code: when MXCSR is the default with PE already set
+/// (MIN/MAX: in any environment), every operand lane used is zero or normal, and the result cannot
+/// have raised anything but PE (finite, and not tiny unless an exact zero from a zero operand), the
+/// host's IEEE operation is the guest's result and MXCSR is unchanged. Anything else (NaNs,
+/// denormals, unmasked exceptions, other rounding modes, the first inexact result) calls the helper,
+/// which runs the host instruction under the guest's MXCSR. Same tests, same order, as the helper.
+/// </summary>
+internal sealed unsafe partial class LlvmBackend
+{
+    private enum FpKind { Add, Sub, Mul, Div, Min, Max, Sqrt }
+
+    private static readonly Dictionary<string, (FpKind Kind, bool Double, bool Scalar)> s_fp = BuildFpTable();
+    private static readonly ConcurrentDictionary<int, string?> s_fpNames = new();
+
+    private static Dictionary<string, (FpKind, bool, bool)> BuildFpTable()
+    {
+        var t = new Dictionary<string, (FpKind, bool, bool)>();
+        foreach (var kind in Enum.GetValues<FpKind>())
+            foreach (var (suffix, dbl, scalar) in (ReadOnlySpan<(string, bool, bool)>)[("ps", false, false), ("ss", false, true), ("pd", true, false), ("sd", true, true)])
+                t[kind + suffix] = (kind, dbl, scalar);
+        return t;
+    }
+
+    private static string? FpName(int helper) => s_fpNames.GetOrAdd(helper,
+        id => Helpers.Method(id) is { } m && m.DeclaringType == typeof(SimdOps) && (s_fp.ContainsKey(m.Name) || m.Name == nameof(SimdOps.Comis)) ? m.Name : null);
+
+    private static bool IsSseFloatFastPath(IrValue call) => call.Op == IrOp.Call && FpName(call.Aux) is { } name
+        && (name == nameof(SimdOps.Comis) ? call.Args.Length == 4 && call.Args[3].Op == IrOp.Const : call.Args.Length == 3);
+
+    private bool TryEmitSseFloat(IrValue v)
+    {
+        if (!IsSseFloatFastPath(v)) return false;
+        if (FpName(v.Aux) == nameof(SimdOps.Comis))
+        {
+            EmitComis(v);
+            return true;
+        }
+        var (kind, dbl, scalar) = s_fp[FpName(v.Aux)!];
+        int bits = dbl ? 64 : 32, n = scalar ? 1 : 128 / bits;
+        nint ft = dbl ? LLVMDoubleTypeInContext(_ctx) : LLVMFloatTypeInContext(_ctx);
+        nint fvt = n == 1 ? ft : LLVMVectorType(ft, (uint)n);
+        // Tests in the float domain (ordered compares are false for NaN), as the helper's on the bits.
+        double min = Math.ScaleB(1.0, dbl ? -1022 : -126); // the smallest normal
+        nint aBytes = Value(v.Args[1]), bBytes = Value(v.Args[2]);
+        nint Floats(nint bytes) => n == 1
+            ? LLVMBuildExtractElement(_b, LLVMBuildBitCast(_b, bytes, LLVMVectorType(ft, (uint)(128 / bits)), ""), I32(0), "")
+            : LLVMBuildBitCast(_b, bytes, fvt, "");
+        nint F(double c)
+        {
+            nint k = LLVMConstReal(ft, c);
+            if (n == 1) return k;
+            var elems = new nint[n];
+            Array.Fill(elems, k);
+            fixed (nint* e = elems) return LLVMConstVector(e, (uint)n);
+        }
+        nint Cmp(LlvmRealPredicate p, nint x, nint y) => LLVMBuildFCmp(_b, p, x, y, "");
+        nint And(nint x, nint y) => LLVMBuildAnd(_b, x, y, "");
+        nint Or(nint x, nint y) => LLVMBuildOr(_b, x, y, "");
+        nint Abs(nint x) => Intrinsic("llvm.fabs", fvt, x);
+        nint IsZero(nint x) => Cmp(LlvmRealPredicate.Oeq, x, F(0));
+        // Zero or normal finite: raises nothing as an input.
+        nint Tame(nint x)
+        {
+            nint abs = Abs(x);
+            return Or(And(Cmp(LlvmRealPredicate.Oge, abs, F(min)), Cmp(LlvmRealPredicate.Olt, abs, F(double.PositiveInfinity))), IsZero(x));
+        }
+        nint All(nint lanes) => n == 1 ? lanes
+            : LLVMBuildICmp(_b, LlvmIntPredicate.Eq, LLVMBuildBitCast(_b, lanes, LLVMIntTypeInContext(_ctx, (uint)n), ""), LLVMConstInt(LLVMIntTypeInContext(_ctx, (uint)n), (1UL << n) - 1, 0), "");
+
+        nint x = Floats(aBytes), y = Floats(bBytes);
+        nint ok = All(kind == FpKind.Sqrt ? Tame(y) : And(Tame(x), Tame(y)));
+        bool minMax = kind is FpKind.Min or FpKind.Max;
+        if (!minMax)
+            ok = And(ok, LLVMBuildICmp(_b, LlvmIntPredicate.Eq, LLVMBuildAnd(_b, CtxLoad(_i32, StateOffsets.Mxcsr, 4), I32(0xFFE0), ""), I32(0x1FA0), ""));
+
+        nint r = kind switch
+        {
+            FpKind.Add => LLVMBuildFAdd(_b, x, y, ""),
+            FpKind.Sub => LLVMBuildFSub(_b, x, y, ""),
+            FpKind.Mul => LLVMBuildFMul(_b, x, y, ""),
+            FpKind.Div => LLVMBuildFDiv(_b, x, y, ""),
+            // MINSD/MAXSD: the second operand unless the first is strictly less (greater); ±0 give the second.
+            FpKind.Min => LLVMBuildSelect(_b, Cmp(LlvmRealPredicate.Olt, x, y), x, y, ""),
+            FpKind.Max => LLVMBuildSelect(_b, Cmp(LlvmRealPredicate.Ogt, x, y), x, y, ""),
+            _ => Intrinsic("llvm.sqrt", fvt, y),
+        };
+        if (!minMax)
+        {
+            // Finite, and for MUL/DIV above the smallest normal or an exact zero from a zero operand.
+            nint rabs = Abs(r);
+            nint finite = Cmp(LlvmRealPredicate.Olt, rabs, F(double.PositiveInfinity));
+            nint quiet = kind is FpKind.Add or FpKind.Sub or FpKind.Sqrt ? finite
+                : Or(And(finite, Cmp(LlvmRealPredicate.Ogt, rabs, F(min))), And(IsZero(r), Or(IsZero(x), IsZero(y))));
+            ok = And(ok, All(quiet));
+        }
+        nint fast = n == 1
+            ? AsBytes(LLVMBuildInsertElement(_b, LLVMBuildBitCast(_b, aBytes, LLVMVectorType(ft, (uint)(128 / bits)), ""), r, I32(0), ""))
+            : AsBytes(r);
+        Define(v, FastOrHelper(v, ok, fast));
+        return true;
+    }
+
+    /// <summary>
+    /// (U)COMISS/SD: ordered zero or normal operands raise nothing in any environment; ZF PF CF come
+    /// from the comparison (equal 0x40, less 1, greater 0), as the helper computes them.
+    /// </summary>
+    private void EmitComis(IrValue v)
+    {
+        bool dbl = v.Args[3].Imm != 0;
+        int bits = dbl ? 64 : 32;
+        nint ft = dbl ? LLVMDoubleTypeInContext(_ctx) : LLVMFloatTypeInContext(_ctx);
+        nint Lane0(nint bytes) => LLVMBuildExtractElement(_b, LLVMBuildBitCast(_b, bytes, LLVMVectorType(ft, (uint)(128 / bits)), ""), I32(0), "");
+        nint x = Lane0(Value(v.Args[1])), y = Lane0(Value(v.Args[2]));
+        double min = Math.ScaleB(1.0, dbl ? -1022 : -126);
+        nint Tame(nint f)
+        {
+            nint abs = Intrinsic("llvm.fabs", ft, f);
+            return LLVMBuildOr(_b,
+                LLVMBuildAnd(_b, LLVMBuildFCmp(_b, LlvmRealPredicate.Oge, abs, LLVMConstReal(ft, min), ""),
+                    LLVMBuildFCmp(_b, LlvmRealPredicate.Olt, abs, LLVMConstReal(ft, double.PositiveInfinity), ""), ""),
+                LLVMBuildFCmp(_b, LlvmRealPredicate.Oeq, f, LLVMConstReal(ft, 0), ""), "");
+        }
+        nint ok = LLVMBuildAnd(_b, Tame(x), Tame(y), "");
+        nint flags = LLVMBuildSelect(_b, LLVMBuildFCmp(_b, LlvmRealPredicate.Oeq, x, y, ""), I64(0x40),
+            LLVMBuildSelect(_b, LLVMBuildFCmp(_b, LlvmRealPredicate.Olt, x, y, ""), I64(1), I64(0), ""), "");
+        nint fast = AsBytes(LLVMBuildInsertElement(_b, LLVMConstNull(VecType(64)), flags, I32(0), ""));
+        Define(v, FastOrHelper(v, ok, fast));
+    }
+
+    /// <summary><paramref name="fast"/> when <paramref name="ok"/>, else the helper's result (a call on a cold path).</summary>
+    private nint FastOrHelper(IrValue v, nint ok, nint fast)
+    {
+        nint fastEnd = LLVMGetInsertBlock(_b);
+        nint slow = NewBlock("fp.slow"), join = NewBlock("fp.done");
+        CondBrUnlikely(LLVMBuildNot(_b, ok, ""), slow, join);
+
+        LLVMPositionBuilderAtEnd(_b, slow);
+        CallHelper(v);
+        nint slowValue = Load(_v128, _resBuf, 16);
+        nint slowEnd = LLVMGetInsertBlock(_b);
+        LLVMBuildBr(_b, join);
+
+        LLVMPositionBuilderAtEnd(_b, join);
+        nint phi = LLVMBuildPhi(_b, _v128, "");
+        nint* vals = stackalloc nint[2] { fast, slowValue };
+        nint* blocks = stackalloc nint[2] { fastEnd, slowEnd };
+        LLVMAddIncoming(phi, vals, blocks, 2);
+        return phi;
+    }
+}
