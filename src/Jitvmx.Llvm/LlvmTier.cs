@@ -72,8 +72,8 @@ public static class LlvmTier
     internal static int CompilationsInProgress => Volatile.Read(ref s_inProgress);
 
     /// <summary>
-    /// <paramref name="requested"/>, unless JITVMX_LLVM_LEVEL (O0, O1 or O2) overrides it: whole-program
-    /// tests run <c>--tier llvm</c> at O0, where O2 compiles for tens of seconds per program.
+    /// <paramref name="requested"/>, unless JITVMX_LLVM_LEVEL (O0, O1 or O2) overrides it: one level for
+    /// every region, for comparing levels and for tests that need the same code every run.
     /// </summary>
     private static LlvmOptLevel Level(LlvmOptLevel requested) => LevelOverride() ?? requested;
 
