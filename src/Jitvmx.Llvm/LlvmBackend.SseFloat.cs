@@ -70,12 +70,7 @@ internal sealed unsafe partial class LlvmBackend
         nint Or(nint x, nint y) => LLVMBuildOr(_b, x, y, "");
         nint Abs(nint x) => Intrinsic("llvm.fabs", fvt, x);
         nint IsZero(nint x) => Cmp(LlvmRealPredicate.Oeq, x, F(0));
-        // Zero or normal finite: raises nothing as an input.
-        nint Tame(nint x)
-        {
-            nint abs = Abs(x);
-            return Or(And(Cmp(LlvmRealPredicate.Oge, abs, F(min)), Cmp(LlvmRealPredicate.Olt, abs, F(double.PositiveInfinity))), IsZero(x));
-        }
+        nint Tame(nint x) => TameFloat(x, fvt, F(min), F(double.PositiveInfinity), F(0));
         nint All(nint lanes) => n == 1 ? lanes
             : LLVMBuildICmp(_b, LlvmIntPredicate.Eq, LLVMBuildBitCast(_b, lanes, LLVMIntTypeInContext(_ctx, (uint)n), ""), LLVMConstInt(LLVMIntTypeInContext(_ctx, (uint)n), (1UL << n) - 1, 0), "");
 
@@ -124,19 +119,21 @@ internal sealed unsafe partial class LlvmBackend
         nint Lane0(nint bytes) => LLVMBuildExtractElement(_b, LLVMBuildBitCast(_b, bytes, LLVMVectorType(ft, (uint)(128 / bits)), ""), I32(0), "");
         nint x = Lane0(Value(v.Args[1])), y = Lane0(Value(v.Args[2]));
         double min = Math.ScaleB(1.0, dbl ? -1022 : -126);
-        nint Tame(nint f)
-        {
-            nint abs = Intrinsic("llvm.fabs", ft, f);
-            return LLVMBuildOr(_b,
-                LLVMBuildAnd(_b, LLVMBuildFCmp(_b, LlvmRealPredicate.Oge, abs, LLVMConstReal(ft, min), ""),
-                    LLVMBuildFCmp(_b, LlvmRealPredicate.Olt, abs, LLVMConstReal(ft, double.PositiveInfinity), ""), ""),
-                LLVMBuildFCmp(_b, LlvmRealPredicate.Oeq, f, LLVMConstReal(ft, 0), ""), "");
-        }
+        nint Tame(nint f) => TameFloat(f, ft, LLVMConstReal(ft, min), LLVMConstReal(ft, double.PositiveInfinity), LLVMConstReal(ft, 0));
         nint ok = LLVMBuildAnd(_b, Tame(x), Tame(y), "");
         nint flags = LLVMBuildSelect(_b, LLVMBuildFCmp(_b, LlvmRealPredicate.Oeq, x, y, ""), I64(0x40),
             LLVMBuildSelect(_b, LLVMBuildFCmp(_b, LlvmRealPredicate.Olt, x, y, ""), I64(1), I64(0), ""), "");
         nint fast = AsBytes(LLVMBuildInsertElement(_b, LLVMConstNull(VecType(64)), flags, I32(0), ""));
         Define(v, FastOrHelper(v, ok, fast));
+    }
+
+    /// <summary>Whether <paramref name="x"/> (of float <paramref name="type"/>, scalar or vector) is zero or normal finite: raises nothing as an input.</summary>
+    private nint TameFloat(nint x, nint type, nint min, nint inf, nint zero)
+    {
+        nint abs = Intrinsic("llvm.fabs", type, x);
+        return LLVMBuildOr(_b,
+            LLVMBuildAnd(_b, LLVMBuildFCmp(_b, LlvmRealPredicate.Oge, abs, min, ""), LLVMBuildFCmp(_b, LlvmRealPredicate.Olt, abs, inf, ""), ""),
+            LLVMBuildFCmp(_b, LlvmRealPredicate.Oeq, x, zero, ""), "");
     }
 
     /// <summary><paramref name="fast"/> when <paramref name="ok"/>, else the helper's result (a call on a cold path).</summary>
