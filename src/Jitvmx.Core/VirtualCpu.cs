@@ -252,6 +252,10 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
                 continue;
             }
             next = null;
+            // Code below the last tier learns where its computed jumps go, for the background tier
+            // (chained native code is the last tier, and its exits may be another region's).
+            if (code == RegionCode.Indirect && !current.TierQueued && !current.Interpreted && !current.Chainable && ctx->Pending == 0)
+                current.RecordIndirectTarget(ctx->IndirectSite, ctx->State.Rip);
             if (code == RegionCode.Indirect && current.Native && ctx->Pending == 0 && _mmioLog.Count == 0)
             {
                 // Native code left for a computed target (RET, an indirect jump or call): find the

@@ -195,6 +195,14 @@ public sealed class VirtualMachineOptions
     public long InterpreterTierUp { get; init; }
 
     /// <summary>
+    /// Whether a background tier takes the computed targets a hot region was seen to jump to (an
+    /// interpreter's switch, calls through pointers, returns) into its code as guarded branches, so
+    /// that such loops run in one region instead of one region per target. On by default; off keeps
+    /// every hot region's code the same as its first translation's.
+    /// </summary>
+    public bool PredictIndirectBranches { get; init; } = Environment.GetEnvironmentVariable("JITVMX_PREDICT") != "0";
+
+    /// <summary>
     /// Counts entries and retired guest instructions per region (a few nanoseconds per region
     /// entry), for <see cref="VirtualMachine.Profile"/>: where the guest's time goes, and in which tier.
     /// </summary>
@@ -231,6 +239,10 @@ public sealed class TranslationStatistics
     public long RegionsLoaded;
     /// <summary>Regions whose code a background tier replaced.</summary>
     public long RegionsTieredUp;
+    /// <summary>Of <see cref="RegionsTieredUp"/>, those whose hot code continues at predicted computed-branch targets inside itself.</summary>
+    public long RegionsPredicted;
+    /// <summary>Regions a background tier skipped because other hot code already covers their entry (they may be queued again).</summary>
+    public long RegionsRequeued;
     /// <summary>Exits of native code chained straight to the successor's native code.</summary>
     public long ChainLinks;
     /// <summary>Indirect-branch targets entered in a vCPU's jump cache of native code.</summary>

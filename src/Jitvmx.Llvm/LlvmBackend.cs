@@ -819,6 +819,8 @@ internal sealed unsafe partial class LlvmBackend
                 return;
             case IrOp.ExitIndirect:
                 CtxStore(A(0), StateOffsets.Rip, 8);
+                // Code that returns to the dispatcher at every exit is profiled there, per branching instruction.
+                if (!_chain) CtxStore(I64(v.Imm), StateOffsets.IndirectSite, 8);
                 ExitWith(RegionCode.Indirect);
                 return;
             case IrOp.ExitHelper: EmitExitHelper(v); return;

@@ -117,6 +117,11 @@ public static class LlvmTier
             _queue.Dispose();
         }
 
+        private CompiledRegion? Compile(Region region, IrRegion ir) =>
+            // Helper-bound regions run faster in the IL tier than in LLVM code, but not than in
+            // a lower level's LLVM code (the two-level LLVM tier).
+            !region.Native && HelperBound(ir) || !LlvmBackend.TryCompile(ir, _level, out var compiled, out _) ? null : compiled;
+
         private void Work()
         {
             bool ready = false;
@@ -138,16 +143,17 @@ public static class LlvmTier
                         }
                         ready = true;
                     }
-                    if (!region.Valid) continue;
+                    if (!region.Valid || _vm.Options.PredictIndirectBranches && _vm.Cache.RequeueIfCovered(region)) continue;
                     Interlocked.Increment(ref s_inProgress);
                     long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
                     try
                     {
-                        var ir = _vm.Cache.Retranslate(cpu, region);
-                        // Helper-bound regions run faster in the IL tier than in LLVM code, but not than in
-                        // a lower level's LLVM code (the two-level LLVM tier).
-                        if (ir is null || !region.Native && HelperBound(ir) || !LlvmBackend.TryCompile(ir, _level, out var compiled, out _)) continue;
-                        _vm.Cache.Swap(region, compiled!);
+                        // With the computed targets seen at run time taken in, when that works out; else the same code.
+                        if (_vm.Options.PredictIndirectBranches && _vm.Cache.RetranslateWithTargets(cpu, region, out long generation) is { } wide && Compile(region, wide) is { } hot
+                            && _vm.Cache.Replace(cpu, region, wide, hot, generation))
+                            continue;
+                        if (_vm.Cache.Retranslate(cpu, region) is { } ir && Compile(region, ir) is { } same)
+                            _vm.Cache.Swap(region, same);
                     }
                     finally
                     {

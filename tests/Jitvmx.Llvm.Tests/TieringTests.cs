@@ -92,15 +92,16 @@ public class TieringTests
         Assert.True(hot.Vm.Statistics.RegionsTieredUp > 0, "no region was recompiled at the hot level");
     }
 
-    private static void AssertSameAs(TestGuest expected, TestGuest actual)
+    /// <summary>Same registers, RIP, RFLAGS, retired count and the first <paramref name="ramBytes"/> of RAM.</summary>
+    internal static void AssertSameAs(TestGuest expected, TestGuest actual, int ramBytes = 32768)
     {
         for (int r = 0; r < 16; r++)
             Assert.Equal(expected.Cpu.State[(GuestRegister)r], actual.Cpu.State[(GuestRegister)r]);
         Assert.Equal(expected.Cpu.State.Rip, actual.Cpu.State.Rip);
         Assert.Equal(expected.Cpu.State.Rflags, actual.Cpu.State.Rflags);
         Assert.Equal(expected.Cpu.InstructionsRetired, actual.Cpu.InstructionsRetired);
-        var a = new byte[32768];
-        var b = new byte[32768];
+        var a = new byte[ramBytes];
+        var b = new byte[ramBytes];
         expected.Vm.ReadPhysical(TestGuest.RamBase, a);
         actual.Vm.ReadPhysical(TestGuest.RamBase, b);
         Assert.Equal(a, b);

@@ -731,6 +731,12 @@ internal sealed unsafe class IlBackend
                 _il.Emit(OpCodes.Add);
                 Push(a[0]);
                 _il.Emit(OpCodes.Stind_I8);
+                // The branching instruction, for the dispatcher's per-site target profile.
+                _il.Emit(OpCodes.Ldarg_0);
+                _il.Emit(OpCodes.Ldc_I4, StateOffsets.IndirectSite);
+                _il.Emit(OpCodes.Add);
+                _il.Emit(OpCodes.Ldc_I8, (long)v.Imm);
+                _il.Emit(OpCodes.Stind_I8);
                 _il.Emit(OpCodes.Ldc_I4, RegionCode.Indirect);
                 _il.Emit(OpCodes.Stloc, _code);
                 _il.Emit(OpCodes.Br, _spill);

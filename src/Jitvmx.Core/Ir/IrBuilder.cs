@@ -327,11 +327,11 @@ public sealed class IrBuilder
         v.Imm = rip;
     }
 
-    /// <summary>Ends the block leaving the region for a computed guest RIP.</summary>
-    public void ExitIndirect(IrValue rip)
+    /// <summary>Ends the block leaving the region for a computed guest RIP; <paramref name="site"/> is the branching instruction's RIP (kept in <see cref="IrValue.Imm"/>, for profiling).</summary>
+    public void ExitIndirect(IrValue rip, ulong site = 0)
     {
         Check(rip, IrType.I64);
-        Add(IrOp.ExitIndirect, IrType.Void, rip);
+        Add(IrOp.ExitIndirect, IrType.Void, rip).Imm = site;
     }
 
     /// <summary>Ends the block: spills guest state and leaves through a helper that decides what follows (an exit, an exception, or continuing at the RIP it set).</summary>

@@ -57,7 +57,7 @@ internal static class Control
         var target = direct ? null : l.ReadOp(i, 0, I64);
         l.Push(l.B.I64(i.NextIP));
         if (direct) l.CallTo(i.NearBranchTarget, i.NextIP);
-        else l.JumpIndirect(target!);
+        else l.JumpIndirect(target!, i.NextIP);
     }
 
     private static void Ret(Lifter l, in Instruction i)

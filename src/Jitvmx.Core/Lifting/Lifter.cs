@@ -290,21 +290,39 @@ internal sealed partial class Lifter
     /// </summary>
     public void ReturnTo(IrValue target)
     {
+        ulong expected = 0;
         if (_translator.InlinedReturn() is { } r)
         {
             var other = B.NewBlock();
             B.Branch(B.Eq(target, B.I64(r.ReturnAddress)), r.Continuation, other);
             B.SetBlock(other);
+            expected = r.ReturnAddress;
         }
-        B.ExitIndirect(target);
+        foreach (var (site, t) in _translator.PredictedTargets)
+            if (site == Rip && t != expected) GuardedBranch(target, t, _translator.InternalTarget(t));
+        B.ExitIndirect(target, Rip);
         EndsBlock = true;
     }
 
-    /// <summary>Continues at a computed address (region exit through the dispatcher). Ends the current block.</summary>
-    public void JumpIndirect(IrValue target)
+    /// <summary>
+    /// Continues at a computed address: a predicted target (seen at run time) continues inside the
+    /// region after a compare, anything else leaves through the dispatcher. For an indirect CALL,
+    /// <paramref name="returnAddress"/> lets the predicted callee's RET continue in the region. Ends the current block.
+    /// </summary>
+    public void JumpIndirect(IrValue target, ulong? returnAddress = null)
     {
-        B.ExitIndirect(target);
+        foreach (var (site, t) in _translator.PredictedTargets)
+            if (site == Rip) GuardedBranch(target, t, returnAddress is ulong ra ? _translator.PredictedCall(t, ra) : _translator.InternalTarget(t));
+        B.ExitIndirect(target, Rip);
         EndsBlock = true;
+    }
+
+    private void GuardedBranch(IrValue target, ulong expected, IrBlock? block)
+    {
+        if (block is null) return;
+        var other = B.NewBlock();
+        B.Branch(B.Eq(target, B.I64(expected)), block, other);
+        B.SetBlock(other);
     }
 
     /// <summary>Ends the block through a helper that sees precise state (RIP at this instruction) and decides what follows.</summary>

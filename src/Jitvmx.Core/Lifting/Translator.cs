@@ -43,6 +43,7 @@ internal sealed class Translator
     private readonly byte[] _buffer = new byte[FetchWindow];
     private int _lifted;
     private readonly int _mode;
+    private (ulong Site, ulong Target)[] _predicted = [];
 
     /// <summary>Whether the region is limited to one instruction.</summary>
     public bool SingleStep => _limits.MaxInstructions == 1;
@@ -67,10 +68,16 @@ internal sealed class Translator
     /// set when the first instruction cannot be fetched. <paramref name="mode"/> is the
     /// <see cref="X87SseEnable.Mode"/> the region is translated for (0: x87, SSE and XSAVE enabled).
     /// </summary>
+    /// <remarks>
+    /// <paramref name="predictedTargets"/> are computed-branch targets seen at run time, by the RIP of
+    /// the branching instruction (<see cref="Runtime.Region.IndirectTargets"/>): an indirect jump,
+    /// indirect call or return at that RIP compares its target with them and continues inside the
+    /// region on a match (the blocks are taken in while the limits allow).
+    /// </remarks>
     public static IrRegion? Translate(ICodeSource code, ulong entry, RegionLimits limits, out ulong faultAddress, List<Mnemonic>? unsupported = null,
-        List<string>? lifterErrors = null, int mode = 0)
+        List<string>? lifterErrors = null, int mode = 0, (ulong Site, ulong Target)[]? predictedTargets = null)
     {
-        var t = new Translator(code, limits, mode);
+        var t = new Translator(code, limits, mode) { _predicted = predictedTargets ?? [] };
         faultAddress = 0;
         var span = t._buffer.AsSpan(0, 16);
         int n = code.FetchCode(entry, span);
@@ -132,6 +139,27 @@ internal sealed class Translator
         var block = InternalTarget(target, _contexts.Count - 1);
         if (block is null) _contexts.RemoveAt(_contexts.Count - 1);
         return block;
+    }
+
+    /// <summary>Computed-branch targets to try inside the region (see <see cref="Translate"/>).</summary>
+    public ReadOnlySpan<(ulong Site, ulong Target)> PredictedTargets => SingleStep ? [] : _predicted;
+
+    /// <summary>
+    /// The block for a predicted target of an indirect CALL: the callee in a new inlined-call context
+    /// (one level even when the limits inline no direct calls, so its RET continues in the caller), else
+    /// in the current context; null when the limits say no.
+    /// </summary>
+    public IrBlock? PredictedCall(ulong target, ulong returnAddress)
+    {
+        var (_, _, depth) = _contexts[_context];
+        if (depth < Math.Max(_limits.MaxCallDepth, 1) && _heads.Count + 2 < _limits.MaxBlocks)
+        {
+            _contexts.Add((_context, returnAddress, depth + 1));
+            var block = InternalTarget(target, _contexts.Count - 1);
+            if (block is not null) return block;
+            _contexts.RemoveAt(_contexts.Count - 1);
+        }
+        return InternalTarget(target);
     }
 
     /// <summary>The return address a RET in the current context is expected to use, with the block that continues there; null outside inlined calls or when the limits say no.</summary>

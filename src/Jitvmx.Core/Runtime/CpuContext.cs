@@ -62,13 +62,19 @@ internal unsafe struct CpuContext
     /// <summary>Indirect-branch cache of native code (<see cref="JumpCacheSize"/> entries): guest RIP to native entry, filled by the dispatcher.</summary>
     public JumpCacheEntry* JumpCache;
 
+    /// <summary>
+    /// Guest RIP of the instruction whose computed branch left the region last (RegionCode.Indirect),
+    /// written by code below the last tier so that the dispatcher can record per-site targets.
+    /// </summary>
+    public ulong IndirectSite;
+
     public const int JumpCacheBits = 12;
     public const int JumpCacheSize = 1 << JumpCacheBits;
 
     /// <summary>The jump-cache slot of <paramref name="rip"/> (native code computes the same).</summary>
     public static int JumpCacheIndex(ulong rip) => (int)((rip ^ (rip >> JumpCacheBits)) & (JumpCacheSize - 1));
 
-    public const int TlbBits = 10;
+    public const int TlbBits = 13;
     public const int TlbSize = 1 << TlbBits;
     public const int PageBits = 12;
     public const ulong PageMask = ~0xFFFUL;

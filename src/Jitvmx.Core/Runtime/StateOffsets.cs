@@ -24,6 +24,7 @@ internal static class StateOffsets
     public static readonly int GiveBack = C(nameof(Runtime.CpuContext.GiveBack));
     public static readonly int ExitCookie = C(nameof(Runtime.CpuContext.ExitCookie));
     public static readonly int JumpCache = C(nameof(Runtime.CpuContext.JumpCache));
+    public static readonly int IndirectSite = C(nameof(Runtime.CpuContext.IndirectSite));
 
     /// <summary>Offset of GPR <paramref name="index"/>.</summary>
     public static int Gpr(int index) => index * 8;

@@ -47,6 +47,35 @@ internal sealed unsafe class Region
 
     public string TierName => Native ? "llvm" : Interpreted ? "interp" : "il";
 
+    /// <summary>Most computed targets recorded per region (<see cref="RecordIndirectTarget"/>).</summary>
+    public const int MaxIndirectTargets = 32;
+    /// <summary>
+    /// Computed targets (of indirect jumps, indirect calls and returns, by the branching instruction's
+    /// RIP) seen leaving this region's code before it was queued for the background tier, which
+    /// translates them into the hot code as guarded internal branches; null until the first. Written
+    /// by the vCPU only before queueing.
+    /// </summary>
+    public (ulong Site, ulong Target)[]? IndirectTargets;
+    /// <summary>How many of <see cref="IndirectTargets"/> are filled.</summary>
+    public int IndirectTargetCount;
+
+    /// <summary>Remembers a computed target the region's code left for (once; the first <see cref="MaxIndirectTargets"/> distinct ones).</summary>
+    public void RecordIndirectTarget(ulong site, ulong target)
+    {
+        var t = IndirectTargets ??= new (ulong, ulong)[MaxIndirectTargets];
+        int n = IndirectTargetCount;
+        for (int i = 0; i < n; i++)
+            if (t[i] == (site, target)) return;
+        if (n < t.Length)
+        {
+            t[n] = (site, target);
+            IndirectTargetCount = n + 1;
+        }
+    }
+
+    /// <summary>The recorded computed targets (a copy).</summary>
+    public (ulong Site, ulong Target)[] PredictedTargets() => IndirectTargets is { } t ? t.AsSpan(0, IndirectTargetCount).ToArray() : [];
+
     /// <summary>Native entry of the region's code (LLVM's), for chaining; 0 while the code is managed.</summary>
     public nint NativeEntry;
     /// <summary>Whether the code is native.</summary>
@@ -244,6 +273,107 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
         return ir;
     }
 
+    /// <summary>
+    /// Translates a hot region again for a background tier (on any thread) with the computed targets
+    /// its code was seen to leave for (<see cref="Region.IndirectTargets"/>) as guarded branches inside
+    /// it, so that a loop around an indirect jump (an interpreter's switch, a call through a pointer)
+    /// becomes one region. Null when there is nothing predicted, when the
+    /// code can no longer be fetched, or when the result reaches a page that holds no translated code
+    /// yet (a write to it could not be noticed before <see cref="Replace"/>). <paramref name="generation"/>
+    /// is the cache's generation before the guest bytes were read, for <see cref="Replace"/>.
+    /// </summary>
+    public IrRegion? RetranslateWithTargets(VirtualCpu cpu, Region region, out long generation)
+    {
+        generation = Generation;
+        var targets = PredictedTargets(region);
+        if (targets.Length == 0) return null;
+        var limits = new RegionLimits(vm.Options.MaxRegionInstructions, vm.Options.MaxRegionBlocks,
+            Math.Min(96, vm.Options.MaxRegionInstructions), vm.Options.MaxInlineCallDepth);
+        var ir = Translator.Translate(cpu, region.Entry, limits, out _, mode: region.Mode, predictedTargets: targets);
+        if (ir is null) return null;
+        var pages = CodePages(cpu, ir.GuestRanges);
+        lock (_lock)
+            foreach (ulong p in pages)
+                if (!_byPage.ContainsKey(p)) return null;
+        Passes.Run(ir);
+        return ir;
+    }
+
+    /// <summary>
+    /// The computed targets <paramref name="region"/> left for, and those the regions at these
+    /// targets left for, and so on (at most <see cref="MaxPredictedTargets"/>): an interpreter's handler
+    /// always goes on to the same few handlers, but the loop through all of them is what is hot.
+    /// </summary>
+    private (ulong Site, ulong Target)[] PredictedTargets(Region region)
+    {
+        var found = new List<(ulong Site, ulong Target)>(region.PredictedTargets());
+        lock (_lock)
+        {
+            for (int i = 0; i < found.Count && found.Count < MaxPredictedTargets; i++)
+            {
+                if (!_regions.TryGetValue(found[i].Target, out var r) || r == region) continue;
+                foreach (var t in r.PredictedTargets())
+                    if (found.Count < MaxPredictedTargets && !found.Contains(t)) found.Add(t);
+            }
+        }
+        return [.. found];
+    }
+
+    /// <summary>
+    /// Installs hot code compiled from <see cref="RetranslateWithTargets"/> as a new region at the old
+    /// one's entry (its exits differ, so it cannot be swapped in place). Refused when the region is
+    /// no longer current or any translated code was invalidated since <paramref name="generation"/>:
+    /// the guest bytes the code was made from might have changed. Every page the code covers held
+    /// translated code already, so from here on a write to any of them discards it.
+    /// </summary>
+    public bool Replace(VirtualCpu cpu, Region region, IrRegion ir, CompiledRegion code, long generation)
+    {
+        var covered = ir.Blocks.Where(b => b.ChargedInsns > 0 && b.GuestAddress != region.Entry).Select(b => b.GuestAddress).ToList();
+        var pages = CodePages(cpu, ir.GuestRanges);
+        var hot = new Region(region.Entry, code, ir.Blocks[0].ChargedInsns, pages, singleStep: false)
+        {
+            Mode = region.Mode, GuestInstructions = ir.GuestInstructionCount, TierQueued = true, Retired = region.Retired,
+            // Kept for the regions whose targets lead here (see PredictedTargets).
+            IndirectTargets = region.IndirectTargets, IndirectTargetCount = region.IndirectTargetCount,
+        };
+        lock (_lock)
+        {
+            if (!region.Valid || Generation != generation) return false;
+            if (vm.Options.Profile) _profiled.Add(hot);
+            if (code.IsNative) AttachNative(hot, code);
+            Insert(hot, replacing: true);
+            foreach (ulong a in covered) _coveredByHot.Add(a);
+        }
+        Interlocked.Increment(ref Statistics.RegionsTieredUp);
+        Interlocked.Increment(ref Statistics.RegionsPredicted);
+        return true;
+    }
+
+    /// <summary>Most (site, target) pairs a hot region is translated with.</summary>
+    public const int MaxPredictedTargets = 64;
+
+    // Guest addresses that hot code installed by Replace continues to inside itself.
+    private readonly HashSet<ulong> _coveredByHot = [];
+
+    /// <summary>
+    /// Whether hot code at another entry already runs <paramref name="region"/>'s code inside itself
+    /// (a predicted target of it, or on the way there). Such a region was queued before that code
+    /// was installed and is likely cold now: it goes back to counting, and is queued again only if
+    /// it stays hot. Saves compiling the same loop once per entry.
+    /// </summary>
+    public bool RequeueIfCovered(Region region)
+    {
+        lock (_lock)
+        {
+            if (!_coveredByHot.Contains(region.Entry)) return false;
+            _coveredByHot.Remove(region.Entry);
+        }
+        region.Retired = 0;
+        Volatile.Write(ref region.TierQueued, false);
+        Interlocked.Increment(ref Statistics.RegionsRequeued);
+        return true;
+    }
+
     /// <summary>Installs code compiled by a background tier, if the region is still current and the code fits its slots.</summary>
     public bool Swap(Region region, CompiledRegion code)
     {
@@ -355,7 +485,8 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
     private void Retire(Region r)
     {
         r.Valid = false;
-        if (r.Native) UnlinkAll();
+        // Only chainable code is ever linked to or cached as a jump target.
+        if (r.Chainable) UnlinkAll();
         foreach (ulong page in r.Pages)
         {
             if (_byPage.TryGetValue(page, out var list))
