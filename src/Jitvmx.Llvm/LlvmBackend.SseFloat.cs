@@ -9,13 +9,12 @@ using static Jitvmx.Llvm.Native.LlvmApi;
 namespace Jitvmx.Llvm;
 
 /// <summary>
-/// SSE/SSE2 ADD, SUB, MUL, DIV, MIN, MAX and SQRT (PS/SS/PD/SD) with the fast path of their
-/// <see cref="SimdOps"/> helpers inlined as LLVM code: when MXCSR is the default with PE already set
-/// (MIN/MAX: in any environment), every operand lane used is zero or normal, and the result cannot
-/// have raised anything but PE (finite, and not tiny unless an exact zero from a zero operand), the
-/// host's IEEE operation is the guest's result and MXCSR is unchanged. Anything else (NaNs,
-/// denormals, unmasked exceptions, other rounding modes, the first inexact result) calls the helper,
-/// which runs the host instruction under the guest's MXCSR. Same tests, same order, as the helper.
+/// SSE/SSE2 ADD, SUB, MUL, DIV and SQRT (PS/SS/PD/SD) as the host's own instructions under the
+/// guest's MXCSR whenever that is loaded (LlvmBackend.FpEnv.cs), and MIN, MAX and (U)COMISS/SD with
+/// the fast path of their <see cref="SimdOps"/> helpers inlined: with zero or normal operands in
+/// every lane used they raise nothing in any environment, and the host's comparison is the guest's
+/// result. Anything else calls the helper on a cold path, which runs the host instruction under
+/// the guest's MXCSR in memory.
 /// </summary>
 internal sealed unsafe partial class LlvmBackend
 {
@@ -38,6 +37,10 @@ internal sealed unsafe partial class LlvmBackend
 
     private static bool IsSseFloatFastPath(IrValue call) => call.Op == IrOp.Call && FpName(call.Aux) is { } name
         && (name == nameof(SimdOps.Comis) ? call.Args.Length == 4 && call.Args[3].Op == IrOp.Const : call.Args.Length == 3);
+
+    /// <summary>ADD, SUB, MUL, DIV, SQRT: run natively under the guest's MXCSR (see LlvmBackend.FpEnv.cs).</summary>
+    private static bool IsNativeSseArithmetic(IrValue call) => IsSseFloatFastPath(call) && FpName(call.Aux) is { } name
+        && s_fp.TryGetValue(name, out var op) && op.Kind is not (FpKind.Min or FpKind.Max);
 
     private bool TryEmitSseFloat(IrValue v)
     {
@@ -67,44 +70,64 @@ internal sealed unsafe partial class LlvmBackend
         }
         nint Cmp(LlvmRealPredicate p, nint x, nint y) => LLVMBuildFCmp(_b, p, x, y, "");
         nint And(nint x, nint y) => LLVMBuildAnd(_b, x, y, "");
-        nint Or(nint x, nint y) => LLVMBuildOr(_b, x, y, "");
-        nint Abs(nint x) => Intrinsic("llvm.fabs", fvt, x);
-        nint IsZero(nint x) => Cmp(LlvmRealPredicate.Oeq, x, F(0));
         nint Tame(nint x) => TameFloat(x, fvt, F(min), F(double.PositiveInfinity), F(0));
         nint All(nint lanes) => n == 1 ? lanes
             : LLVMBuildICmp(_b, LlvmIntPredicate.Eq, LLVMBuildBitCast(_b, lanes, LLVMIntTypeInContext(_ctx, (uint)n), ""), LLVMConstInt(LLVMIntTypeInContext(_ctx, (uint)n), (1UL << n) - 1, 0), "");
 
         nint x = Floats(aBytes), y = Floats(bBytes);
-        nint ok = All(kind == FpKind.Sqrt ? Tame(y) : And(Tame(x), Tame(y)));
+        nint Result(nint r) => n == 1
+            ? AsBytes(LLVMBuildInsertElement(_b, LLVMBuildBitCast(_b, aBytes, LLVMVectorType(ft, (uint)(128 / bits)), ""), r, I32(0), ""))
+            : AsBytes(r);
         bool minMax = kind is FpKind.Min or FpKind.Max;
+        if (!minMax)
+        {
+            // The host's instruction under the guest's MXCSR, whenever that is loaded.
+            Define(v, OrHelper(v, Load(_i1, _fpLoaded), () => Result(kind switch
+            {
+                FpKind.Add => Constrained("fadd", fvt, x, y),
+                FpKind.Sub => Constrained("fsub", fvt, x, y),
+                FpKind.Mul => Constrained("fmul", fvt, x, y),
+                FpKind.Div => Constrained("fdiv", fvt, x, y),
+                _ => Constrained("sqrt", fvt, y),
+            })));
+            return true;
+        }
+        nint ok = All(And(Tame(x), Tame(y)));
         if (!minMax)
             ok = And(ok, LLVMBuildICmp(_b, LlvmIntPredicate.Eq, LLVMBuildAnd(_b, CtxLoad(_i32, StateOffsets.Mxcsr, 4), I32(0xFFE0), ""), I32(0x1FA0), ""));
 
-        nint r = kind switch
-        {
-            FpKind.Add => LLVMBuildFAdd(_b, x, y, ""),
-            FpKind.Sub => LLVMBuildFSub(_b, x, y, ""),
-            FpKind.Mul => LLVMBuildFMul(_b, x, y, ""),
-            FpKind.Div => LLVMBuildFDiv(_b, x, y, ""),
-            // MINSD/MAXSD: the second operand unless the first is strictly less (greater); ±0 give the second.
-            FpKind.Min => LLVMBuildSelect(_b, Cmp(LlvmRealPredicate.Olt, x, y), x, y, ""),
-            FpKind.Max => LLVMBuildSelect(_b, Cmp(LlvmRealPredicate.Ogt, x, y), x, y, ""),
-            _ => Intrinsic("llvm.sqrt", fvt, y),
-        };
-        if (!minMax)
-        {
-            // Finite, and for MUL/DIV above the smallest normal or an exact zero from a zero operand.
-            nint rabs = Abs(r);
-            nint finite = Cmp(LlvmRealPredicate.Olt, rabs, F(double.PositiveInfinity));
-            nint quiet = kind is FpKind.Add or FpKind.Sub or FpKind.Sqrt ? finite
-                : Or(And(finite, Cmp(LlvmRealPredicate.Ogt, rabs, F(min))), And(IsZero(r), Or(IsZero(x), IsZero(y))));
-            ok = And(ok, All(quiet));
-        }
-        nint fast = n == 1
-            ? AsBytes(LLVMBuildInsertElement(_b, LLVMBuildBitCast(_b, aBytes, LLVMVectorType(ft, (uint)(128 / bits)), ""), r, I32(0), ""))
-            : AsBytes(r);
-        Define(v, FastOrHelper(v, ok, fast));
+        // MINSD/MAXSD: the second operand unless the first is strictly less (greater); ±0 give the second.
+        // With zero or normal operands they raise nothing, in any environment.
+        nint r = kind == FpKind.Min
+            ? LLVMBuildSelect(_b, Cmp(LlvmRealPredicate.Olt, x, y), x, y, "")
+            : LLVMBuildSelect(_b, Cmp(LlvmRealPredicate.Ogt, x, y), x, y, "");
+        Define(v, FastOrHelper(v, ok, Result(r)));
         return true;
+    }
+
+    /// <summary><paramref name="native"/>'s value (emitted on that path only) when <paramref name="ok"/>, else the helper's result (a call on a cold path).</summary>
+    private nint OrHelper(IrValue v, nint ok, Func<nint> native)
+    {
+        nint fastBlock = NewBlock("fp.native"), slow = NewBlock("fp.slow"), join = NewBlock("fp.done");
+        CondBrUnlikely(LLVMBuildNot(_b, ok, ""), slow, fastBlock);
+
+        LLVMPositionBuilderAtEnd(_b, fastBlock);
+        nint fast = native();
+        nint fastEnd = LLVMGetInsertBlock(_b);
+        LLVMBuildBr(_b, join);
+
+        LLVMPositionBuilderAtEnd(_b, slow);
+        CallHelper(v);
+        nint slowValue = Load(_v128, _resBuf, 16);
+        nint slowEnd = LLVMGetInsertBlock(_b);
+        LLVMBuildBr(_b, join);
+
+        LLVMPositionBuilderAtEnd(_b, join);
+        nint phi = LLVMBuildPhi(_b, _v128, "");
+        nint* vals = stackalloc nint[2] { fast, slowValue };
+        nint* blocks = stackalloc nint[2] { fastEnd, slowEnd };
+        LLVMAddIncoming(phi, vals, blocks, 2);
+        return phi;
     }
 
     /// <summary>
@@ -137,23 +160,5 @@ internal sealed unsafe partial class LlvmBackend
     }
 
     /// <summary><paramref name="fast"/> when <paramref name="ok"/>, else the helper's result (a call on a cold path).</summary>
-    private nint FastOrHelper(IrValue v, nint ok, nint fast)
-    {
-        nint fastEnd = LLVMGetInsertBlock(_b);
-        nint slow = NewBlock("fp.slow"), join = NewBlock("fp.done");
-        CondBrUnlikely(LLVMBuildNot(_b, ok, ""), slow, join);
-
-        LLVMPositionBuilderAtEnd(_b, slow);
-        CallHelper(v);
-        nint slowValue = Load(_v128, _resBuf, 16);
-        nint slowEnd = LLVMGetInsertBlock(_b);
-        LLVMBuildBr(_b, join);
-
-        LLVMPositionBuilderAtEnd(_b, join);
-        nint phi = LLVMBuildPhi(_b, _v128, "");
-        nint* vals = stackalloc nint[2] { fast, slowValue };
-        nint* blocks = stackalloc nint[2] { fastEnd, slowEnd };
-        LLVMAddIncoming(phi, vals, blocks, 2);
-        return phi;
-    }
+    private nint FastOrHelper(IrValue v, nint ok, nint fast) => OrHelper(v, ok, () => fast);
 }

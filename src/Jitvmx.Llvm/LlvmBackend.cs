@@ -314,9 +314,12 @@ internal sealed unsafe partial class LlvmBackend
         _vecBuf = LLVMBuildAlloca(_b, _v128, "vec");
         LLVMSetAlignment(_vecBuf, 16);
         foreach (var v in _slots.Keys.ToList()) _slots[v] = LLVMBuildAlloca(_b, Type(v.Type), $"v{v.Id}");
+        FpEnvAllocas();
+        _helperIdSlot = LLVMBuildAlloca(_b, _i32, "helper.id");
         LoadState();
         LLVMBuildStore(_b, CtxLoad(_i64, StateOffsets.Remaining, 8), _remaining);
         _tlb = CtxLoad(_ptr, StateOffsets.Tlb, 8);
+        FpEnvPrologue();
         LLVMBuildBr(_b, _blocks[_region.Blocks[0]]);
 
         foreach (var b in _region.Blocks) EmitBlock(b);
@@ -328,9 +331,11 @@ internal sealed unsafe partial class LlvmBackend
         LLVMBuildStore(_b, I32(RegionCode.Stop), _code);
         LLVMBuildBr(_b, _spill);
 
+        EmitHelperExitBlock();
         LLVMPositionBuilderAtEnd(_b, _spill);
         SpillState();
         CtxStore(Load(_i64, _remaining), StateOffsets.Remaining, 8);
+        if (_hostFp) FpEnvOut();
         if (_chain) EmitChainedReturn(name, Load(_i32, _code));
         else LLVMBuildRet(_b, Load(_i32, _code));
     }
@@ -430,6 +435,7 @@ internal sealed unsafe partial class LlvmBackend
             foreach (var v in b.Nodes)
                 foreach (var a in v.Args)
                     if (a.Op != IrOp.Const && (!_defBlock.TryGetValue(a, out var d) || d != b)) _slots[a] = 0;
+        ScanFpEnv();
         // Flags are computed where they are observed: the shared exit, and before each helper that sees state.
         int observers = 1 + _region.Blocks.Sum(b => b.Nodes.Count(v => v.Op == IrOp.Call && !Helpers.IsPure(v.Aux) || v.Op == IrOp.ExitHelper));
         _defer = _lazyFlags ? FlagDeferral.Analyze(_region, observers) : null;
@@ -466,7 +472,17 @@ internal sealed unsafe partial class LlvmBackend
 
     private nint NewBlock(string name) => LLVMAppendBasicBlockInContext(_ctx, _fn, name);
 
+    /// <summary>Calls a runtime function (managed code): under the host's MXCSR, with the guest's put back after.</summary>
     private nint Call(string symbol, nint ret, nint[] types, params nint[] args)
+    {
+        if (!_hostFp) return CallRaw(symbol, ret, types, args);
+        FpEnvOut();
+        nint r = CallRaw(symbol, ret, types, args);
+        FpEnvIn();
+        return r;
+    }
+
+    private nint CallRaw(string symbol, nint ret, nint[] types, params nint[] args)
     {
         if (!_functions.TryGetValue(symbol, out var f))
         {
@@ -741,6 +757,12 @@ internal sealed unsafe partial class LlvmBackend
             case IrOp.GetState when v.Aux == StateOffsets.StopRequested:
                 Define(v, Resize(VolatileStopLoad(), IrType.I32, v.Type));
                 return;
+            case IrOp.GetState when _hostFp && v.Aux == StateOffsets.Mxcsr && v.Type == IrType.I32:
+                Define(v, MxcsrValue(v));
+                return;
+            case IrOp.SetState when _hostFp && v.Aux == StateOffsets.Mxcsr && a[0].Type == IrType.I32:
+                SetMxcsr(A(0));
+                return;
             case IrOp.GetState:
                 Define(v, v.Type == IrType.I1
                     ? LLVMBuildTrunc(_b, CtxLoad(_i8, v.Aux, 1), _i1, "")
@@ -952,6 +974,12 @@ internal sealed unsafe partial class LlvmBackend
     /// <summary>Calls helper <paramref name="v"/>.Aux through the runtime's helper trampoline: arguments in 16-byte slots, result in the result buffer.</summary>
     private void CallHelper(IrValue v)
     {
+        StoreHelperArgs(v);
+        Call(LlvmRuntime.CallHelperSymbol, _void, [_i32, _ptr, _ptr, _ptr], HelperNumber(v.Aux), _ctxArg, _argBuf, _resBuf);
+    }
+
+    private void StoreHelperArgs(IrValue v)
+    {
         for (int i = 0; i < v.Args.Length; i++)
         {
             var arg = v.Args[i];
@@ -959,7 +987,6 @@ internal sealed unsafe partial class LlvmBackend
             if (arg.Type == IrType.V128) Store(Value(arg), slot, 16);
             else Store(ToI64(Value(arg), arg.Type), slot, 16);
         }
-        Call(LlvmRuntime.CallHelperSymbol, _void, [_i32, _ptr, _ptr, _ptr], HelperNumber(v.Aux), _ctxArg, _argBuf, _resBuf);
     }
 
     private void EmitCall(IrValue v)
@@ -976,12 +1003,35 @@ internal sealed unsafe partial class LlvmBackend
         if (!pure) LoadState();
     }
 
+    /// <summary>
+    /// Leaves through a helper (exceptions, system instructions): the arguments and the helper go to
+    /// memory and one shared block spills the state and calls it, so that a region with many such
+    /// exits (a #XM check after every SSE operation, alignment and divide checks) carries one spill
+    /// sequence, not one per exit.
+    /// </summary>
     private void EmitExitHelper(IrValue v)
     {
-        SpillState();
+        StoreHelperArgs(v);
         // The instruction has not retired: a helper that completes it takes one from the budget.
-        CtxStore(LLVMBuildAdd(_b, Load(_i64, _remaining), I64((ulong)(long)(v.Insn?.GiveBack ?? 0)), ""), StateOffsets.Remaining, 8);
-        CallHelper(v);
+        LLVMBuildStore(_b, LLVMBuildAdd(_b, Load(_i64, _remaining), I64((ulong)(long)(v.Insn?.GiveBack ?? 0)), ""), _remaining);
+        if (_helperExit == 0) _helperExit = NewBlock("helper.exit");
+        LLVMBuildStore(_b, HelperNumber(v.Aux), _helperIdSlot);
+        LLVMBuildBr(_b, _helperExit);
+    }
+
+    // The shared helper exit, and the slot its helper's number travels in.
+    private nint _helperExit, _helperIdSlot;
+
+    /// <summary>The shared block of <see cref="EmitExitHelper"/>, emitted after all others.</summary>
+    private void EmitHelperExitBlock()
+    {
+        if (_helperExit == 0) return;
+        ForgetBlockFlags();
+        LLVMPositionBuilderAtEnd(_b, _helperExit);
+        SpillState();
+        CtxStore(Load(_i64, _remaining), StateOffsets.Remaining, 8);
+        if (_hostFp) FpEnvOut();
+        CallRaw(LlvmRuntime.CallHelperSymbol, _void, [_i32, _ptr, _ptr, _ptr], Load(_i32, _helperIdSlot), _ctxArg, _argBuf, _resBuf);
         LLVMBuildRet(_b, LLVMBuildTrunc(_b, Load(_i64, _resBuf, 16), _i32, ""));
     }
 }

@@ -161,6 +161,13 @@ internal static unsafe partial class LlvmApi
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMAppendBasicBlockInContext(nint context, nint function, string name);
     /// <summary>Intrinsic id by name ("llvm.ctpop"), 0 if none.</summary>
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial uint LLVMLookupIntrinsicID(string name, nuint length);
+
+    // Attributes (strictfp). Index -1 is the function itself; attributes are owned by the context.
+    public const uint LLVMAttributeFunctionIndex = uint.MaxValue;
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial uint LLVMGetEnumAttributeKindForName(string name, nuint length);
+    [LibraryImport(Lib)] public static partial nint LLVMCreateEnumAttribute(nint context, uint kindId, ulong value);
+    [LibraryImport(Lib)] public static partial void LLVMAddAttributeAtIndex(nint function, uint index, nint attribute);
+    [LibraryImport(Lib)] public static partial void LLVMAddCallSiteAttribute(nint call, uint index, nint attribute);
     /// <summary>Declares (once) the overload of intrinsic <paramref name="id"/> for the given types in the module.</summary>
     [LibraryImport(Lib)] public static partial nint LLVMGetIntrinsicDeclaration(nint module, uint id, nint* types, nuint count);
     [LibraryImport(Lib)] public static partial nint LLVMIntrinsicGetType(nint context, uint id, nint* types, nuint count);

@@ -327,6 +327,59 @@ public sealed class SseFloatTests
         Check(cases, "ldmxcsr", seed);
     }
 
+    /// <summary>
+    /// Arithmetic that runs under the guest's MXCSR in native code: every rounding mode with FTZ and
+    /// DAZ, flags raised before and after helper calls (CVTSI2SD, CVTSD2SI), an LDMXCSR in the middle
+    /// that changes rounding and unmasks exceptions (the next one raised is #XM), and STMXCSR reading
+    /// the flags between.
+    /// </summary>
+    [Fact]
+    public void ArithmeticAcrossMxcsrChangesAndCalls()
+    {
+        var rng = DiffHarness.Rng(out int seed);
+        var cases = new List<OracleCase>();
+        foreach (uint first in (uint[])[0x1F80, 0x3F80, 0x5F80, 0x7F80, 0x9FC0, 0xFFC0, 0x1FBF])
+        foreach (uint second in (uint[])[0x1F80, 0x7F80, 0x1F00, 0x1E80])
+        {
+            var mem = new byte[HostOracle.MemorySize];
+            BitConverter.TryWriteBytes(mem.AsSpan(0), first);
+            BitConverter.TryWriteBytes(mem.AsSpan(4), second);
+            for (int k = 0; k < 8; k++)
+            {
+                double d = k switch
+                {
+                    0 => 1e-310, // denormal: DAZ/DE
+                    1 => 1e308,
+                    _ => (rng.NextDouble() - 0.5) * Math.Pow(10, rng.Next(-30, 30)),
+                };
+                BitConverter.TryWriteBytes(mem.AsSpan(0x20 + 8 * k), d);
+            }
+            BitConverter.TryWriteBytes(mem.AsSpan(0x60), rng.NextInt64());
+            cases.Add(OracleCase.FromAssembler(a =>
+            {
+                a.ldmxcsr(__dword_ptr[rbx]);
+                a.movsd(xmm1, __qword_ptr[rbx + 0x20]);
+                a.movsd(xmm2, __qword_ptr[rbx + 0x28]);
+                a.movsd(xmm3, __qword_ptr[rbx + 0x30]);
+                a.mulsd(xmm2, xmm2);          // overflow
+                a.addsd(xmm1, xmm3);          // denormal operand
+                a.cvtsi2sd(xmm4, __qword_ptr[rbx + 0x60]); // a helper call between native operations
+                a.divsd(xmm3, __qword_ptr[rbx + 0x38]);
+                a.stmxcsr(__dword_ptr[rbx + 0x200]);
+                a.sqrtsd(xmm5, xmm3);
+                a.subpd(xmm4, __xmmword_ptr[rbx + 0x40]);
+                a.cvtsd2si(rcx, xmm3);
+                a.ldmxcsr(__dword_ptr[rbx + 4]);
+                a.mulsd(xmm1, __qword_ptr[rbx + 0x50]);
+                a.addsd(xmm3, xmm4);
+                a.stmxcsr(__dword_ptr[rbx + 0x204]);
+                for (int r = 1; r <= 5; r++) StoreXmm(a, new AssemblerRegisterXMM(Register.XMM0 + r), 0x100 + 16 * r);
+                a.mov(__qword_ptr[rbx + 0x208], rcx);
+            }, memory: mem).With(Gpr.Rbx, Data));
+        }
+        Check(cases, "mxcsr-switch", seed);
+    }
+
     /// <summary>Edge cases the random operands may miss: exact tiny results with UE unmasked (#XM though nothing is inexact) and masked (no flag), FTZ, integer indefinite.</summary>
     [Fact]
     public void TinyExactResultsAndIndefinite()

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: MIT
+using Jitvmx.Ir;
+using Jitvmx.Llvm.Native;
+using Jitvmx.Runtime;
+using static Jitvmx.Llvm.Native.LlvmApi;
+
+namespace Jitvmx.Llvm;
+
+/// <summary>
+/// The guest's MXCSR in the host's while region code runs SSE arithmetic natively. The host runs the
+/// same SSE instructions, so under the guest's MXCSR they give the guest's results and raise the
+/// guest's flags, bit for bit; nothing needs emulating. This holds while the guest masks every SSE
+/// exception (an unmasked one would trap in the host): then the region loads the guest's MXCSR on
+/// entry and after every call out, and stores it back and restores the host's before every call out
+/// and at every exit, so managed code never runs under the guest's rounding or flags. With an
+/// exception unmasked the helpers run the operations as before.
+/// </summary>
+internal sealed unsafe partial class LlvmBackend
+{
+    // Whether the region has natively lowered SSE arithmetic (and so switches MXCSR at all).
+    private bool _hostFp;
+    // i1: the host's MXCSR holds the guest's now; i32: the host's own MXCSR, and a scratch slot.
+    private nint _fpLoaded, _fpSaved, _fpScratch;
+    // GetState(MXCSR) nodes read only for the pending-#XM marker (bit 31), which memory always holds.
+    private readonly HashSet<IrValue> _mxcsrSignOnly = [];
+
+    /// <summary>Guest MXCSR values the host may run under: every exception masked, no bit the host would reject.</summary>
+    private const uint MxcsrNativeMask = 0xFFFF_1F80, MxcsrNativeValue = 0x1F80;
+
+    /// <summary>Part of <see cref="Scan"/>: whether MXCSR is switched, and which reads need only bit 31.</summary>
+    private void ScanFpEnv()
+    {
+        var mxcsrReads = new Dictionary<IrValue, int>();
+        foreach (var b in _region.Blocks)
+            foreach (var v in b.Nodes)
+            {
+                if (v.Op == IrOp.Call && IsNativeSseArithmetic(v)) _hostFp = true;
+                if (v.Op == IrOp.Slt && v.Args[0] is { Op: IrOp.GetState } g && g.Aux == StateOffsets.Mxcsr && v.Args[1] is { Op: IrOp.Const, Imm: 0 })
+                    mxcsrReads[g] = mxcsrReads.GetValueOrDefault(g) + 1;
+            }
+        foreach (var (g, signUses) in mxcsrReads)
+            if (signUses == g.Uses) _mxcsrSignOnly.Add(g);
+    }
+
+    /// <summary>Allocas of the MXCSR switch (in the entry block, with the others).</summary>
+    private void FpEnvAllocas()
+    {
+        if (!_hostFp) return;
+        _fpLoaded = LLVMBuildAlloca(_b, _i1, "fp.loaded");
+        _fpSaved = LLVMBuildAlloca(_b, _i32, "fp.host");
+        _fpScratch = LLVMBuildAlloca(_b, _i32, "fp.scratch");
+        nint strict = LLVMCreateEnumAttribute(_ctx, LLVMGetEnumAttributeKindForName("strictfp", 8), 0);
+        LLVMAddAttributeAtIndex(_fn, LLVMAttributeFunctionIndex, strict);
+    }
+
+    /// <summary>End of the prologue: remember the host's MXCSR and load the guest's.</summary>
+    private void FpEnvPrologue()
+    {
+        if (!_hostFp) return;
+        Intrinsic0("llvm.x86.sse.stmxcsr", _fpSaved);
+        FpEnvIn();
+    }
+
+    /// <summary>Loads the guest's MXCSR into the host's when the guest masks every exception.</summary>
+    private void FpEnvIn()
+    {
+        nint m = CtxLoad(_i32, StateOffsets.Mxcsr, 4);
+        nint ok = LLVMBuildICmp(_b, LlvmIntPredicate.Eq, LLVMBuildAnd(_b, m, I32(unchecked((int)MxcsrNativeMask)), ""), I32(MxcsrNativeValue), "");
+        LLVMBuildStore(_b, ok, _fpLoaded);
+        nint load = NewBlock("fp.in"), done = NewBlock("fp.in.done");
+        LLVMBuildCondBr(_b, ok, load, done);
+        LLVMPositionBuilderAtEnd(_b, load);
+        LLVMBuildStore(_b, m, _fpScratch);
+        Intrinsic0("llvm.x86.sse.ldmxcsr", _fpScratch);
+        LLVMBuildBr(_b, done);
+        LLVMPositionBuilderAtEnd(_b, done);
+    }
+
+    /// <summary>When the guest's MXCSR is loaded: stores it (with the flags raised since) and restores the host's.</summary>
+    private void FpEnvOut()
+    {
+        nint store = NewBlock("fp.out"), done = NewBlock("fp.out.done");
+        LLVMBuildCondBr(_b, Load(_i1, _fpLoaded), store, done);
+        LLVMPositionBuilderAtEnd(_b, store);
+        StoreGuestMxcsr();
+        Intrinsic0("llvm.x86.sse.ldmxcsr", _fpSaved);
+        LLVMBuildStore(_b, LLVMConstInt(_i1, 0, 0), _fpLoaded);
+        LLVMBuildBr(_b, done);
+        LLVMPositionBuilderAtEnd(_b, done);
+    }
+
+    private void StoreGuestMxcsr()
+    {
+        Intrinsic0("llvm.x86.sse.stmxcsr", _fpScratch);
+        CtxStore(Load(_i32, _fpScratch, 4), StateOffsets.Mxcsr, 4);
+    }
+
+    /// <summary>GetState(MXCSR): memory, brought up to date with the flags the host raised when the guest's MXCSR is loaded.</summary>
+    private nint MxcsrValue(IrValue v)
+    {
+        if (!_mxcsrSignOnly.Contains(v))
+        {
+            nint sync = NewBlock("fp.sync"), done = NewBlock("fp.sync.done");
+            LLVMBuildCondBr(_b, Load(_i1, _fpLoaded), sync, done);
+            LLVMPositionBuilderAtEnd(_b, sync);
+            StoreGuestMxcsr();
+            LLVMBuildBr(_b, done);
+            LLVMPositionBuilderAtEnd(_b, done);
+        }
+        return CtxLoad(_i32, StateOffsets.Mxcsr, 4);
+    }
+
+    /// <summary>SetState(MXCSR): the new value goes to memory, and to the host when it may run under it.</summary>
+    private void SetMxcsr(nint value)
+    {
+        FpEnvOut();
+        CtxStore(value, StateOffsets.Mxcsr, 4);
+        FpEnvIn();
+    }
+
+    /// <summary>A call of a void intrinsic taking one pointer (LDMXCSR, STMXCSR).</summary>
+    private void Intrinsic0(string name, nint ptr)
+    {
+        string key = name;
+        if (!_functions.TryGetValue(key, out var f))
+        {
+            uint id = LLVMLookupIntrinsicID(name, (nuint)name.Length);
+            if (id == 0) throw new NotSupportedException($"no LLVM intrinsic {name}");
+            f = (LLVMGetIntrinsicDeclaration(_module, id, null, 0), LLVMIntrinsicGetType(_ctx, id, null, 0));
+            _functions[key] = f;
+        }
+        nint arg = ptr;
+        LLVMBuildCall2(_b, f.Type, f.Fn, &arg, 1, "");
+    }
+
+    /// <summary>A constrained (strict, dynamic rounding) floating-point intrinsic: kept in order and never folded.</summary>
+    private nint Constrained(string op, nint type, params nint[] operands)
+    {
+        var args = new nint[operands.Length + 2];
+        operands.CopyTo(args, 0);
+        args[^2] = MetadataString("round.dynamic");
+        args[^1] = MetadataString("fpexcept.strict");
+        nint call = Intrinsic("llvm.experimental.constrained." + op, type, args);
+        LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(_ctx, LLVMGetEnumAttributeKindForName("strictfp", 8), 0));
+        return call;
+    }
+
+    private nint MetadataString(string s) => LLVMMetadataAsValue(_ctx, LLVMMDStringInContext2(_ctx, s, (nuint)s.Length));
+}
