@@ -23,6 +23,10 @@ internal sealed unsafe partial class LlvmBackend
     private nint _fpLoaded, _fpSaved, _fpScratch;
     // GetState(MXCSR) nodes read only for the pending-#XM marker (bit 31), which memory always holds.
     private readonly HashSet<IrValue> _mxcsrSignOnly = [];
+    // Blocks entered only when that marker is set. A helper sets it only for an unmasked exception,
+    // so the guest's MXCSR is not loaded there and switching is a no-op: none is emitted.
+    private readonly HashSet<IrBlock> _fpOffBlocks = [];
+    private bool _fpOff;
 
     /// <summary>Guest MXCSR values the host may run under: every exception masked, no bit the host would reject.</summary>
     private const uint MxcsrNativeMask = 0xFFFF_1F80, MxcsrNativeValue = 0x1F80;
@@ -40,6 +44,13 @@ internal sealed unsafe partial class LlvmBackend
             }
         foreach (var (g, signUses) in mxcsrReads)
             if (signUses == g.Uses) _mxcsrSignOnly.Add(g);
+        var preds = new Dictionary<IrBlock, int>();
+        foreach (var b in _region.Blocks)
+            foreach (var s in b.Successors) preds[s] = preds.GetValueOrDefault(s) + 1;
+        foreach (var b in _region.Blocks)
+            if (b.Terminator is { Op: IrOp.Branch, Target: { } marked } t && t.Args[0] is { Op: IrOp.Slt } c
+                && _mxcsrSignOnly.Contains(c.Args[0]) && preds[marked] == 1)
+                _fpOffBlocks.Add(marked);
     }
 
     /// <summary>Allocas of the MXCSR switch (in the entry block, with the others).</summary>
@@ -64,6 +75,8 @@ internal sealed unsafe partial class LlvmBackend
     /// <summary>Loads the guest's MXCSR into the host's when the guest masks every exception.</summary>
     private void FpEnvIn()
     {
+        // Clearing the marker leaves the exception that set it unmasked: still nothing to load.
+        if (_fpOff) return;
         nint m = CtxLoad(_i32, StateOffsets.Mxcsr, 4);
         nint ok = LLVMBuildICmp(_b, LlvmIntPredicate.Eq, LLVMBuildAnd(_b, m, I32(unchecked((int)MxcsrNativeMask)), ""), I32(MxcsrNativeValue), "");
         LLVMBuildStore(_b, ok, _fpLoaded);
@@ -79,6 +92,7 @@ internal sealed unsafe partial class LlvmBackend
     /// <summary>When the guest's MXCSR is loaded: stores it (with the flags raised since) and restores the host's.</summary>
     private void FpEnvOut()
     {
+        if (_fpOff) return;
         nint store = NewBlock("fp.out"), done = NewBlock("fp.out.done");
         LLVMBuildCondBr(_b, Load(_i1, _fpLoaded), store, done);
         LLVMPositionBuilderAtEnd(_b, store);
@@ -98,7 +112,7 @@ internal sealed unsafe partial class LlvmBackend
     /// <summary>GetState(MXCSR): memory, brought up to date with the flags the host raised when the guest's MXCSR is loaded.</summary>
     private nint MxcsrValue(IrValue v)
     {
-        if (!_mxcsrSignOnly.Contains(v))
+        if (!_mxcsrSignOnly.Contains(v) && !_fpOff)
         {
             nint sync = NewBlock("fp.sync"), done = NewBlock("fp.sync.done");
             LLVMBuildCondBr(_b, Load(_i1, _fpLoaded), sync, done);

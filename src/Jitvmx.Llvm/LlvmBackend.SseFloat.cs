@@ -82,7 +82,8 @@ internal sealed unsafe partial class LlvmBackend
         if (!minMax)
         {
             // The host's instruction under the guest's MXCSR, whenever that is loaded.
-            Define(v, OrHelper(v, Load(_i1, _fpLoaded), () => Result(kind switch
+            // The helper's path is taken only when the guest's MXCSR is not loaded: no switch around it.
+            Define(v, OrHelper(v, Load(_i1, _fpLoaded), switchFpEnv: false, () => Result(kind switch
             {
                 FpKind.Add => Constrained("fadd", fvt, x, y),
                 FpKind.Sub => Constrained("fsub", fvt, x, y),
@@ -106,7 +107,7 @@ internal sealed unsafe partial class LlvmBackend
     }
 
     /// <summary><paramref name="native"/>'s value (emitted on that path only) when <paramref name="ok"/>, else the helper's result (a call on a cold path).</summary>
-    private nint OrHelper(IrValue v, nint ok, Func<nint> native)
+    private nint OrHelper(IrValue v, nint ok, bool switchFpEnv, Func<nint> native)
     {
         nint fastBlock = NewBlock("fp.native"), slow = NewBlock("fp.slow"), join = NewBlock("fp.done");
         CondBrUnlikely(LLVMBuildNot(_b, ok, ""), slow, fastBlock);
@@ -117,7 +118,7 @@ internal sealed unsafe partial class LlvmBackend
         LLVMBuildBr(_b, join);
 
         LLVMPositionBuilderAtEnd(_b, slow);
-        CallHelper(v);
+        CallHelper(v, switchFpEnv);
         nint slowValue = Load(_v128, _resBuf, 16);
         nint slowEnd = LLVMGetInsertBlock(_b);
         LLVMBuildBr(_b, join);
@@ -160,5 +161,5 @@ internal sealed unsafe partial class LlvmBackend
     }
 
     /// <summary><paramref name="fast"/> when <paramref name="ok"/>, else the helper's result (a call on a cold path).</summary>
-    private nint FastOrHelper(IrValue v, nint ok, nint fast) => OrHelper(v, ok, () => fast);
+    private nint FastOrHelper(IrValue v, nint ok, nint fast) => OrHelper(v, ok, switchFpEnv: true, () => fast);
 }

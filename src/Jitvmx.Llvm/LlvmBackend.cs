@@ -323,6 +323,7 @@ internal sealed unsafe partial class LlvmBackend
         LLVMBuildBr(_b, _blocks[_region.Blocks[0]]);
 
         foreach (var b in _region.Blocks) EmitBlock(b);
+        _fpOff = false;
 
         // Memory fault or restart: the slow path set RIP and how many instructions to give back.
         ForgetBlockFlags();
@@ -472,7 +473,12 @@ internal sealed unsafe partial class LlvmBackend
 
     private nint NewBlock(string name) => LLVMAppendBasicBlockInContext(_ctx, _fn, name);
 
-    /// <summary>Calls a runtime function (managed code): under the host's MXCSR, with the guest's put back after.</summary>
+    /// <summary>
+    /// Calls a runtime function (managed code): under the host's MXCSR, with the guest's put back
+    /// after. The memory slow paths (<see cref="CallRaw"/>) run under the guest's: they do no
+    /// floating-point arithmetic and never read MXCSR, and any exit they cause leaves through the
+    /// spill block, which restores the host's.
+    /// </summary>
     private nint Call(string symbol, nint ret, nint[] types, params nint[] args)
     {
         if (!_hostFp) return CallRaw(symbol, ret, types, args);
@@ -667,6 +673,7 @@ internal sealed unsafe partial class LlvmBackend
     private void EmitBlock(IrBlock b)
     {
         _current = b;
+        _fpOff = _fpOffBlocks.Contains(b);
         ForgetBlockFlags();
         LLVMPositionBuilderAtEnd(_b, _blocks[b]);
         if (b.ChargedInsns == 0 && b.IsLoopHeader && b.ResumeInsn is { } resume)
@@ -905,12 +912,12 @@ internal sealed unsafe partial class LlvmBackend
         nint slowValue;
         if (vec)
         {
-            Call(LlvmRuntime.Load128Symbol, _void, [_ptr, _i64, _i64, _i32, _ptr], _ctxArg, addr, rip, giveBack, _vecBuf);
+            CallRaw(LlvmRuntime.Load128Symbol, _void, [_ptr, _i64, _i64, _i32, _ptr], _ctxArg, addr, rip, giveBack, _vecBuf);
             slowValue = Load(_v128, _vecBuf, 16);
         }
         else
         {
-            nint r = Call(LlvmRuntime.LoadSymbol, _i64, [_ptr, _i64, _i32, _i64, _i32], _ctxArg, addr, I32(size), rip, giveBack);
+            nint r = CallRaw(LlvmRuntime.LoadSymbol, _i64, [_ptr, _i64, _i32, _i64, _i32], _ctxArg, addr, I32(size), rip, giveBack);
             slowValue = size == 8 ? r : LLVMBuildTrunc(_b, r, memType, "");
         }
         nint slowEnd = LLVMGetInsertBlock(_b);
@@ -942,11 +949,11 @@ internal sealed unsafe partial class LlvmBackend
         if (vec)
         {
             Store(value, _vecBuf, 16);
-            Call(LlvmRuntime.Store128Symbol, _void, [_ptr, _i64, _ptr, _i64, _i32], _ctxArg, addr, _vecBuf, rip, giveBack);
+            CallRaw(LlvmRuntime.Store128Symbol, _void, [_ptr, _i64, _ptr, _i64, _i32], _ctxArg, addr, _vecBuf, rip, giveBack);
         }
         else
         {
-            Call(LlvmRuntime.StoreSymbol, _void, [_ptr, _i64, _i32, _i64, _i64, _i32], _ctxArg, addr, I32(size), ToI64(value, size == 1 ? IrType.I8 : valueIr.Type), rip, giveBack);
+            CallRaw(LlvmRuntime.StoreSymbol, _void, [_ptr, _i64, _i32, _i64, _i64, _i32], _ctxArg, addr, I32(size), ToI64(value, size == 1 ? IrType.I8 : valueIr.Type), rip, giveBack);
         }
         CheckPending(join);
         LLVMPositionBuilderAtEnd(_b, join);
@@ -972,10 +979,13 @@ internal sealed unsafe partial class LlvmBackend
     }
 
     /// <summary>Calls helper <paramref name="v"/>.Aux through the runtime's helper trampoline: arguments in 16-byte slots, result in the result buffer.</summary>
-    private void CallHelper(IrValue v)
+    /// <param name="v">The call.</param>
+    /// <param name="switchFpEnv">False where the guest's MXCSR is known not to be loaded (nothing to switch).</param>
+    private void CallHelper(IrValue v, bool switchFpEnv = true)
     {
         StoreHelperArgs(v);
-        Call(LlvmRuntime.CallHelperSymbol, _void, [_i32, _ptr, _ptr, _ptr], HelperNumber(v.Aux), _ctxArg, _argBuf, _resBuf);
+        if (switchFpEnv) Call(LlvmRuntime.CallHelperSymbol, _void, [_i32, _ptr, _ptr, _ptr], HelperNumber(v.Aux), _ctxArg, _argBuf, _resBuf);
+        else CallRaw(LlvmRuntime.CallHelperSymbol, _void, [_i32, _ptr, _ptr, _ptr], HelperNumber(v.Aux), _ctxArg, _argBuf, _resBuf);
     }
 
     private void StoreHelperArgs(IrValue v)
