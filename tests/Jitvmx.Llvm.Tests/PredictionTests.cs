@@ -112,9 +112,64 @@ public class PredictionTests
         a.hlt();
     }
 
-    public static TheoryData<string> Programs => ["interpreter", "calls"];
+    // Recursion: fib(n) = fib(n-1) + fib(n-2) with real CALL/RET, called a few times from a loop;
+    // the recursive call continues inside the region and the RETs at predicted return addresses.
+    private static void Recursion(Assembler a)
+    {
+        var fib = a.CreateLabel();
+        var rec = a.CreateLabel();
+        var loop = a.CreateLabel();
+        var done = a.CreateLabel();
+        a.xor(r12d, r12d);
+        a.mov(r13d, 12);
+        a.Label(ref loop);
+        a.mov(edi, 18);
+        a.call(fib);
+        a.add(r12, rax);
+        a.dec(r13d);
+        a.jnz(loop);
+        a.jmp(done);
+        a.Label(ref fib);
+        a.cmp(edi, 1);
+        a.jg(rec);
+        a.mov(eax, edi);
+        a.ret();
+        a.Label(ref rec);
+        a.push(rbx);
+        a.push(rdi);
+        a.dec(edi);
+        a.call(fib);
+        a.mov(rbx, rax);
+        a.pop(rdi);
+        a.sub(edi, 2);
+        a.call(fib);
+        a.add(rax, rbx);
+        a.pop(rbx);
+        a.ret();
+        a.Label(ref done);
+        a.hlt();
+    }
 
-    private static Action<Assembler> Program(string name) => name == "interpreter" ? Interpreter : IndirectCalls;
+    public static TheoryData<string> Programs => ["interpreter", "calls", "recursion"];
+
+    private static Action<Assembler> Program(string name) => name switch
+    {
+        "interpreter" => Interpreter,
+        "calls" => IndirectCalls,
+        _ => Recursion,
+    };
+
+    [Fact]
+    public void RecursiveCallToTheEntryStaysInTheRegion()
+    {
+        using var g = new TestGuest(Recursion);
+        var decoder = Decoder.Create(64, new ByteArrayCodeReader(g.Code), TestGuest.CodeBase);
+        ulong fib = decoder.Select(i => i).First(i => i.Mnemonic == Mnemonic.Call).NearBranchTarget;
+        var ir = Translator.Translate(g.Cpu, fib, RegionLimits.Default, out _)!;
+        var nodes = ir.Blocks.SelectMany(b => b.Nodes).ToList();
+        Assert.DoesNotContain(nodes, v => v.Op == IrOp.ExitDirect && v.Imm == fib);
+        Assert.Contains(nodes, v => v.Op == IrOp.ExitIndirect); // the RETs still leave when not predicted
+    }
 
     [Theory]
     [MemberData(nameof(Programs))]

@@ -278,7 +278,9 @@ internal sealed partial class Lifter
     /// </summary>
     public void CallTo(ulong target, ulong returnAddress)
     {
-        var block = _translator.InlineCall(target, returnAddress);
+        // A call is a push and a jump: code the region has already (a recursive call to its entry)
+        // is jumped to inside it; its RET then leaves, or continues at a predicted return address.
+        var block = _translator.InlineCall(target, returnAddress) ?? _translator.ExistingBlock(target);
         if (block is not null) B.Jump(block);
         else B.ExitDirect(target);
         EndsBlock = true;

@@ -162,6 +162,14 @@ internal sealed class Translator
         return InternalTarget(target);
     }
 
+    /// <summary>
+    /// The block already in the region for <paramref name="target"/> (in this context, else in the
+    /// region's own), taking in no new code: a recursive call to the region's entry continues inside
+    /// it. Null when there is none.
+    /// </summary>
+    public IrBlock? ExistingBlock(ulong target) =>
+        SingleStep ? null : _heads.GetValueOrDefault((target, _context)) ?? _heads.GetValueOrDefault((target, 0));
+
     /// <summary>The return address a RET in the current context is expected to use, with the block that continues there; null outside inlined calls or when the limits say no.</summary>
     public (ulong ReturnAddress, IrBlock Continuation)? InlinedReturn()
     {
