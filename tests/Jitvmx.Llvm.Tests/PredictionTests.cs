@@ -121,7 +121,7 @@ public class PredictionTests
         var loop = a.CreateLabel();
         var done = a.CreateLabel();
         a.xor(r12d, r12d);
-        a.mov(r13d, 12);
+        a.mov(r13d, 40);
         a.Label(ref loop);
         a.mov(edi, 18);
         a.call(fib);
@@ -253,13 +253,13 @@ public class PredictionTests
         throw new InvalidOperationException("no indirect jump");
     }
 
-    // Runs in slices, giving the background compiler time until it has installed what the test is about.
+    // Runs in small slices, waiting after each until the background compiler has installed what the
+    // test is about (however slow the machine), so that the rest of the program runs that code.
     private static void RunUntilHalt(TestGuest g, bool predicted = true)
     {
         VmExit exit;
-        int runs = 0;
-        while ((exit = g.Cpu.Run(100_000)).Reason == ExitReason.InstructionBudget)
-            if ((predicted ? g.Vm.Statistics.RegionsPredicted : g.Vm.Statistics.RegionsTieredUp) == 0 && ++runs % 3 == 0) Thread.Sleep(20);
+        while ((exit = g.Cpu.Run(10_000)).Reason == ExitReason.InstructionBudget)
+            if ((predicted ? g.Vm.Statistics.RegionsPredicted : g.Vm.Statistics.RegionsTieredUp) == 0) Thread.Sleep(10);
         Assert.Equal(ExitReason.Hlt, exit.Reason);
     }
 }
