@@ -20,7 +20,7 @@ internal sealed unsafe partial class LlvmBackend
     // Whether the region has natively lowered SSE arithmetic (and so switches MXCSR at all).
     private bool _hostFp;
     // i1: the host's MXCSR holds the guest's now; i32: the host's own MXCSR, and a scratch slot.
-    private nint _fpLoaded, _fpSaved, _fpScratch;
+    private nint _fpLoaded, _fpSaved, _fpScratch, _strictFp;
     // GetState(MXCSR) nodes read only for the pending-#XM marker (bit 31), which memory always holds.
     private readonly HashSet<IrValue> _mxcsrSignOnly = [];
     // Blocks entered only when that marker is set. A helper sets it only for an unmasked exception,
@@ -60,15 +60,15 @@ internal sealed unsafe partial class LlvmBackend
         _fpLoaded = LLVMBuildAlloca(_b, _i1, "fp.loaded");
         _fpSaved = LLVMBuildAlloca(_b, _i32, "fp.host");
         _fpScratch = LLVMBuildAlloca(_b, _i32, "fp.scratch");
-        nint strict = LLVMCreateEnumAttribute(_ctx, LLVMGetEnumAttributeKindForName("strictfp", 8), 0);
-        LLVMAddAttributeAtIndex(_fn, LLVMAttributeFunctionIndex, strict);
+        _strictFp = LLVMCreateEnumAttribute(_ctx, LLVMGetEnumAttributeKindForName("strictfp", 8), 0);
+        LLVMAddAttributeAtIndex(_fn, LLVMAttributeFunctionIndex, _strictFp);
     }
 
     /// <summary>End of the prologue: remember the host's MXCSR and load the guest's.</summary>
     private void FpEnvPrologue()
     {
         if (!_hostFp) return;
-        Intrinsic0("llvm.x86.sse.stmxcsr", _fpSaved);
+        Intrinsic("llvm.x86.sse.stmxcsr", 0, _fpSaved);
         FpEnvIn();
     }
 
@@ -76,7 +76,7 @@ internal sealed unsafe partial class LlvmBackend
     private void FpEnvIn()
     {
         // Clearing the marker leaves the exception that set it unmasked: still nothing to load.
-        if (_fpOff) return;
+        if (!_hostFp || _fpOff) return;
         nint m = CtxLoad(_i32, StateOffsets.Mxcsr, 4);
         nint ok = LLVMBuildICmp(_b, LlvmIntPredicate.Eq, LLVMBuildAnd(_b, m, I32(unchecked((int)MxcsrNativeMask)), ""), I32(MxcsrNativeValue), "");
         LLVMBuildStore(_b, ok, _fpLoaded);
@@ -84,7 +84,7 @@ internal sealed unsafe partial class LlvmBackend
         LLVMBuildCondBr(_b, ok, load, done);
         LLVMPositionBuilderAtEnd(_b, load);
         LLVMBuildStore(_b, m, _fpScratch);
-        Intrinsic0("llvm.x86.sse.ldmxcsr", _fpScratch);
+        Intrinsic("llvm.x86.sse.ldmxcsr", 0, _fpScratch);
         LLVMBuildBr(_b, done);
         LLVMPositionBuilderAtEnd(_b, done);
     }
@@ -92,12 +92,12 @@ internal sealed unsafe partial class LlvmBackend
     /// <summary>When the guest's MXCSR is loaded: stores it (with the flags raised since) and restores the host's.</summary>
     private void FpEnvOut()
     {
-        if (_fpOff) return;
+        if (!_hostFp || _fpOff) return;
         nint store = NewBlock("fp.out"), done = NewBlock("fp.out.done");
         LLVMBuildCondBr(_b, Load(_i1, _fpLoaded), store, done);
         LLVMPositionBuilderAtEnd(_b, store);
         StoreGuestMxcsr();
-        Intrinsic0("llvm.x86.sse.ldmxcsr", _fpSaved);
+        Intrinsic("llvm.x86.sse.ldmxcsr", 0, _fpSaved);
         LLVMBuildStore(_b, LLVMConstInt(_i1, 0, 0), _fpLoaded);
         LLVMBuildBr(_b, done);
         LLVMPositionBuilderAtEnd(_b, done);
@@ -105,7 +105,7 @@ internal sealed unsafe partial class LlvmBackend
 
     private void StoreGuestMxcsr()
     {
-        Intrinsic0("llvm.x86.sse.stmxcsr", _fpScratch);
+        Intrinsic("llvm.x86.sse.stmxcsr", 0, _fpScratch);
         CtxStore(Load(_i32, _fpScratch, 4), StateOffsets.Mxcsr, 4);
     }
 
@@ -132,21 +132,6 @@ internal sealed unsafe partial class LlvmBackend
         FpEnvIn();
     }
 
-    /// <summary>A call of a void intrinsic taking one pointer (LDMXCSR, STMXCSR).</summary>
-    private void Intrinsic0(string name, nint ptr)
-    {
-        string key = name;
-        if (!_functions.TryGetValue(key, out var f))
-        {
-            uint id = LLVMLookupIntrinsicID(name, (nuint)name.Length);
-            if (id == 0) throw new NotSupportedException($"no LLVM intrinsic {name}");
-            f = (LLVMGetIntrinsicDeclaration(_module, id, null, 0), LLVMIntrinsicGetType(_ctx, id, null, 0));
-            _functions[key] = f;
-        }
-        nint arg = ptr;
-        LLVMBuildCall2(_b, f.Type, f.Fn, &arg, 1, "");
-    }
-
     /// <summary>A constrained (strict, dynamic rounding) floating-point intrinsic: kept in order and never folded.</summary>
     private nint Constrained(string op, nint type, params nint[] operands)
     {
@@ -155,7 +140,7 @@ internal sealed unsafe partial class LlvmBackend
         args[^2] = MetadataString("round.dynamic");
         args[^1] = MetadataString("fpexcept.strict");
         nint call = Intrinsic("llvm.experimental.constrained." + op, type, args);
-        LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(_ctx, LLVMGetEnumAttributeKindForName("strictfp", 8), 0));
+        LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, _strictFp);
         return call;
     }
 

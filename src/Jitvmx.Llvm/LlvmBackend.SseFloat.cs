@@ -78,8 +78,7 @@ internal sealed unsafe partial class LlvmBackend
         nint Result(nint r) => n == 1
             ? AsBytes(LLVMBuildInsertElement(_b, LLVMBuildBitCast(_b, aBytes, LLVMVectorType(ft, (uint)(128 / bits)), ""), r, I32(0), ""))
             : AsBytes(r);
-        bool minMax = kind is FpKind.Min or FpKind.Max;
-        if (!minMax)
+        if (kind is not (FpKind.Min or FpKind.Max))
         {
             // The host's instruction under the guest's MXCSR, whenever that is loaded.
             // The helper's path is taken only when the guest's MXCSR is not loaded: no switch around it.
@@ -94,8 +93,6 @@ internal sealed unsafe partial class LlvmBackend
             return true;
         }
         nint ok = All(And(Tame(x), Tame(y)));
-        if (!minMax)
-            ok = And(ok, LLVMBuildICmp(_b, LlvmIntPredicate.Eq, LLVMBuildAnd(_b, CtxLoad(_i32, StateOffsets.Mxcsr, 4), I32(0xFFE0), ""), I32(0x1FA0), ""));
 
         // MINSD/MAXSD: the second operand unless the first is strictly less (greater); ±0 give the second.
         // With zero or normal operands they raise nothing, in any environment.

@@ -334,9 +334,7 @@ internal sealed unsafe partial class LlvmBackend
 
         EmitHelperExitBlock();
         LLVMPositionBuilderAtEnd(_b, _spill);
-        SpillState();
-        CtxStore(Load(_i64, _remaining), StateOffsets.Remaining, 8);
-        if (_hostFp) FpEnvOut();
+        LeaveState();
         if (_chain) EmitChainedReturn(name, Load(_i32, _code));
         else LLVMBuildRet(_b, Load(_i32, _code));
     }
@@ -481,7 +479,6 @@ internal sealed unsafe partial class LlvmBackend
     /// </summary>
     private nint Call(string symbol, nint ret, nint[] types, params nint[] args)
     {
-        if (!_hostFp) return CallRaw(symbol, ret, types, args);
         FpEnvOut();
         nint r = CallRaw(symbol, ret, types, args);
         FpEnvIn();
@@ -500,6 +497,7 @@ internal sealed unsafe partial class LlvmBackend
         fixed (nint* a = args) return LLVMBuildCall2(_b, f.Type, f.Fn, a, (uint)args.Length, "");
     }
 
+    /// <summary>Calls intrinsic <paramref name="name"/> overloaded on <paramref name="type"/> (0: not overloaded).</summary>
     private nint Intrinsic(string name, nint type, params nint[] args)
     {
         string key = $"{name}.{type}";
@@ -507,7 +505,8 @@ internal sealed unsafe partial class LlvmBackend
         {
             uint id = LLVMLookupIntrinsicID(name, (nuint)name.Length);
             if (id == 0) throw new NotSupportedException($"no LLVM intrinsic {name}");
-            f = (LLVMGetIntrinsicDeclaration(_module, id, &type, 1), LLVMIntrinsicGetType(_ctx, id, &type, 1));
+            nuint overloads = type == 0 ? 0u : 1u;
+            f = (LLVMGetIntrinsicDeclaration(_module, id, &type, overloads), LLVMIntrinsicGetType(_ctx, id, &type, overloads));
             _functions[key] = f;
         }
         fixed (nint* a = args) return LLVMBuildCall2(_b, f.Type, f.Fn, a, (uint)args.Length, "");
@@ -1032,15 +1031,21 @@ internal sealed unsafe partial class LlvmBackend
     // The shared helper exit, and the slot its helper's number travels in.
     private nint _helperExit, _helperIdSlot;
 
+    /// <summary>What every way out of the region does first: guest state, the budget and MXCSR back to the context.</summary>
+    private void LeaveState()
+    {
+        SpillState();
+        CtxStore(Load(_i64, _remaining), StateOffsets.Remaining, 8);
+        FpEnvOut();
+    }
+
     /// <summary>The shared block of <see cref="EmitExitHelper"/>, emitted after all others.</summary>
     private void EmitHelperExitBlock()
     {
         if (_helperExit == 0) return;
         ForgetBlockFlags();
         LLVMPositionBuilderAtEnd(_b, _helperExit);
-        SpillState();
-        CtxStore(Load(_i64, _remaining), StateOffsets.Remaining, 8);
-        if (_hostFp) FpEnvOut();
+        LeaveState();
         CallRaw(LlvmRuntime.CallHelperSymbol, _void, [_i32, _ptr, _ptr, _ptr], Load(_i32, _helperIdSlot), _ctxArg, _argBuf, _resBuf);
         LLVMBuildRet(_b, LLVMBuildTrunc(_b, Load(_i64, _resBuf, 16), _i32, ""));
     }

@@ -295,9 +295,7 @@ internal sealed partial class Lifter
         ulong expected = 0;
         if (_translator.InlinedReturn() is { } r)
         {
-            var other = B.NewBlock();
-            B.Branch(B.Eq(target, B.I64(r.ReturnAddress)), r.Continuation, other);
-            B.SetBlock(other);
+            GuardedBranch(target, r.ReturnAddress, r.Continuation);
             expected = r.ReturnAddress;
         }
         foreach (var (site, t) in _translator.PredictedTargets)

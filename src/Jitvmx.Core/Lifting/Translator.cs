@@ -129,10 +129,12 @@ internal sealed class Translator
     /// A direct call taken into the region: the callee's blocks are lifted in a new context whose RET
     /// continues at <paramref name="returnAddress"/> inside the region. Null when the limits say no.
     /// </summary>
-    public IrBlock? InlineCall(ulong target, ulong returnAddress)
+    public IrBlock? InlineCall(ulong target, ulong returnAddress) => InlineCall(target, returnAddress, _limits.MaxCallDepth);
+
+    private IrBlock? InlineCall(ulong target, ulong returnAddress, int maxDepth)
     {
         var (_, _, depth) = _contexts[_context];
-        if (depth >= _limits.MaxCallDepth || SingleStep) return null;
+        if (depth >= maxDepth || SingleStep) return null;
         // Leave room for the caller's continuation after the call.
         if (_heads.Count + 2 >= _limits.MaxBlocks) return null;
         _contexts.Add((_context, returnAddress, depth + 1));
@@ -149,18 +151,8 @@ internal sealed class Translator
     /// (one level even when the limits inline no direct calls, so its RET continues in the caller), else
     /// in the current context; null when the limits say no.
     /// </summary>
-    public IrBlock? PredictedCall(ulong target, ulong returnAddress)
-    {
-        var (_, _, depth) = _contexts[_context];
-        if (depth < Math.Max(_limits.MaxCallDepth, 1) && _heads.Count + 2 < _limits.MaxBlocks)
-        {
-            _contexts.Add((_context, returnAddress, depth + 1));
-            var block = InternalTarget(target, _contexts.Count - 1);
-            if (block is not null) return block;
-            _contexts.RemoveAt(_contexts.Count - 1);
-        }
-        return InternalTarget(target);
-    }
+    public IrBlock? PredictedCall(ulong target, ulong returnAddress) =>
+        InlineCall(target, returnAddress, Math.Max(_limits.MaxCallDepth, 1)) ?? InternalTarget(target);
 
     /// <summary>
     /// The block already in the region for <paramref name="target"/> (in this context, else in the

@@ -137,7 +137,7 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
         bool interpret = vm.Options.InterpreterTierUp > 0 && vm.RegionCompiler is null && !hot;
         var limits = singleStep ? RegionLimits.SingleInstruction
             : interpret ? InterpreterLimits
-            : new RegionLimits(vm.Options.MaxRegionInstructions, vm.Options.MaxRegionBlocks, Math.Min(96, vm.Options.MaxRegionInstructions), vm.Options.MaxInlineCallDepth);
+            : FullLimits;
         var unsupported = new List<Iced.Intel.Mnemonic>();
         var lifterErrors = new List<string>();
         int mode = X87SseEnable.Mode(cpu.State);
@@ -239,6 +239,10 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
             foreach (ulong page in pages) c.FlushTlbWrite(page);
     }
 
+    /// <summary>The VM's region limits (compiled tiers, promotions and background retranslations).</summary>
+    private RegionLimits FullLimits => new(vm.Options.MaxRegionInstructions, vm.Options.MaxRegionBlocks,
+        Math.Min(96, vm.Options.MaxRegionInstructions), vm.Options.MaxInlineCallDepth);
+
     /// <summary>
     /// Region limits of the interpreter tier: a few blocks, since code that runs a handful of times
     /// should not pay for lifting paths it never takes. Hot regions are translated again with the
@@ -265,9 +269,7 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
     /// </summary>
     public IrRegion? Retranslate(VirtualCpu cpu, Region region)
     {
-        var limits = new RegionLimits(vm.Options.MaxRegionInstructions, vm.Options.MaxRegionBlocks,
-            Math.Min(96, vm.Options.MaxRegionInstructions), vm.Options.MaxInlineCallDepth);
-        var ir = Translator.Translate(cpu, region.Entry, limits, out _, mode: region.Mode);
+        var ir = Translator.Translate(cpu, region.Entry, FullLimits, out _, mode: region.Mode);
         if (ir is null) return null;
         Passes.Run(ir);
         return ir;
@@ -287,9 +289,7 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
         generation = Generation;
         var targets = PredictedTargets(region);
         if (targets.Length == 0) return null;
-        var limits = new RegionLimits(vm.Options.MaxRegionInstructions, vm.Options.MaxRegionBlocks,
-            Math.Min(96, vm.Options.MaxRegionInstructions), vm.Options.MaxInlineCallDepth);
-        var ir = Translator.Translate(cpu, region.Entry, limits, out _, mode: region.Mode, predictedTargets: targets);
+        var ir = Translator.Translate(cpu, region.Entry, FullLimits, out _, mode: region.Mode, predictedTargets: targets);
         if (ir is null) return null;
         var pages = CodePages(cpu, ir.GuestRanges);
         lock (_lock)
