@@ -127,7 +127,7 @@ internal sealed unsafe partial class LlvmBackend
             nint tracker = jit.AddObject(obj); // takes the buffer
             nint fn = jit.Lookup(name);        // links against the runtime and helper symbols
             times = new LlvmCompileTimes(t1 - t0, t2 - t1, t3 - t2, Stopwatch.GetTimestamp() - t3);
-            compiled = Native(fn, tracker, successors, cells);
+            compiled = Native(fn, tracker, successors, cells, EntryNeed(region));
             return true;
         }
         finally
@@ -182,13 +182,13 @@ internal sealed unsafe partial class LlvmBackend
         return (nint)block;
     }
 
-    private static CompiledRegion Native(nint fn, nint tracker, ulong[] successors, nint cells)
+    private static CompiledRegion Native(nint fn, nint tracker, ulong[] successors, nint cells, int entryCharge = 0)
     {
         var thunk = new LlvmRegionThunk(fn, tracker);
         var links = (nint*)cells;
         return new CompiledRegion(thunk.Invoke, successors)
         {
-            NativeEntry = fn, Links = links, CookieCell = links is null ? null : (int*)(links + Math.Max(1, successors.Length)),
+            EntryCharge = entryCharge, NativeEntry = fn, Links = links, CookieCell = links is null ? null : (int*)(links + Math.Max(1, successors.Length)),
         };
     }
 
@@ -322,6 +322,7 @@ internal sealed unsafe partial class LlvmBackend
         FpEnvPrologue();
         LLVMBuildBr(_b, _blocks[_region.Blocks[0]]);
 
+        _need = BudgetNeeds(_region);
         foreach (var b in _region.Blocks) EmitBlock(b);
         _fpOff = false;
 
@@ -686,6 +687,11 @@ internal sealed unsafe partial class LlvmBackend
             ExitWith(RegionCode.Stop);
             LLVMPositionBuilderAtEnd(_b, go);
         }
+        else if (b.ChargedInsns > 0 && _need is not null && !_need.ContainsKey(b))
+        {
+            // Covered by the check at the last entry or loop header: charge without a check.
+            LLVMBuildStore(_b, LLVMBuildSub(_b, Load(_i64, _remaining), I64((ulong)b.ChargedInsns), ""), _remaining);
+        }
         else if (b.ChargedInsns > 0)
         {
             nint stop = NewBlock($"b{b.Id}.stop"), ok = NewBlock($"b{b.Id}.ok");
@@ -695,12 +701,14 @@ internal sealed unsafe partial class LlvmBackend
                 CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Ne, VolatileStopLoad(), I32(0), ""), stop, charge);
                 LLVMPositionBuilderAtEnd(_b, charge);
             }
-            // remaining -= n; if (remaining < 0) stop before the block with RIP at its start.
+            // remaining -= n; if (remaining < need - n) stop before the block with RIP at its start,
+            // where need (n without the analysis) is the most any path reaching the next check retires.
+            int need = _need?.GetValueOrDefault(b, b.ChargedInsns) ?? b.ChargedInsns;
             nint before = Load(_i64, _remaining);
             nint after = LLVMBuildSub(_b, before, I64((ulong)b.ChargedInsns), "");
             nint over = NewBlock($"b{b.Id}.over");
             LLVMBuildStore(_b, after, _remaining);
-            CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Slt, after, I64(0), ""), over, ok);
+            CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Slt, after, I64((ulong)(need - b.ChargedInsns)), ""), over, ok);
             LLVMPositionBuilderAtEnd(_b, over);
             LLVMBuildStore(_b, before, _remaining);
             LLVMBuildBr(_b, stop);
@@ -711,6 +719,58 @@ internal sealed unsafe partial class LlvmBackend
         }
         if (b.Terminator is null) throw new NotSupportedException($"block b{b.Id} of region 0x{_region.EntryRip:x} has no terminator");
         foreach (var v in b.Nodes) EmitNode(v);
+    }
+
+    // Budget a checking block needs (itself and every block up to the next check); null: every block checks.
+    private Dictionary<IrBlock, int>? _need;
+
+    /// <summary>Budget the code of <paramref name="region"/> needs at entry (see <see cref="BudgetNeeds"/>); what an object's metadata records.</summary>
+    public static int EntryNeed(IrRegion region) =>
+        BudgetNeeds(region) is { } need ? need[region.Blocks[0]] : region.Blocks[0].ChargedInsns;
+
+    /// <summary>
+    /// Where the budget is checked: at the entry and at loop headers, each for the most instructions
+    /// any path from it retires before the next check or an exit; the blocks between only subtract.
+    /// The remaining budget stays exact at every exit, and a check that fails stops before its block
+    /// as the per-block check would, just earlier (the dispatcher then steps to the exact boundary).
+    /// A loop whose head does not check (a REP loop head inside a guest block) keeps per-block checks
+    /// for the whole region (null). <see cref="CompiledRegion.EntryCharge"/> reports the entry's need.
+    /// </summary>
+    internal static Dictionary<IrBlock, int>? BudgetNeeds(IrRegion region)
+    {
+        var entry = region.Blocks[0];
+        bool Checks(IrBlock b) => b == entry || b.IsLoopHeader && b.ChargedInsns > 0;
+        var need = new Dictionary<IrBlock, int>();
+        var memo = new Dictionary<IrBlock, int>();
+        var path = new List<IrBlock>();
+        var open = new List<IrBlock>(); // REP loop heads reached again from inside their loop
+        bool ok = true;
+        // Most instructions retired from the start of b up to the next check or exit (b's own charge included).
+        int Longest(IrBlock b)
+        {
+            if (memo.TryGetValue(b, out int known)) return known;
+            int at = path.IndexOf(b);
+            if (at >= 0)
+            {
+                // A loop with no check on it: only a REP loop (whose iterations retire nothing) is fine.
+                if (b.ResumeInsn is null || b.ChargedInsns > 0 || path.Skip(at + 1).Any(p => p.ChargedInsns > 0)) ok = false;
+                open.Add(b);
+                return 0;
+            }
+            path.Add(b);
+            int openBefore = open.Count, most = 0;
+            foreach (var s in b.Successors)
+                if (!Checks(s)) most = Math.Max(most, Longest(s));
+            path.RemoveAt(path.Count - 1);
+            open.RemoveAll(x => x == b);
+            int result = b.ChargedInsns + most;
+            // Not remembered while it depends on a loop head still being walked (it counted that as 0).
+            if (open.Count == openBefore) memo[b] = result;
+            return result;
+        }
+        foreach (var b in region.Blocks)
+            if (Checks(b)) need[b] = Longest(b);
+        return ok ? need : null;
     }
 
     // ================= values =================

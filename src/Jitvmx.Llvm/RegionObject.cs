@@ -75,7 +75,7 @@ public sealed class RegionObject
     /// <summary>Guest instructions lifted into the region.</summary>
     public int GuestInstructionCount { get; }
 
-    /// <summary>Instructions the entry block charges (the dispatcher's budget check before entering).</summary>
+    /// <summary>Budget the code needs at entry (the dispatcher checks it before entering; see <see cref="CompiledRegion.EntryCharge"/>).</summary>
     public int EntryCharge { get; }
 
     /// <summary>Guest RIP of each direct-exit slot, in the slot order the code returns.</summary>
@@ -130,7 +130,7 @@ public sealed class RegionObject
             throw new RegionObjectException($"LLVM cannot compile the region at 0x{rip:x}: {reason}");
         var helpers = helperIds.Select(id => new RegionObjectHelper(Jitvmx.Helpers.Symbol(id), Jitvmx.Helpers.IsPure(id), Signature(Jitvmx.Helpers.Method(id)!))).ToArray();
         var jit = LlvmJit.Instance;
-        return new RegionObject(rip, ranges, hash, ir.GuestInstructionCount, ir.Blocks[0].ChargedInsns, successors, helpers, symbol, level,
+        return new RegionObject(rip, ranges, hash, ir.GuestInstructionCount, LlvmBackend.EntryNeed(ir), successors, helpers, symbol, level,
             BuildVersion, AbiFingerprint, jit.Triple, jit.HostCpu, jit.HostFeatures, obj!);
     }
 

@@ -35,6 +35,12 @@ internal sealed class CompiledRegion(RegionFunction function, ulong[] successors
     public unsafe nint* Links { get; init; }
     /// <summary>Where native code reads the cookie it reports in <see cref="Runtime.CpuContext.ExitCookie"/>.</summary>
     public unsafe int* CookieCell { get; init; }
+    /// <summary>
+    /// Budget the code needs at entry to run its first stretch (0: just the entry block's charge).
+    /// Code that checks the budget only at its entry and loop heads needs all it can retire before the
+    /// next check; with less it stops at once, so the dispatcher steps instead.
+    /// </summary>
+    public int EntryCharge { get; init; }
 }
 
 /// <summary>

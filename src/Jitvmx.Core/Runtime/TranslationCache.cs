@@ -15,7 +15,7 @@ internal sealed unsafe class Region
         Function = code.Function;
         SuccessorRips = code.SuccessorRips;
         Successors = new Region?[SuccessorRips.Length];
-        EntryCharge = entryCharge;
+        EntryCharge = Math.Max(entryCharge, code.EntryCharge);
         Pages = pages;
         SingleStep = singleStep;
     }
@@ -32,8 +32,11 @@ internal sealed unsafe class Region
     public readonly ulong[] SuccessorRips;
     /// <summary>Per-exit successor slots, filled on first use (compiled code cannot be patched, so the dispatcher chains).</summary>
     public readonly Region?[] Successors;
-    /// <summary>Instructions charged by the entry block.</summary>
-    public readonly int EntryCharge;
+    /// <summary>
+    /// Budget the code needs at entry: the entry block's charge, or more for code that checks only at
+    /// its entry and loop heads (<see cref="CompiledRegion.EntryCharge"/>); with less the dispatcher steps.
+    /// </summary>
+    public int EntryCharge;
     /// <summary>Guest-physical pages the code came from.</summary>
     public readonly ulong[] Pages;
     public readonly bool SingleStep;
@@ -382,6 +385,8 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
         {
             if (!region.Valid) return false;
             if (code.IsNative) AttachNative(region, code);
+            // Before the code: a dispatcher that sees the new code must not enter it with less.
+            if (code.EntryCharge > region.EntryCharge) Volatile.Write(ref region.EntryCharge, code.EntryCharge);
             Volatile.Write(ref region.Function, code.Function);
         }
         Interlocked.Increment(ref Statistics.RegionsTieredUp);
