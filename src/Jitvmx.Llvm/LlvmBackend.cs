@@ -703,7 +703,7 @@ internal sealed unsafe partial class LlvmBackend
             }
             // remaining -= n; if (remaining < need - n) stop before the block with RIP at its start,
             // where need (n without the analysis) is the most any path reaching the next check retires.
-            int need = _need?.GetValueOrDefault(b, b.ChargedInsns) ?? b.ChargedInsns;
+            int need = _need?[b] ?? b.ChargedInsns;
             nint before = Load(_i64, _remaining);
             nint after = LLVMBuildSub(_b, before, I64((ulong)b.ChargedInsns), "");
             nint over = NewBlock($"b{b.Id}.over");
