@@ -323,6 +323,8 @@ internal sealed unsafe partial class LlvmBackend
         LLVMBuildBr(_b, _blocks[_region.Blocks[0]]);
 
         _need = BudgetNeeds(_region);
+        _groups = AccessGroups.Find(_region);
+        _groupChecks.Clear();
         foreach (var b in _region.Blocks) EmitBlock(b);
         _fpOff = false;
 
@@ -945,6 +947,52 @@ internal sealed unsafe partial class LlvmBackend
         return LLVMBuildIntToPtr(_b, LLVMBuildAdd(_b, addr, addend, ""), _ptr, "");
     }
 
+    // The region's access groups, and for each group already reached: whether its check passed, and the addend.
+    private Dictionary<IrValue, (AccessGroup Group, long Offset)> _groups = [];
+    private readonly Dictionary<AccessGroup, (nint Miss, nint Addend)> _groupChecks = [];
+
+    /// <summary>
+    /// <see cref="TlbCheck"/> for an access of an <see cref="AccessGroup"/>: the group's first access checks
+    /// its whole span once (every tag it needs equals the page of its first and of its last byte); each
+    /// access then uses the group's addend when that check passed, and checks alone when it did not.
+    /// </summary>
+    private nint AccessCheck(IrValue v, nint addr, int size, int tagOffset, nint slow)
+    {
+        if (!_groups.TryGetValue(v, out var member)) return TlbCheck(addr, size, tagOffset, slow);
+        var g = member.Group;
+        if (!_groupChecks.TryGetValue(g, out var check))
+        {
+            // Only the first access's check runs before every other (blocks may be emitted out of that order).
+            if (v != g.First) return TlbCheck(addr, size, tagOffset, slow);
+            // The span from this access's own address: the root itself may not be at hand in this block.
+            nint low = LLVMBuildAdd(_b, addr, I64((ulong)(g.Low - member.Offset)), "");
+            nint high = LLVMBuildAdd(_b, addr, I64((ulong)(g.High - member.Offset)), "");
+            nint index = LLVMBuildShl(_b, LLVMBuildAnd(_b, LLVMBuildLShr(_b, low, I64(CpuContext.PageBits), ""), I64(CpuContext.TlbSize - 1), ""), I64(5), "");
+            nint entry = Gep(_tlb, index);
+            nint page = LLVMBuildAnd(_b, high, I64(CpuContext.PageMask), "");
+            nint diff = I64(0);
+            if (g.Loads) diff = LLVMBuildXor(_b, Load(_i64, entry, 8), page, "");
+            if (g.Stores) diff = LLVMBuildOr(_b, diff, LLVMBuildXor(_b, Load(_i64, Gep(entry, I64(8)), 8), page, ""), "");
+            check = (LLVMBuildICmp(_b, LlvmIntPredicate.Ne, diff, I64(0), ""), Load(_i64, Gep(entry, I64(16)), 8));
+            _groupChecks[g] = check;
+        }
+        nint hit = NewBlock("group.hit"), alone = NewBlock("group.miss"), join = NewBlock("group.host");
+        CondBrUnlikely(check.Miss, alone, hit);
+        LLVMPositionBuilderAtEnd(_b, hit);
+        nint fastHost = LLVMBuildIntToPtr(_b, LLVMBuildAdd(_b, addr, check.Addend, ""), _ptr, "");
+        LLVMBuildBr(_b, join);
+        LLVMPositionBuilderAtEnd(_b, alone);
+        nint aloneHost = TlbCheck(addr, size, tagOffset, slow);
+        nint aloneEnd = LLVMGetInsertBlock(_b);
+        LLVMBuildBr(_b, join);
+        LLVMPositionBuilderAtEnd(_b, join);
+        nint phi = LLVMBuildPhi(_b, _ptr, "");
+        nint* vals = stackalloc nint[2] { fastHost, aloneHost };
+        nint* blocks = stackalloc nint[2] { hit, aloneEnd };
+        LLVMAddIncoming(phi, vals, blocks, 2);
+        return phi;
+    }
+
     /// <summary>After a slow-path call: a fault or restart leaves the region through the fault block.</summary>
     private void CheckPending(nint next)
     {
@@ -961,7 +1009,7 @@ internal sealed unsafe partial class LlvmBackend
         nint memType = v.Type == IrType.I1 ? _i8 : Type(v.Type);
         nint addr = Value(v.Args[0]);
         nint slow = NewBlock("load.slow"), join = NewBlock("load.done");
-        nint host = TlbCheck(addr, size, 0, slow);
+        nint host = AccessCheck(v, addr, size, 0, slow);
         nint fastValue = Load(memType, host, 1);
         nint fastEnd = LLVMGetInsertBlock(_b);
         LLVMBuildBr(_b, join);
@@ -999,7 +1047,7 @@ internal sealed unsafe partial class LlvmBackend
         nint value = Value(valueIr);
         if (valueIr.Type == IrType.I1) value = LLVMBuildZExt(_b, value, _i8, "");
         nint slow = NewBlock("store.slow"), join = NewBlock("store.done");
-        nint host = TlbCheck(addr, size, 8, slow);
+        nint host = AccessCheck(v, addr, size, 8, slow);
         Store(value, host, 1);
         LLVMBuildBr(_b, join);
 

@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: MIT
+using Iced.Intel;
+using Jitvmx.Ir;
+using Jitvmx.Lifting;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Jitvmx.Llvm.Tests;
+
+/// <summary>
+/// LLVM code checks the software TLB once for a group of accesses through one base
+/// (<see cref="AccessGroups"/>). Whenever the group's span is not on one mapped page (it crosses
+/// a page, part of it is unmapped or read-only, the page holds code) every access must still
+/// behave as alone: same faults at the same instruction, same state, same memory as the IL tier.
+/// </summary>
+public sealed class AccessGroupTests
+{
+    private const ulong Ram = TestGuest.RamBase;
+
+    // An unrolled compare-and-copy over a window that slides by 8 bytes from rsi on, crossing pages:
+    // movups with pcmpeqb memory operands (alignment checks split the block), a read-modify-write and pushes.
+    private static Action<Assembler> Slide(ulong start, int steps) => a =>
+    {
+        Label loop = a.CreateLabel(), ok = a.CreateLabel();
+        a.mov(rsi, start);
+        a.mov(ecx, steps);
+        a.xor(edx, edx);
+        a.Label(ref loop);
+        a.movups(xmm0, __[rsi + 0x10]);
+        a.movups(xmm1, __[rsi + 0x20]);
+        a.mov(rdi, rsi);
+        a.and(rdi, -16);
+        a.pcmpeqb(xmm0, __[rdi + 0x10]);
+        a.pcmpeqb(xmm1, __[rdi + 0x20]);
+        a.pmovmskb(eax, xmm0);
+        a.add(edx, eax);
+        a.mov(rax, __qword_ptr[rsi]);
+        a.add(__qword_ptr[rsi + 0x8], rax);
+        a.mov(__dword_ptr[rsi + 0x30], edx);
+        a.add(__byte_ptr[rsi + 0x3f], cl);
+        a.push(rax);
+        a.push(rdx);
+        a.pop(rax);
+        a.pop(rbx);
+        a.add(rsi, 8);
+        a.dec(ecx);
+        a.jnz(loop);
+        a.Label(ref ok);
+        a.hlt();
+    };
+
+    [Fact]
+    public void GroupsAcrossPageBoundariesBehaveAsSingleAccesses()
+    {
+        // The window crosses from one page into the next partway through.
+        Tiers.Compare(Slide(Ram + 0xF00, 60), g => g.Cpu.Run(100_000), level: LlvmOptLevel.O1);
+        Tiers.Compare(Slide(Ram + 0x1FF9, 3), g => g.Cpu.Run(100_000), level: LlvmOptLevel.O1);
+    }
+
+    [Fact]
+    public void AFaultInsideAGroupStopsAtItsInstruction()
+    {
+        // The window runs off the end of RAM: a later access of a group faults while earlier ones were fine.
+        ulong end = Ram + TestGuest.RamSize;
+        foreach (ulong start in (ulong[])[end - 0x48, end - 0x41, end - 0x40, end - 0x39, end - 0x31, end - 0x20, end - 0x11])
+            Tiers.Compare(Slide(start, 20), g => g.Cpu.Run(100_000), level: LlvmOptLevel.O1);
+    }
+
+    [Fact]
+    public void StoresIntoCodeOrReadOnlyPagesFaultOrInvalidate()
+    {
+        // The window over the code page: loads are fine; stores fault (read-only code) or modify code (writable code).
+        Tiers.Compare(Slide(TestGuest.CodeBase + 0x200, 4), g => g.Cpu.Run(100_000), level: LlvmOptLevel.O1);
+        Tiers.Compare(Slide(TestGuest.CodeBase + 0x200, 4), g => g.Cpu.Run(100_000), level: LlvmOptLevel.O1,
+            codePermissions: MemoryPermissions.All, allLlvm: false);
+    }
+
+    [Fact]
+    public void GroupsFollowABaseAcrossCheckBlocksUntilItIsWritten()
+    {
+        using var g = new TestGuest(Slide(Ram, 4));
+        var ir = Translator.Translate(g.Cpu, TestGuest.CodeBase, new RegionLimits(400, 32, 96), out _)!;
+        Passes.Run(ir);
+        var groups = AccessGroups.Find(ir);
+        // The first iteration is peeled with rsi known (constant addresses); the loop's own blocks read it.
+        var all = groups.Values.Select(m => m.Group).Distinct().ToList();
+        var distinct = all.Where(x => x.Root.Op != IrOp.Const).ToList();
+        var constant = all.Where(x => x.Root.Op == IrOp.Const).ToList();
+        Assert.True(distinct.Count == 4 && constant.Count == 1, Describe(groups));
+        // Constant addresses group too: rsi's and rdi's accesses of the first iteration.
+        Assert.Equal((Ram, Ram + 0x3F, 10), ((ulong)constant[0].Low, (ulong)constant[0].High, constant[0].Count));
+        // rsi: two movups, mov, add (load and store), mov, add byte (load and store) = 8 accesses over 0..0x3f.
+        var rsi = distinct.Single(x => x.Count == 8);
+        Assert.Equal((0L, 0x3FL, true, true), (rsi.Low, rsi.High, rsi.Loads, rsi.Stores));
+        // rdi's two pcmpeqb loads sit in different blocks (each has an alignment check before it).
+        var rdi = distinct.Single(x => x.Count == 2 && x.Low == 0x10);
+        Assert.Equal(0x2FL, rdi.High);
+        Assert.NotEqual(groups.First(kv => kv.Value.Group == rdi && kv.Value.Offset == 0x10).Key,
+            groups.First(kv => kv.Value.Group == rdi && kv.Value.Offset == 0x20).Key);
+        // Pushes and pops move rsp: one group at offsets -8, -16 (stores) and -16, -8 (loads), in both copies.
+        var stack = distinct.Where(x => x.Count == 4).ToList();
+        Assert.Equal(2, stack.Count);
+        Assert.All(stack, x => Assert.Equal((-16L, -1L, GuestRegister.Rsp), (x.Low, x.High, (GuestRegister)x.Root.Aux)));
+        // Nothing spans more than one group's reach.
+        Assert.All(distinct, x => Assert.True(x.High - x.Low < AccessGroups.MaxSpan));
+    }
+
+    private static string Describe(Dictionary<IrValue, (AccessGroup Group, long Offset)> groups) =>
+        string.Join("; ", groups.GroupBy(kv => kv.Value.Group).Select(g =>
+            $"{g.Key.Root} [{g.Key.Low}..{g.Key.High}] x{g.Key.Count}: {string.Join(", ", g.Select(kv => $"{kv.Key.Op}@{kv.Value.Offset}"))}"));
+
+    [Fact]
+    public void AWriteToTheBaseOrAnImpureCallEndsTheGroup()
+    {
+        using var g = new TestGuest(a =>
+        {
+            a.mov(rsi, Ram);
+            a.mov(rax, __qword_ptr[rsi]);
+            a.movups(xmm0, __[rsi + 0x10]); // alignment-free load: same block
+            a.pcmpeqb(xmm0, __[rsi + 0x20]); // alignment check: a new block
+            a.mov(rsi, __qword_ptr[rsi + 0x8]); // writes the base after reading through it
+            a.pcmpeqb(xmm0, __[rsi + 0x30]); // a new block, a new value of rsi
+            a.mov(rbx, __qword_ptr[rsi + 0x38]);
+            a.cpuid(); // leaves the region
+            a.hlt();
+        });
+        var ir = Translator.Translate(g.Cpu, TestGuest.CodeBase, new RegionLimits(400, 32, 96), out _)!;
+        Passes.Run(ir);
+        var found = AccessGroups.Find(ir);
+        var groups = found.Values.Select(m => m.Group).Distinct().ToList();
+        Assert.True(groups.Count == 2, Describe(found));
+        // rsi is known at first (constant addresses), then loaded: the base changes.
+        var first = groups.Single(x => x.Root.Op == IrOp.Const);
+        Assert.Equal((Ram, Ram + 0x2F, 4), ((ulong)first.Low, (ulong)first.High, first.Count));
+        var second = groups.Single(x => x.Root.Op == IrOp.Load);
+        Assert.Equal((0x30L, 0x3FL, 2), (second.Low, second.High, second.Count));
+    }
+}
