@@ -121,11 +121,7 @@ internal sealed unsafe partial class LlvmBackend
         LLVMBuildBr(_b, join);
 
         LLVMPositionBuilderAtEnd(_b, join);
-        nint phi = LLVMBuildPhi(_b, _v128, "");
-        nint* vals = stackalloc nint[2] { fast, slowValue };
-        nint* blocks = stackalloc nint[2] { fastEnd, slowEnd };
-        LLVMAddIncoming(phi, vals, blocks, 2);
-        return phi;
+        return Phi2(_v128, fast, fastEnd, slowValue, slowEnd);
     }
 
     /// <summary>

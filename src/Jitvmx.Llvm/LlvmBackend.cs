@@ -986,9 +986,15 @@ internal sealed unsafe partial class LlvmBackend
         nint aloneEnd = LLVMGetInsertBlock(_b);
         LLVMBuildBr(_b, join);
         LLVMPositionBuilderAtEnd(_b, join);
-        nint phi = LLVMBuildPhi(_b, _ptr, "");
-        nint* vals = stackalloc nint[2] { fastHost, aloneHost };
-        nint* blocks = stackalloc nint[2] { hit, aloneEnd };
+        return Phi2(_ptr, fastHost, hit, aloneHost, aloneEnd);
+    }
+
+    /// <summary>A phi of two incoming values, built at the builder's position.</summary>
+    private nint Phi2(nint type, nint a, nint fromA, nint b, nint fromB)
+    {
+        nint phi = LLVMBuildPhi(_b, type, "");
+        nint* vals = stackalloc nint[2] { a, b };
+        nint* blocks = stackalloc nint[2] { fromA, fromB };
         LLVMAddIncoming(phi, vals, blocks, 2);
         return phi;
     }
@@ -1031,10 +1037,7 @@ internal sealed unsafe partial class LlvmBackend
         CheckPending(join);
 
         LLVMPositionBuilderAtEnd(_b, join);
-        nint phi = LLVMBuildPhi(_b, memType, "");
-        nint* vals = stackalloc nint[2] { fastValue, slowValue };
-        nint* blocks = stackalloc nint[2] { fastEnd, slowEnd };
-        LLVMAddIncoming(phi, vals, blocks, 2);
+        nint phi = Phi2(memType, fastValue, fastEnd, slowValue, slowEnd);
         Define(v, v.Type == IrType.I1 ? LLVMBuildTrunc(_b, phi, _i1, "") : phi);
     }
 
