@@ -17,7 +17,8 @@ public sealed class AccessGroupTests
     private const ulong Ram = TestGuest.RamBase;
 
     // An unrolled compare-and-copy over a window that slides by 8 bytes from rsi on, crossing pages:
-    // movups with pcmpeqb memory operands (alignment checks split the block), a read-modify-write and pushes.
+    // movups with pcmpeqb memory operands (alignment checks split the block), read-modify-writes,
+    // indexed accesses and pushes.
     private static Action<Assembler> Slide(ulong start, int steps) => a =>
     {
         Label loop = a.CreateLabel(), ok = a.CreateLabel();
@@ -37,6 +38,9 @@ public sealed class AccessGroupTests
         a.add(__qword_ptr[rsi + 0x8], rax);
         a.mov(__dword_ptr[rsi + 0x30], edx);
         a.add(__byte_ptr[rsi + 0x3f], cl);
+        a.mov(r8, __qword_ptr[rsi + rcx + 0x8]);
+        a.add(r8, __qword_ptr[rsi + rcx + 0x18]);
+        a.mov(__qword_ptr[rsi + rcx + 0x28], r8);
         a.push(rax);
         a.push(rdx);
         a.pop(rax);
@@ -83,11 +87,14 @@ public sealed class AccessGroupTests
         var groups = AccessGroups.Find(ir);
         // The first iteration is peeled with rsi known (constant addresses); the loop's own blocks read it.
         var all = groups.Values.Select(m => m.Group).Distinct().ToList();
-        var distinct = all.Where(x => x.Root.Op != IrOp.Const).ToList();
-        var constant = all.Where(x => x.Root.Op == IrOp.Const).ToList();
-        Assert.True(distinct.Count == 4 && constant.Count == 1, Describe(groups));
-        // Constant addresses group too: rsi's and rdi's accesses of the first iteration.
-        Assert.Equal((Ram, Ram + 0x3F, 10), ((ulong)constant[0].Low, (ulong)constant[0].High, constant[0].Count));
+        var distinct = all.Where(x => x.Base != "const").ToList();
+        var constant = all.Where(x => x.Base == "const").ToList();
+        Assert.True(distinct.Count == 5 && constant.Count == 1, Describe(groups));
+        // Constant addresses group too: rsi's, rdi's and the indexed accesses of the first iteration.
+        Assert.Equal((Ram, Ram + 0x3F, 13), ((ulong)constant[0].Low, (ulong)constant[0].High, constant[0].Count));
+        // Indexed accesses share a base: the sum of the two registers.
+        var indexed = distinct.Single(x => x.Base.Contains("Rcx"));
+        Assert.Equal((8L, 0x2FL, 3), (indexed.Low, indexed.High, indexed.Count));
         // rsi: two movups, mov, add (load and store), mov, add byte (load and store) = 8 accesses over 0..0x3f.
         var rsi = distinct.Single(x => x.Count == 8);
         Assert.Equal((0L, 0x3FL, true, true), (rsi.Low, rsi.High, rsi.Loads, rsi.Stores));
@@ -99,14 +106,14 @@ public sealed class AccessGroupTests
         // Pushes and pops move rsp: one group at offsets -8, -16 (stores) and -16, -8 (loads), in both copies.
         var stack = distinct.Where(x => x.Count == 4).ToList();
         Assert.Equal(2, stack.Count);
-        Assert.All(stack, x => Assert.Equal((-16L, -1L, GuestRegister.Rsp), (x.Low, x.High, (GuestRegister)x.Root.Aux)));
+        Assert.All(stack, x => Assert.Equal((-16L, -1L, "Rsp@0"), (x.Low, x.High, x.Base)));
         // Nothing spans more than one group's reach.
         Assert.All(distinct, x => Assert.True(x.High - x.Low < AccessGroups.MaxSpan));
     }
 
     private static string Describe(Dictionary<IrValue, (AccessGroup Group, long Offset)> groups) =>
         string.Join("; ", groups.GroupBy(kv => kv.Value.Group).Select(g =>
-            $"{g.Key.Root} [{g.Key.Low}..{g.Key.High}] x{g.Key.Count}: {string.Join(", ", g.Select(kv => $"{kv.Key.Op}@{kv.Value.Offset}"))}"));
+            $"{g.Key.Base} [{g.Key.Low}..{g.Key.High}] x{g.Key.Count}: {string.Join(", ", g.Select(kv => $"{kv.Key.Op}@{kv.Value.Offset}"))}"));
 
     [Fact]
     public void AWriteToTheBaseOrAnImpureCallEndsTheGroup()
@@ -129,9 +136,9 @@ public sealed class AccessGroupTests
         var groups = found.Values.Select(m => m.Group).Distinct().ToList();
         Assert.True(groups.Count == 2, Describe(found));
         // rsi is known at first (constant addresses), then loaded: the base changes.
-        var first = groups.Single(x => x.Root.Op == IrOp.Const);
+        var first = groups.Single(x => x.Base == "const");
         Assert.Equal((Ram, Ram + 0x2F, 4), ((ulong)first.Low, (ulong)first.High, first.Count));
-        var second = groups.Single(x => x.Root.Op == IrOp.Load);
+        var second = groups.Single(x => x.Base != "const"); // the value loaded into rsi
         Assert.Equal((0x30L, 0x3FL, 2), (second.Low, second.High, second.Count));
     }
 }

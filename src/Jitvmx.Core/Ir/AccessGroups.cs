@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: MIT
+using System.Text;
+
 namespace Jitvmx.Ir;
 
 /// <summary>
-/// Memory accesses of one block through the same base value at constant offsets (a structure's
-/// fields, an unrolled loop's loads, a prologue's pushes), whose bytes all lie within
-/// <see cref="Low"/>..<see cref="High"/> of <see cref="Root"/>. When that span is on one page,
-/// one software-TLB check covers every access of the group.
+/// Memory accesses at constant offsets from one base (a structure's fields, an unrolled loop's
+/// loads, a prologue's pushes, neighbouring elements of an indexed array), whose bytes all lie
+/// within <see cref="Low"/>..<see cref="High"/> of it. When that span is on one page, one
+/// software-TLB check covers every access of the group.
 /// </summary>
 public sealed class AccessGroup
 {
-    /// <summary>The base every access adds a constant to.</summary>
-    public required IrValue Root { get; init; }
+    /// <summary>The base, as a canonical expression over register reads (<c>"const"</c> for absolute addresses).</summary>
+    public required string Base { get; init; }
     /// <summary>The group's first access, which checks for all: it runs before every other.</summary>
     public required IrValue First { get; init; }
     /// <summary>The lowest offset any access of the group starts at.</summary>
@@ -28,20 +30,20 @@ public sealed class AccessGroup
 /// <summary>Finds <see cref="AccessGroup"/>s, for backends to check the TLB once per group.</summary>
 public static class AccessGroups
 {
-    private static readonly object s_constants = new();
-
     /// <summary>Widest span of a group: wider spans cross a page boundary too often to pay off.</summary>
     public const int MaxSpan = 512;
 
     /// <summary>
     /// The groups of two or more accesses in <paramref name="region"/>, keyed by access node with the
-    /// node's offset from the group's root. A group starts at its first access and may go on into blocks that only that block's code reaches (a block with one
-    /// predecessor: past a guest instruction's alignment or fault check), so the first access's
-    /// check runs before every other. Reads of a guest register in different blocks are one base
-    /// while nothing writes the register, and after a write they are the value written (so
-    /// <c>add rsi, 64</c> moves the offsets of later accesses through rsi rather than the base). A group ends at any call of a
-    /// helper that is not pure: such a helper may change translations (a control-register write),
-    /// so a check made before it does not vouch for accesses after it.
+    /// node's offset from the group's base. A group starts at its first access and may go on into
+    /// blocks that only that block's code reaches (a block with one predecessor: past a guest
+    /// instruction's alignment or fault check), so the first access's check runs before every other.
+    /// Addresses are split into a sum of terms and a constant; accesses whose terms are the same
+    /// expression over the same register values share a base. Reads of a guest register are one
+    /// value while nothing writes the register, and after a write they are the value written (so
+    /// <c>add rsi, 64</c> moves the offsets of later accesses through rsi rather than the base).
+    /// A group ends at any call of a helper that is not pure: such a helper may change
+    /// translations (a control-register write) and registers.
     /// </summary>
     public static Dictionary<IrValue, (AccessGroup Group, long Offset)> Find(IrRegion region)
     {
@@ -74,12 +76,12 @@ public static class AccessGroups
         return result;
     }
 
-    // What one path through a chain knows: its open groups by root key, the value each register was
+    // What one path through a chain knows: its open groups by base, the value each register was
     // last given (SetReg), which register reads stand for such a value, and for the other reads the
     // number of impure calls before them (reads between two such calls are one value).
     private sealed class Chain
     {
-        public Dictionary<object, AccessGroup> Open = [];
+        public Dictionary<string, AccessGroup> Open = [];
         public IrValue?[] Holds = new IrValue?[16];
         public Dictionary<IrValue, IrValue> Alias = [];
         public Dictionary<IrValue, int> ReadAt = [];
@@ -105,7 +107,6 @@ public static class AccessGroups
                     chain.Holds[v.Aux] = v.Args[0];
                     continue;
                 case IrOp.Call when !v.IsPure:
-                    // The helper may change translations and registers.
                     chain.Open.Clear();
                     Array.Clear(chain.Holds);
                     chain.Calls++;
@@ -115,10 +116,7 @@ public static class AccessGroups
                 default:
                     continue;
             }
-            var (root, offset) = Decompose(v.Args[0], chain.Alias);
-            // Constant addresses (globals, a stack known at translation time) all share one base: zero.
-            object key = root.Op == IrOp.Const ? s_constants : chain.ReadAt.TryGetValue(root, out int calls) ? (root.Aux, calls) : root;
-            if (root.Op == IrOp.Const) offset += (long)root.Imm;
+            var (key, offset) = Split(v.Args[0], chain);
             var type = v.Op == IrOp.Load ? v.Type : v.Args[1].Type;
             long size = type == IrType.I1 ? 1 : type.Bits() / 8;
             if (chain.Open.TryGetValue(key, out var g))
@@ -137,7 +135,7 @@ public static class AccessGroups
             }
             if (g is null)
             {
-                g = new AccessGroup { Root = root, First = v, Low = offset, High = offset + size - 1 };
+                g = new AccessGroup { Base = key, First = v, Low = offset, High = offset + size - 1 };
                 chain.Open[key] = g;
             }
             g.Count++;
@@ -147,41 +145,56 @@ public static class AccessGroups
         }
     }
 
-    /// <summary>Splits an address into a base and a constant offset: through adds and subtracts of constants.</summary>
-    /// <param name="address">The address.</param>
-    /// <param name="alias">Register reads known to stand for an earlier value, followed through.</param>
-    public static (IrValue Root, long Offset) Decompose(IrValue address, IReadOnlyDictionary<IrValue, IrValue>? alias = null)
+    // An address as base + offset: the sum's non-constant terms, canonically ordered, and its constants.
+    private static (string Key, long Offset) Split(IrValue address, Chain chain)
     {
+        var terms = new List<string>();
         long offset = 0;
-        for (int depth = 0; depth < 64; depth++)
+        void Walk(IrValue v, int depth)
         {
-            if (alias is not null && alias.TryGetValue(address, out var known))
+            while (chain.Alias.TryGetValue(v, out var known)) v = known;
+            if (depth < 8 && v.Op == IrOp.Add)
             {
-                address = known;
+                Walk(v.Args[0], depth + 1);
+                Walk(v.Args[1], depth + 1);
             }
-            else if (address.Op == IrOp.Add && IrBuilder.IsConst(address.Args[1], out ulong c) && Small(c))
+            else if (depth < 8 && v.Op == IrOp.Sub && IrBuilder.IsConst(v.Args[1], out ulong c))
             {
-                offset += (long)c;
-                address = address.Args[0];
+                Walk(v.Args[0], depth + 1);
+                offset = unchecked(offset - (long)c);
             }
-            else if (address.Op == IrOp.Add && IrBuilder.IsConst(address.Args[0], out c) && Small(c))
+            else if (IrBuilder.IsConst(v, out c))
             {
-                offset += (long)c;
-                address = address.Args[1];
-            }
-            else if (address.Op == IrOp.Sub && IrBuilder.IsConst(address.Args[1], out c) && Small(c))
-            {
-                offset -= (long)c;
-                address = address.Args[0];
+                offset = unchecked(offset + (long)c);
             }
             else
             {
-                break;
+                terms.Add(Key(v, chain, 0));
             }
         }
-        return (address, offset);
+        Walk(address, 0);
+        if (terms.Count == 0) return ("const", offset);
+        terms.Sort(StringComparer.Ordinal);
+        return (string.Join(" + ", terms), offset);
     }
 
-    // Displacements: offsets stay far from overflow however many are summed.
-    private static bool Small(ulong c) => (long)c is > -(1L << 32) and < 1L << 32;
+    // A pure expression over register values, written out so that equal keys mean equal values;
+    // anything else (a load, state, a read from outside the chain) stands for itself.
+    private static string Key(IrValue v, Chain chain, int depth)
+    {
+        while (chain.Alias.TryGetValue(v, out var known)) v = known;
+        if (IrBuilder.IsConst(v, out ulong c)) return $"{c:x}";
+        if (v.Op == IrOp.GetReg && chain.ReadAt.TryGetValue(v, out int calls)) return $"{(GuestRegister)v.Aux}@{calls}";
+        bool expression = v.Op is IrOp.Add or IrOp.Sub or IrOp.Mul or IrOp.Shl or IrOp.LShr or IrOp.AShr or IrOp.And or IrOp.Or
+            or IrOp.Xor or IrOp.ZExt or IrOp.SExt or IrOp.Trunc;
+        if (!expression || depth >= 6) return $"v{v.Id}";
+        var sb = new StringBuilder();
+        sb.Append(v.Op).Append('.').Append(v.Type).Append('(');
+        for (int i = 0; i < v.Args.Length; i++)
+        {
+            if (i > 0) sb.Append(", ");
+            sb.Append(Key(v.Args[i], chain, depth + 1));
+        }
+        return sb.Append(')').ToString();
+    }
 }
