@@ -52,6 +52,28 @@ public sealed class AccessGroupTests
         a.hlt();
     };
 
+    // The interpreter checks every access alone: the IL tier's groups must end the same way.
+    private static void IlAsInterpreter(Action<Assembler> code, MemoryPermissions codePermissions = MemoryPermissions.ReadExecute)
+    {
+        var il = Tiers.Run(code, g => g.Cpu.Run(100_000), codePermissions: codePermissions);
+        var interp = Tiers.Run(code, g => g.Cpu.Run(100_000), codePermissions: codePermissions,
+            options: new VirtualMachineOptions { InterpreterTierUp = long.MaxValue });
+        Tiers.Same(interp, il);
+    }
+
+    [Fact]
+    public void IlGroupsBehaveAsTheInterpreter()
+    {
+        ulong end = Ram + TestGuest.RamSize;
+        foreach (ulong start in (ulong[])[Ram + 0xF00, Ram + 0x1FF9, end - 0x48, end - 0x39, end - 0x20])
+            IlAsInterpreter(Slide(start, 30));
+        // Faults after many iterations, with the TLB warm and the groups' checks passing before.
+        foreach (ulong start in (ulong[])[end - 0x100, end - 0xC1, end - 0x9F])
+            IlAsInterpreter(Slide(start, 40));
+        IlAsInterpreter(Slide(TestGuest.CodeBase + 0x200, 4));
+        IlAsInterpreter(Slide(TestGuest.CodeBase + 0x200, 4), MemoryPermissions.All);
+    }
+
     [Fact]
     public void GroupsAcrossPageBoundariesBehaveAsSingleAccesses()
     {
@@ -67,6 +89,9 @@ public sealed class AccessGroupTests
         ulong end = Ram + TestGuest.RamSize;
         foreach (ulong start in (ulong[])[end - 0x48, end - 0x41, end - 0x40, end - 0x39, end - 0x31, end - 0x20, end - 0x11])
             Tiers.Compare(Slide(start, 20), g => g.Cpu.Run(100_000), level: LlvmOptLevel.O1);
+        // Faults after many iterations, with the TLB warm and the groups' checks passing before.
+        foreach (ulong start in (ulong[])[end - 0x100, end - 0xC1, end - 0x9F])
+            Tiers.Compare(Slide(start, 40), g => g.Cpu.Run(100_000), level: LlvmOptLevel.O1);
     }
 
     [Fact]

@@ -43,9 +43,10 @@ internal static class Tiers
     }
 
     public static Outcome Run(Action<Assembler> code, Func<TestGuest, VmExit> run, Action<TestGuest>? setup = null,
-        LlvmOptLevel? llvm = null, ulong[]? rips = null, MemoryPermissions codePermissions = MemoryPermissions.ReadExecute)
+        LlvmOptLevel? llvm = null, ulong[]? rips = null, MemoryPermissions codePermissions = MemoryPermissions.ReadExecute,
+        VirtualMachineOptions? options = null)
     {
-        using var g = new TestGuest(code, codePermissions);
+        using var g = new TestGuest(code, codePermissions, options);
         var span = g.Vm.GetSpan(TestGuest.RamBase, 0x10000);
         for (int i = 0; i < span.Length; i++) span[i] = (byte)(i * 7 + (i >> 8));
         setup?.Invoke(g);

@@ -146,6 +146,8 @@ internal sealed unsafe class IlBackend
         _il.Emit(OpCodes.Ldind_I);
         _il.Emit(OpCodes.Stloc, _tlb);
 
+        _groups = AccessGroups.Find(_region);
+        _groupChecks.Clear();
         foreach (var b in _region.Blocks) EmitBlock(b);
 
         // Memory fault or restart: the slow path set RIP and how many instructions to give back.
@@ -882,6 +884,96 @@ internal sealed unsafe class IlBackend
     {
         Push(address);
         _il.Emit(OpCodes.Stloc, _addr);
+        EmitTlbCheckOfAddr(size, tagOffset, slow);
+    }
+
+    // The address's part of the region's access groups, and the check locals of each group already reached.
+    private Dictionary<IrValue, (AccessGroup Group, long Offset)> _groups = [];
+    private readonly Dictionary<AccessGroup, (LocalBuilder Ok, LocalBuilder Addend)> _groupChecks = [];
+
+    /// <summary>
+    /// <see cref="EmitTlbCheck"/> for an access of an <see cref="AccessGroup"/>: the group's first access
+    /// checks the group's whole span once; each access then adds the group's addend when that check
+    /// passed, and checks alone when it did not. Leaves the host pointer on the stack, the address in _addr.
+    /// </summary>
+    private void EmitAccessCheck(IrValue v, int size, int tagOffset, Label slow)
+    {
+        if (!_groups.TryGetValue(v, out var member))
+        {
+            EmitTlbCheck(v.Args[0], size, tagOffset, slow);
+            return;
+        }
+        var g = member.Group;
+        Push(v.Args[0]);
+        _il.Emit(OpCodes.Stloc, _addr);
+        if (!_groupChecks.TryGetValue(g, out var check))
+        {
+            // Only the first access's check runs before every other (blocks may be emitted out of that order).
+            if (v != g.First)
+            {
+                EmitTlbCheckOfAddr(size, tagOffset, slow);
+                return;
+            }
+            check = (_il.DeclareLocal(typeof(int)), _il.DeclareLocal(typeof(long)));
+            _groupChecks[g] = check;
+            // entry of the span's first byte; page of its last byte
+            _il.Emit(OpCodes.Ldloc, _tlb);
+            _il.Emit(OpCodes.Ldloc, _addr);
+            _il.Emit(OpCodes.Ldc_I8, g.Low - member.Offset);
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Ldc_I4, CpuContext.PageBits);
+            _il.Emit(OpCodes.Shr_Un);
+            _il.Emit(OpCodes.Conv_U4);
+            _il.Emit(OpCodes.Ldc_I4, CpuContext.TlbSize - 1);
+            _il.Emit(OpCodes.And);
+            _il.Emit(OpCodes.Ldc_I4_5);
+            _il.Emit(OpCodes.Shl);
+            _il.Emit(OpCodes.Conv_U);
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Stloc, _entry);
+            // diff = (readTag ^ page) | (writeTag ^ page), each where the group needs it
+            _il.Emit(OpCodes.Ldc_I8, 0L);
+            foreach (var (needed, offset) in (ReadOnlySpan<(bool, int)>)[(g.Loads, 0), (g.Stores, 8)])
+            {
+                if (!needed) continue;
+                _il.Emit(OpCodes.Ldloc, _entry);
+                _il.Emit(OpCodes.Ldc_I4, offset);
+                _il.Emit(OpCodes.Add);
+                _il.Emit(OpCodes.Ldind_I8);
+                _il.Emit(OpCodes.Ldloc, _addr);
+                _il.Emit(OpCodes.Ldc_I8, g.High - member.Offset);
+                _il.Emit(OpCodes.Add);
+                _il.Emit(OpCodes.Ldc_I8, unchecked((long)CpuContext.PageMask));
+                _il.Emit(OpCodes.And);
+                _il.Emit(OpCodes.Xor);
+                _il.Emit(OpCodes.Or);
+            }
+            _il.Emit(OpCodes.Ldc_I8, 0L);
+            _il.Emit(OpCodes.Ceq);
+            _il.Emit(OpCodes.Stloc, check.Ok);
+            _il.Emit(OpCodes.Ldloc, _entry);
+            _il.Emit(OpCodes.Ldc_I4, 16);
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Ldind_I8);
+            _il.Emit(OpCodes.Stloc, check.Addend);
+        }
+        var alone = _il.DefineLabel();
+        var have = _il.DefineLabel();
+        _il.Emit(OpCodes.Ldloc, check.Ok);
+        _il.Emit(OpCodes.Brfalse, alone);
+        _il.Emit(OpCodes.Ldloc, _addr);
+        _il.Emit(OpCodes.Ldloc, check.Addend);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Conv_U);
+        _il.Emit(OpCodes.Br, have);
+        _il.MarkLabel(alone);
+        EmitTlbCheckOfAddr(size, tagOffset, slow);
+        _il.MarkLabel(have);
+    }
+
+    /// <summary><see cref="EmitTlbCheck"/> of the address in _addr.</summary>
+    private void EmitTlbCheckOfAddr(int size, int tagOffset, Label slow)
+    {
         _il.Emit(OpCodes.Ldloc, _tlb);
         _il.Emit(OpCodes.Ldloc, _addr);
         _il.Emit(OpCodes.Ldc_I4, CpuContext.PageBits);
@@ -928,7 +1020,7 @@ internal sealed unsafe class IlBackend
         var slow = _il.DefineLabel();
         var done = _il.DefineLabel();
         var result = Rent(LocalType(v.Type));
-        EmitTlbCheck(v.Args[0], size, 0, slow);
+        EmitAccessCheck(v, size, 0, slow);
         if (vec)
         {
             _il.Emit(OpCodes.Unaligned, (byte)1);
@@ -963,7 +1055,7 @@ internal sealed unsafe class IlBackend
         var slow = _il.DefineLabel();
         var done = _il.DefineLabel();
         bool vec = value.Type == IrType.V128;
-        EmitTlbCheck(v.Args[0], size, 8, slow);
+        EmitAccessCheck(v, size, 8, slow);
         Push(value);
         if (vec)
         {
