@@ -917,20 +917,7 @@ internal sealed unsafe class IlBackend
             check = (_il.DeclareLocal(typeof(int)), _il.DeclareLocal(typeof(long)));
             _groupChecks[g] = check;
             // entry of the span's first byte; page of its last byte
-            _il.Emit(OpCodes.Ldloc, _tlb);
-            _il.Emit(OpCodes.Ldloc, _addr);
-            _il.Emit(OpCodes.Ldc_I8, g.Low - member.Offset);
-            _il.Emit(OpCodes.Add);
-            _il.Emit(OpCodes.Ldc_I4, CpuContext.PageBits);
-            _il.Emit(OpCodes.Shr_Un);
-            _il.Emit(OpCodes.Conv_U4);
-            _il.Emit(OpCodes.Ldc_I4, CpuContext.TlbSize - 1);
-            _il.Emit(OpCodes.And);
-            _il.Emit(OpCodes.Ldc_I4_5);
-            _il.Emit(OpCodes.Shl);
-            _il.Emit(OpCodes.Conv_U);
-            _il.Emit(OpCodes.Add);
-            _il.Emit(OpCodes.Stloc, _entry);
+            EmitTlbEntry(g.Low - member.Offset);
             // diff = (readTag ^ page) | (writeTag ^ page), each where the group needs it
             _il.Emit(OpCodes.Ldc_I8, 0L);
             foreach (var (needed, offset) in (ReadOnlySpan<(bool, int)>)[(g.Loads, 0), (g.Stores, 8)])
@@ -971,11 +958,16 @@ internal sealed unsafe class IlBackend
         _il.MarkLabel(have);
     }
 
-    /// <summary><see cref="EmitTlbCheck"/> of the address in _addr.</summary>
-    private void EmitTlbCheckOfAddr(int size, int tagOffset, Label slow)
+    /// <summary>_entry = the TLB entry of _addr + <paramref name="delta"/>.</summary>
+    private void EmitTlbEntry(long delta)
     {
         _il.Emit(OpCodes.Ldloc, _tlb);
         _il.Emit(OpCodes.Ldloc, _addr);
+        if (delta != 0)
+        {
+            _il.Emit(OpCodes.Ldc_I8, delta);
+            _il.Emit(OpCodes.Add);
+        }
         _il.Emit(OpCodes.Ldc_I4, CpuContext.PageBits);
         _il.Emit(OpCodes.Shr_Un);
         _il.Emit(OpCodes.Conv_U4);
@@ -986,6 +978,12 @@ internal sealed unsafe class IlBackend
         _il.Emit(OpCodes.Conv_U);
         _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Stloc, _entry);
+    }
+
+    /// <summary><see cref="EmitTlbCheck"/> of the address in _addr.</summary>
+    private void EmitTlbCheckOfAddr(int size, int tagOffset, Label slow)
+    {
+        EmitTlbEntry(0);
         _il.Emit(OpCodes.Ldloc, _entry);
         if (tagOffset != 0)
         {
