@@ -920,9 +920,9 @@ internal sealed unsafe class IlBackend
             EmitTlbEntry(g.Low - member.Offset);
             // diff = (readTag ^ page) | (writeTag ^ page), each where the group needs it
             _il.Emit(OpCodes.Ldc_I8, 0L);
-            foreach (var (needed, offset) in (ReadOnlySpan<(bool, int)>)[(g.Loads, 0), (g.Stores, 8)])
+            for (int offset = 0; offset <= 8; offset += 8)
             {
-                if (!needed) continue;
+                if (!(offset == 0 ? g.Loads : g.Stores)) continue;
                 _il.Emit(OpCodes.Ldloc, _entry);
                 _il.Emit(OpCodes.Ldc_I4, offset);
                 _il.Emit(OpCodes.Add);
