@@ -106,8 +106,18 @@ public class ChainingTests
             a.jmp(rbx);
         });
         var cpu = g.Cpu;
-        using var timer = new Timer(_ => cpu.RequestExit(), null, 200, Timeout.Infinite);
+        var stats = g.Vm.Statistics;
+        // Ask once the loop runs chained (a fixed delay raced the first compile on a busy machine).
+        var requester = new Thread(() =>
+        {
+            var wait = System.Diagnostics.Stopwatch.StartNew();
+            while (Volatile.Read(ref stats.JumpsCached) == 0 && wait.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(5);
+            Thread.Sleep(100);
+            cpu.RequestExit();
+        }) { IsBackground = true };
+        requester.Start();
         var exit = cpu.Run();
+        requester.Join();
         Assert.Equal(ExitReason.ExitRequested, exit.Reason);
         Assert.True(cpu.State.Rax > 1000, $"the loop ran {cpu.State.Rax} times");
         Assert.True(g.Vm.Statistics.JumpsCached > 0);
