@@ -61,6 +61,7 @@ internal sealed unsafe partial class LlvmBackend
     // Within the block being emitted: the expression a flag was last set to (deferred), or plain (stored).
     private readonly IrValue?[] _blockFlag = new IrValue?[7];
     private readonly bool[] _blockFlagKnown = new bool[7];
+    private readonly FlagDeferral.Site?[] _blockSite = new FlagDeferral.Site?[7]; // the deferred write _blockFlag is
     private Dictionary<IrValue, nint>? _remap;
     private IrBlock _current = null!;
     private int _maxArgs;
@@ -566,14 +567,48 @@ internal sealed unsafe partial class LlvmBackend
                 Store(LLVMBuildTrunc(_b, LLVMBuildLShr(_b, rflags, I64((ulong)s_flagBits[f]), ""), _i1, ""), _flag[f]);
                 if (_flagSite[f] != 0) Store(I32(0), _flagSite[f]);
                 _blockFlag[f] = null;
+                _blockSite[f] = null;
                 _blockFlagKnown[f] = true;
             }
     }
+
+    /// <summary>
+    /// Before a jump or branch: fills the leaf slots no one will read with what other flags' slots
+    /// hold. A deferred flag's unused slots get its instruction's other leaves, and a stored flag's
+    /// slots get those of a deferred one. Flags written by one instruction then carry equal leaves
+    /// on every edge, so LLVM merges their phis: without this, a loop head kept up to three leaves
+    /// per flag live (30 values in an interpreter loop, against 4 guest registers) and spilled.
+    /// </summary>
+    private void EvenFlagLeaves()
+    {
+        if (_defer is not { Any: true } defer) return;
+        int donor = -1;
+        for (int f = 0; f < 7; f++)
+        {
+            if (_flagSite[f] == 0 || !_blockFlagKnown[f] || _blockSite[f] is not { } site) continue;
+            for (int k = 0; k < defer.LeafSlots && k < site.Leaves.Length; k++)
+                if (Array.IndexOf(site.Used, k) < 0 && AtHand(site.Leaves[k]))
+                    Store(ToI64(Value(site.Leaves[k]), site.Leaves[k].Type), _flagLeaf[f, k]);
+            if (donor < 0) donor = f;
+        }
+        if (donor < 0) return;
+        for (int f = 0; f < 7; f++)
+            if (_flagSite[f] != 0 && _blockFlagKnown[f] && _blockFlag[f] is null)
+                for (int k = 0; k < defer.LeafSlots; k++)
+                    Store(Load(_i64, _flagLeaf[donor, k]), _flagLeaf[f, k]);
+    }
+
+    // Whether Value(v) works here without computing anything new.
+    private bool AtHand(IrValue v) =>
+        v.Op == IrOp.Const
+        || _defBlock.TryGetValue(v, out var d) && d == _current && _values.ContainsKey(v)
+        || _slots.TryGetValue(v, out nint slot) && slot != 0;
 
     private void ForgetBlockFlags()
     {
         Array.Clear(_blockFlag);
         Array.Clear(_blockFlagKnown);
+        Array.Clear(_blockSite);
     }
 
     private void SetFlag(IrValue v)
@@ -588,12 +623,14 @@ internal sealed unsafe partial class LlvmBackend
                 Store(ToI64(Value(leaf), leaf.Type), _flagLeaf[f, k]);
             }
             _blockFlag[f] = v.Args[0];
+            _blockSite[f] = site;
         }
         else
         {
             Store(Value(v.Args[0]), _flag[f]);
             if (_flagSite[f] != 0) Store(I32(0), _flagSite[f]);
             _blockFlag[f] = null;
+            _blockSite[f] = null;
         }
         _blockFlagKnown[f] = true;
     }
@@ -900,8 +937,14 @@ internal sealed unsafe partial class LlvmBackend
             case IrOp.Load: EmitLoad(v); return;
             case IrOp.Store: EmitStore(v); return;
             case IrOp.Call: EmitCall(v); return;
-            case IrOp.Jump: LLVMBuildBr(_b, _blocks[v.Target!]); return;
-            case IrOp.Branch: LLVMBuildCondBr(_b, A(0), _blocks[v.Target!], _blocks[v.Else!]); return;
+            case IrOp.Jump:
+                EvenFlagLeaves();
+                LLVMBuildBr(_b, _blocks[v.Target!]);
+                return;
+            case IrOp.Branch:
+                EvenFlagLeaves();
+                LLVMBuildCondBr(_b, A(0), _blocks[v.Target!], _blocks[v.Else!]);
+                return;
             case IrOp.ExitDirect:
                 SetRip(v.Imm);
                 ExitWith(_successors.Count);
