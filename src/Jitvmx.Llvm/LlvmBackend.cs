@@ -978,8 +978,7 @@ internal sealed unsafe partial class LlvmBackend
     /// </summary>
     private nint TlbCheck(nint addr, int size, int tagOffset, nint slow)
     {
-        nint index = LLVMBuildShl(_b, LLVMBuildAnd(_b, LLVMBuildLShr(_b, addr, I64(CpuContext.PageBits), ""), I64(CpuContext.TlbSize - 1), ""), I64(5), "");
-        nint entry = Gep(_tlb, index);
+        nint entry = TlbEntry(addr);
         nint tag = Load(_i64, tagOffset == 0 ? entry : Gep(entry, I64((ulong)tagOffset)), 8);
         nint last = size > 1 ? LLVMBuildAdd(_b, addr, I64((ulong)(size - 1)), "") : addr;
         nint page = LLVMBuildAnd(_b, last, I64(CpuContext.PageMask), "");
@@ -1010,8 +1009,7 @@ internal sealed unsafe partial class LlvmBackend
             // The span from this access's own address: the root itself may not be at hand in this block.
             nint low = LLVMBuildAdd(_b, addr, I64((ulong)(g.Low - member.Offset)), "");
             nint high = LLVMBuildAdd(_b, addr, I64((ulong)(g.High - member.Offset)), "");
-            nint index = LLVMBuildShl(_b, LLVMBuildAnd(_b, LLVMBuildLShr(_b, low, I64(CpuContext.PageBits), ""), I64(CpuContext.TlbSize - 1), ""), I64(5), "");
-            nint entry = Gep(_tlb, index);
+            nint entry = TlbEntry(low);
             nint page = LLVMBuildAnd(_b, high, I64(CpuContext.PageMask), "");
             nint diff = I64(0);
             if (g.Loads) diff = LLVMBuildXor(_b, Load(_i64, entry, 8), page, "");
@@ -1041,6 +1039,10 @@ internal sealed unsafe partial class LlvmBackend
         LLVMAddIncoming(phi, vals, blocks, 2);
         return phi;
     }
+
+    /// <summary>The TLB entry of <paramref name="addr"/>: tlb + ((addr &gt;&gt; 12) &amp; mask) * 32.</summary>
+    private nint TlbEntry(nint addr) =>
+        Gep(_tlb, LLVMBuildShl(_b, LLVMBuildAnd(_b, LLVMBuildLShr(_b, addr, I64(CpuContext.PageBits), ""), I64(CpuContext.TlbSize - 1), ""), I64(5), ""));
 
     /// <summary>After a slow-path call: a fault or restart leaves the region through the fault block.</summary>
     private void CheckPending(nint next)
