@@ -121,7 +121,12 @@ internal sealed unsafe partial class LlvmBackend
             LLVMBuildBr(_b, done);
             LLVMPositionBuilderAtEnd(_b, done);
         }
-        return CtxLoad(_i32, StateOffsets.Mxcsr, 4);
+        nint value = CtxLoad(_i32, StateOffsets.Mxcsr, 4);
+        // While the guest's MXCSR is loaded its marker is clear (the load requires it, and only a
+        // helper sets it, which runs with the host's MXCSR): the check after a native operation folds.
+        if (_mxcsrSignOnly.Contains(v) && _hostFp && !_fpOff)
+            value = LLVMBuildSelect(_b, Load(_i1, _fpLoaded), I32(0), value, "");
+        return value;
     }
 
     /// <summary>SetState(MXCSR): the new value goes to memory, and to the host when it may run under it.</summary>

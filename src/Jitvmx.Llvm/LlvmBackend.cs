@@ -219,7 +219,9 @@ internal sealed unsafe partial class LlvmBackend
         {
             LlvmOptLevel.O0 => "function(mem2reg)",
             // instcombine alone checks that it reached a fixpoint and aborts the process when not.
-            LlvmOptLevel.O1 => "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,dce)",
+            // jump-threading folds the checks that repeat a branch already taken: the fast path of one
+            // SSE operation leads straight to the next one's (about 25 % off nbody's hot loop).
+            LlvmOptLevel.O1 => "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,jump-threading,simplifycfg,dce)",
             _ => "default<O2>",
         };
         nint options = LLVMCreatePassBuilderOptions();
