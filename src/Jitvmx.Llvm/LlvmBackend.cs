@@ -125,8 +125,10 @@ internal sealed unsafe partial class LlvmBackend
             long t3 = Stopwatch.GetTimestamp();
             jit.DefineHelpers(helpers);
             nint cells = chain ? DefineCells(jit, name, successors.Length) : 0;
+            byte[]? objBytes = PerfMap.Enabled ? new ReadOnlySpan<byte>(LLVMGetBufferStart(obj), (int)LLVMGetBufferSize(obj)).ToArray() : null;
             nint tracker = jit.AddObject(obj); // takes the buffer
             nint fn = jit.Lookup(name);        // links against the runtime and helper symbols
+            if (objBytes is not null) PerfMap.Record(name, fn, objBytes);
             times = new LlvmCompileTimes(t1 - t0, t2 - t1, t3 - t2, Stopwatch.GetTimestamp() - t3);
             compiled = Native(fn, tracker, successors, cells, EntryNeed(region));
             return true;
