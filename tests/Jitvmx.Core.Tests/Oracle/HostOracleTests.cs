@@ -397,7 +397,6 @@ public sealed class HostOracleTests(ITestOutputHelper output)
             Assert.Equal(expected[i].Product, results[i][Gpr.Rcx]);
             Assert.Equal(expected[i].Product, BinaryPrimitives.ReadUInt64LittleEndian(results[i].Memory.AsSpan((i % 512) * 8)));
         }
-        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), $"1000 cases took {sw.Elapsed}");
     }
 
     [Fact]
