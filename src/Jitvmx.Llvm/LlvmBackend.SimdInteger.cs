@@ -29,9 +29,9 @@ internal sealed unsafe partial class LlvmBackend
 
     /// <summary>
     /// Whether this backend emits <paramref name="call"/> as native code (SSE integer operations
-    /// always, SSE float arithmetic in the common case) rather than a helper call.
+    /// always, SSE float arithmetic and 64-bit divides in the common case) rather than a helper call.
     /// </summary>
-    internal static bool LowersNatively(IrValue call) => IsSimdInteger(call) || IsSseFloatFastPath(call);
+    internal static bool LowersNatively(IrValue call) => IsSimdInteger(call) || IsSseFloatFastPath(call) || WideDivideOf(call) is not null;
 
     private static bool IsSimdInteger(IrValue call)
     {

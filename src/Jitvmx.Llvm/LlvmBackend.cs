@@ -153,6 +153,9 @@ internal sealed unsafe partial class LlvmBackend
         {
             if (!TryLower(region, context, symbol, out nint module, out successors, out helpers, out reason, lazyFlags: level != LlvmOptLevel.O0)) return false;
             Optimize(module, level);
+            // The object imports only the helpers still called after optimisation (a wide divide's
+            // helper goes when the dividend is known to be narrow).
+            helpers = [.. helpers.Where(id => LLVMGetNamedGlobal(module, Helpers.Symbol(id)) is var g && g != 0 && LLVMGetFirstUse(g) != 0)];
             obj = TakeBytes(EmitObject(module, CodegenLevel(level)));
             LLVMDisposeModule(module);
             return true;
@@ -1160,7 +1163,7 @@ internal sealed unsafe partial class LlvmBackend
 
     private void EmitCall(IrValue v)
     {
-        if (TryEmitSimdInteger(v) || TryEmitSseFloat(v)) return;
+        if (TryEmitSimdInteger(v) || TryEmitSseFloat(v) || TryEmitWideDivide(v)) return;
         bool pure = Helpers.IsPure(v.Aux);
         if (!pure) SpillState();
         CallHelper(v);

@@ -19,7 +19,7 @@ public sealed class CrossProcessTests(ITestOutputHelper output) : IDisposable
 
     /// <summary>
     /// One region (the loop and the HLT after it) calling registered helpers (CRC32 byte and qword,
-    /// PMOVMSKB) and an enum helper (DIV r64), with loads and stores.
+    /// PMOVMSKB) and an enum helper (DIV r64 of a 128-bit dividend), with loads and stores.
     /// </summary>
     internal static void CrcProgram(Assembler a)
     {
@@ -41,7 +41,7 @@ public sealed class CrossProcessTests(ITestOutputHelper output) : IDisposable
         a.dec(ecx);
         a.jnz(loop);
         a.mov(r10, r8);
-        a.xor(edx, edx);
+        a.mov(edx, 7); // a 128-bit dividend: a zeroed RDX would divide inline, without the helper
         a.mov(rax, r9);
         a.mov(r11, 12345);
         a.div(r11);

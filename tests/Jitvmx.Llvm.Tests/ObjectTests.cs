@@ -2,6 +2,7 @@
 using System.Text;
 using Jitvmx.Ir;
 using Jitvmx.Lifting;
+using static Iced.Intel.AssemblerRegisters;
 
 namespace Jitvmx.Llvm.Tests;
 
@@ -79,6 +80,23 @@ public class HelperSymbolTests
         Assert.Equal("'printf' is not a helper symbol", why);
         Assert.False(Helpers.TryResolveSymbol(Helpers.Symbol((int)HelperId.Cpuid), pure: true, out _, out why));
         Assert.Contains("is not pure in this build", why);
+    }
+
+    [Fact]
+    public void AnObjectImportsOnlyTheHelpersItsOptimisedCodeCalls()
+    {
+        // RDX is zero: the 128-bit divide's helpers are on a path LLVM removes.
+        using var g = new TestGuest(a =>
+        {
+            a.mov(eax, 1000);
+            a.xor(edx, edx);
+            a.mov(r11, 7);
+            a.div(r11);
+            a.hlt();
+        });
+        var obj = RegionObject.Compile(g.Cpu, TestGuest.CodeBase, LlvmOptLevel.O2);
+        Assert.DoesNotContain(obj.Helpers, h => h.Symbol.Contains("UDiv128"));
+        Assert.Contains(obj.Helpers, h => h.Symbol.EndsWith(".Hlt"));
     }
 
     [Fact]

@@ -155,6 +155,10 @@ internal static unsafe partial class LlvmApi
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMGetNamedFunction(nint module, string name);
     /// <summary>A global variable owned by <paramref name="module"/>; without an initializer it is an external declaration, resolved at link time.</summary>
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMAddGlobal(nint module, nint type, string name);
+    /// <summary>The global named <paramref name="name"/> in <paramref name="module"/> (owned by it), or 0.</summary>
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMGetNamedGlobal(nint module, string name);
+    /// <summary>The first use of a value (owned by the value), 0 when nothing uses it.</summary>
+    [LibraryImport(Lib)] public static partial nint LLVMGetFirstUse(nint value);
     /// <summary>Marks a global as never written, so loads of it can be hoisted and merged.</summary>
     [LibraryImport(Lib)] public static partial void LLVMSetGlobalConstant(nint global, int isConstant);
     [LibraryImport(Lib)] public static partial nint LLVMGetParam(nint function, uint index);

@@ -81,6 +81,28 @@ public sealed class MulDivTests
             cases.Add(Fixed(a => a.div(bh), rax: 0xFEFF, rbx: 0xFF00));
             cases.Add(Fixed(a => a.div(ah), rax: 0x0500, rbx: 0));
         }
+        // 64-bit dividends in RDX:RAX (RDX only extends RAX, as after CQO or a zeroed RDX): what
+        // compilers emit for 64-bit / and %, which the LLVM tier divides natively.
+        for (int k = 0; k < 24; k++)
+        {
+            ulong lo = (ulong)rng.NextInt64() >> rng.Next(64) ^ (rng.Next(2) == 0 ? 0 : ulong.MaxValue);
+            ulong rdx = signed ? (ulong)((long)lo >> 63) : 0;
+            ulong d = (k % 8) switch
+            {
+                0 => 0,
+                1 => ulong.MaxValue,
+                2 => 1,
+                _ => (ulong)rng.NextInt64() >> rng.Next(64) ^ (rng.Next(2) == 0 ? 0 : ulong.MaxValue),
+            };
+            var c = Fixed(signed ? a => a.idiv(rbx) : a => a.div(rbx), rax: lo, rdx: rdx, rbx: d);
+            if (d == 0 || signed && lo == 1UL << 63 && d == ulong.MaxValue) faulting.Add(c);
+            cases.Add(c);
+        }
+        if (signed)
+        {
+            cases.Add(Fixed(a => a.idiv(rbx), rax: unchecked((ulong)-7L), rdx: ulong.MaxValue, rbx: 2));
+            cases.Add(Fixed(a => a.idiv(rbx), rax: 7, rdx: 0, rbx: unchecked((ulong)-2L)));
+        }
         // Flags are undefined after a division, but a #DE must leave them as they were.
         DiffHarness.Check(cases, 0, mnemonic, seed, c => faulting.Contains(c) ? 0 : F.Status);
     }
