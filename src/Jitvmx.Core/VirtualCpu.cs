@@ -121,12 +121,17 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
         return RunCore();
     }
 
-    /// <summary>Asks the vCPU to exit with <see cref="ExitReason.ExitRequested"/> within a bounded number of guest instructions. Safe from any thread.</summary>
+    /// <summary>
+    /// Asks the vCPU to exit with <see cref="ExitReason.ExitRequested"/> within a bounded number of
+    /// guest instructions (at most about a million: the dispatcher sees the request). Safe from any thread.
+    /// </summary>
     public void RequestExit() => Volatile.Write(ref _ctx->StopRequested, 1);
 
-    // With a background tier the budget is handed out in slices, so a loop entered once still comes
-    // back to the dispatcher now and then, gets a region of its own at its loop header, and is measured.
-    private const long TierSlice = 1 << 20;
+    // The budget is handed out in slices, so compiled code comes back to the dispatcher at least
+    // every slice: that is where an exit request is seen (loops and chains check only the budget),
+    // and with a background tier a loop entered once gets a region of its own at its loop header
+    // and is measured.
+    private const long Slice = 1 << 20;
     private long _outsideSlice;
 
     private VmExit RunCore()
@@ -136,7 +141,7 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
         ulong timer = Controls.PreemptionTimer ?? ulong.MaxValue;
         ulong limit = _budgetActive ? Math.Min(timer, _budgetLeft) : timer;
         long start = limit >= long.MaxValue ? long.MaxValue : (long)limit;
-        long slice = Machine.TierCompiler is null ? start : Math.Min(start, TierSlice);
+        long slice = Math.Min(start, Slice);
         ctx->Remaining = slice;
         _outsideSlice = start - slice;
         ctx->Pending = 0;
@@ -290,7 +295,7 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
     private bool RefillSlice()
     {
         if (_outsideSlice <= 0) return false;
-        long s = Math.Min(_outsideSlice, TierSlice);
+        long s = Math.Min(_outsideSlice, Slice);
         _outsideSlice -= s;
         _ctx->Remaining += s;
         return true;

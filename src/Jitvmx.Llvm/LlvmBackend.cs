@@ -374,9 +374,8 @@ internal sealed unsafe partial class LlvmBackend
 
         nint param = _ptr;
         nint fnType = LLVMFunctionType(_i32, &param, 1, 0);
-        nint Go(nint fn) => LLVMBuildAnd(_b,
-            LLVMBuildICmp(_b, LlvmIntPredicate.Ne, LLVMBuildPtrToInt(_b, fn, _i64, ""), I64(0), ""),
-            LLVMBuildICmp(_b, LlvmIntPredicate.Eq, VolatileStopLoad(), I32(0), ""), "");
+        // A chain that loops is bounded by the budget slice, which each entered region checks.
+        nint Go(nint fn) => LLVMBuildICmp(_b, LlvmIntPredicate.Ne, LLVMBuildPtrToInt(_b, fn, _i64, ""), I64(0), "");
 
         LLVMPositionBuilderAtEnd(_b, direct);
         nint cell = Gep(links, LLVMBuildMul(_b, LLVMBuildZExt(_b, code, _i64, ""), I64(8), ""));
@@ -740,28 +739,20 @@ internal sealed unsafe partial class LlvmBackend
         }
         else if (b.ChargedInsns > 0)
         {
+            // No stop-flag check at loop headers: the budget comes in slices (VirtualCpu), so the
+            // check below returns to the dispatcher, which sees an exit request, within a slice.
             nint stop = NewBlock($"b{b.Id}.stop"), ok = NewBlock($"b{b.Id}.ok");
-            if (b.IsLoopHeader)
-            {
-                nint charge = NewBlock($"b{b.Id}.charge");
-                CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Ne, VolatileStopLoad(), I32(0), ""), stop, charge);
-                LLVMPositionBuilderAtEnd(_b, charge);
-            }
-            // remaining -= n; if (remaining < need - n) stop before the block with RIP at its start,
+            // if (remaining < need) stop before the block with RIP at its start; else remaining -= n,
             // where need (n without the analysis) is the most any path reaching the next check retires.
+            // Compared before subtracting, so the stop path needs no copy of the old value.
             int need = _need?[b] ?? b.ChargedInsns;
             nint before = Load(_i64, _remaining);
-            nint after = LLVMBuildSub(_b, before, I64((ulong)b.ChargedInsns), "");
-            nint over = NewBlock($"b{b.Id}.over");
-            LLVMBuildStore(_b, after, _remaining);
-            CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Slt, after, I64((ulong)(need - b.ChargedInsns)), ""), over, ok);
-            LLVMPositionBuilderAtEnd(_b, over);
-            LLVMBuildStore(_b, before, _remaining);
-            LLVMBuildBr(_b, stop);
+            CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Slt, before, I64((ulong)need), ""), stop, ok);
             LLVMPositionBuilderAtEnd(_b, stop);
             SetRip(b.GuestAddress);
             ExitWith(RegionCode.Stop);
             LLVMPositionBuilderAtEnd(_b, ok);
+            LLVMBuildStore(_b, LLVMBuildSub(_b, before, I64((ulong)b.ChargedInsns), ""), _remaining);
         }
         if (b.Terminator is null) throw new NotSupportedException($"block b{b.Id} of region 0x{_region.EntryRip:x} has no terminator");
         foreach (var v in b.Nodes) EmitNode(v);

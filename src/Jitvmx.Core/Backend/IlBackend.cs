@@ -305,31 +305,22 @@ internal sealed unsafe class IlBackend
         }
         else if (b.ChargedInsns > 0)
         {
+            // No stop-flag check at loop headers: the budget comes in slices (VirtualCpu), so the
+            // check below returns to the dispatcher, which sees an exit request, within a slice.
             var ok = _il.DefineLabel();
-            var stop = _il.DefineLabel();
-            if (b.IsLoopHeader)
-            {
-                EmitVolatileStopLoad();
-                _il.Emit(OpCodes.Brtrue, stop);
-            }
-            // remaining -= n; if (remaining < 0) stop before the block with RIP at its start.
+            // if (remaining < n) stop before the block with RIP at its start; else remaining -= n.
             _il.Emit(OpCodes.Ldloc, _remaining);
             _il.Emit(OpCodes.Ldc_I8, (long)b.ChargedInsns);
-            _il.Emit(OpCodes.Sub);
-            _il.Emit(OpCodes.Dup);
-            _il.Emit(OpCodes.Stloc, _remaining);
-            _il.Emit(OpCodes.Ldc_I8, 0L);
             _il.Emit(OpCodes.Bge, ok);
-            _il.Emit(OpCodes.Ldloc, _remaining);
-            _il.Emit(OpCodes.Ldc_I8, (long)b.ChargedInsns);
-            _il.Emit(OpCodes.Add);
-            _il.Emit(OpCodes.Stloc, _remaining);
-            _il.MarkLabel(stop);
             SetRip(b.GuestAddress);
             _il.Emit(OpCodes.Ldc_I4, RegionCode.Stop);
             _il.Emit(OpCodes.Stloc, _code);
             _il.Emit(OpCodes.Br, _spill);
             _il.MarkLabel(ok);
+            _il.Emit(OpCodes.Ldloc, _remaining);
+            _il.Emit(OpCodes.Ldc_I8, (long)b.ChargedInsns);
+            _il.Emit(OpCodes.Sub);
+            _il.Emit(OpCodes.Stloc, _remaining);
         }
         for (int i = 0; i < b.Nodes.Count; i++)
         {
