@@ -37,9 +37,9 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
     {
         Machine = vm;
         Index = index;
-        _ctx = (CpuContext*)NativeMemory.AlignedAlloc((nuint)sizeof(CpuContext), 64);
+        _ctx = (CpuContext*)NativeMemory.AlignedAlloc((nuint)(StateOffsets.TlbInline + sizeof(TlbEntry) * CpuContext.TlbSize), 64);
         NativeMemory.Clear(_ctx, (nuint)sizeof(CpuContext));
-        _ctx->Tlb = (TlbEntry*)NativeMemory.AlignedAlloc((nuint)(sizeof(TlbEntry) * CpuContext.TlbSize), 64);
+        _ctx->Tlb = (TlbEntry*)((byte*)_ctx + StateOffsets.TlbInline);
         FlushTlb();
         _ctx->JumpCache = (JumpCacheEntry*)NativeMemory.AlignedAlloc((nuint)(sizeof(JumpCacheEntry) * CpuContext.JumpCacheSize), 64);
         ClearJumpCache();
@@ -522,7 +522,6 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
         if (_disposed) return;
         _disposed = true;
         _self.Free();
-        NativeMemory.AlignedFree(_ctx->Tlb);
         NativeMemory.AlignedFree(_ctx->JumpCache);
         NativeMemory.AlignedFree(_ctx);
     }

@@ -326,7 +326,7 @@ internal sealed unsafe partial class LlvmBackend
         _helperIdSlot = LLVMBuildAlloca(_b, _i32, "helper.id");
         LoadState();
         LLVMBuildStore(_b, CtxLoad(_i64, StateOffsets.Remaining, 8), _remaining);
-        _tlb = CtxLoad(_ptr, StateOffsets.Tlb, 8);
+        _tlb = Gep(_ctxArg, I64((ulong)StateOffsets.TlbInline)); // no load, and no register of its own
         FpEnvPrologue();
         LLVMBuildBr(_b, _blocks[_region.Blocks[0]]);
 

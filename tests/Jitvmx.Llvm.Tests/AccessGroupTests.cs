@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 using Iced.Intel;
 using Jitvmx.Ir;
+using Jitvmx.Backend;
 using Jitvmx.Lifting;
+using Jitvmx.Runtime;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace Jitvmx.Llvm.Tests;
@@ -165,5 +167,59 @@ public sealed class AccessGroupTests
         Assert.Equal((Ram, Ram + 0x2F, 4), ((ulong)first.Low, (ulong)first.High, first.Count));
         var second = groups.Single(x => x.Base != "const"); // the value loaded into rsi
         Assert.Equal((0x30L, 0x3FL, 2), (second.Low, second.High, second.Count));
+    }
+}
+
+/// <summary>
+/// The software TLB sits after the context, at <see cref="StateOffsets.TlbInline"/>, where LLVM
+/// and IL code address it from the context pointer; the runtime reaches it through
+/// <c>CpuContext.Tlb</c>. An entry redirected by hand shows which table compiled code reads: a
+/// load that missed instead would read guest RAM, through the slow path, and give the old value.
+/// </summary>
+public sealed unsafe class InlineTlbTests
+{
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void CompiledLoadsUseTheEntryTheRuntimeFilled(bool llvm)
+    {
+        using var g = new TestGuest(a =>
+        {
+            a.mov(rax, __qword_ptr[rbx]);
+            a.hlt();
+        });
+        var ir = Translator.Translate(g.Cpu, TestGuest.CodeBase, RegionLimits.Default, out _)!;
+        Passes.Run(ir);
+        RegionFunction fn;
+        if (llvm)
+        {
+            Assert.True(LlvmBackend.TryCompile(ir, LlvmOptLevel.O2, out var compiled, out var reason), reason);
+            fn = compiled!.Function;
+        }
+        else fn = IlBackend.Compile(ir).Function;
+
+        var ctx = g.Cpu.Context;
+        Assert.Equal((nint)ctx + StateOffsets.TlbInline, (nint)ctx->Tlb);
+        ulong page = TestGuest.RamBase + 0x3000;
+        BitConverter.TryWriteBytes(g.Vm.GetSpan(page, 8), 0x1111UL);
+        long[] elsewhere = [0x2222];
+
+        ulong Load()
+        {
+            g.Cpu.Reset();
+            g.Cpu.State.Rbx = page;
+            ctx->Remaining = 100;
+            fn(ctx);
+            return g.Cpu.State.Rax;
+        }
+        Assert.Equal(0x1111UL, Load()); // the slow path fills the entry
+        fixed (long* p = elsewhere)
+        {
+            ref var e = ref ctx->Tlb[(page >> CpuContext.PageBits) & (CpuContext.TlbSize - 1)];
+            Assert.Equal(page, e.ReadTag);
+            e.Addend = (long)p - (long)page;
+            Assert.Equal(0x2222UL, Load());
+        }
+        g.Cpu.FlushTlb();
     }
 }

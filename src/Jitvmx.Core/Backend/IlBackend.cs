@@ -81,7 +81,7 @@ internal sealed unsafe class IlBackend
     private readonly Dictionary<IrValue, LocalBuilder> _values = [];
     private readonly Dictionary<IrBlock, Label> _labels = [];
     private readonly List<ulong> _successors = [];
-    private LocalBuilder _remaining = null!, _tlb = null!, _code = null!, _entry = null!, _addr = null!;
+    private LocalBuilder _remaining = null!, _code = null!, _entry = null!, _addr = null!;
     private Label _spill, _fault;
 
     private IlBackend(IrRegion region)
@@ -124,7 +124,6 @@ internal sealed unsafe class IlBackend
     {
         ScanState();
         _remaining = _il.DeclareLocal(typeof(long));
-        _tlb = _il.DeclareLocal(typeof(byte*));
         _code = _il.DeclareLocal(typeof(int));
         _entry = _il.DeclareLocal(typeof(byte*));
         _addr = _il.DeclareLocal(typeof(ulong));
@@ -140,11 +139,6 @@ internal sealed unsafe class IlBackend
         _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Ldind_I8);
         _il.Emit(OpCodes.Stloc, _remaining);
-        _il.Emit(OpCodes.Ldarg_0);
-        _il.Emit(OpCodes.Ldc_I4, StateOffsets.Tlb);
-        _il.Emit(OpCodes.Add);
-        _il.Emit(OpCodes.Ldind_I);
-        _il.Emit(OpCodes.Stloc, _tlb);
 
         _groups = AccessGroups.Find(_region);
         _groupChecks.Clear();
@@ -952,7 +946,10 @@ internal sealed unsafe class IlBackend
     /// <summary>_entry = the TLB entry of _addr + <paramref name="delta"/>.</summary>
     private void EmitTlbEntry(long delta)
     {
-        _il.Emit(OpCodes.Ldloc, _tlb);
+        // The TLB follows the context (StateOffsets.TlbInline): an offset from the context pointer.
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldc_I4, StateOffsets.TlbInline);
+        _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Ldloc, _addr);
         if (delta != 0)
         {

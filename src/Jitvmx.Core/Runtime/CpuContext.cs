@@ -35,7 +35,11 @@ internal unsafe struct CpuContext
 {
     public GuestState State;
 
-    /// <summary>The software TLB (<see cref="TlbSize"/> entries).</summary>
+    /// <summary>
+    /// The software TLB (<see cref="TlbSize"/> entries). It follows the context in the same
+    /// allocation, at <see cref="StateOffsets.TlbInline"/>, so LLVM code addresses an entry from
+    /// the context pointer it holds anyway and keeps no register for the table.
+    /// </summary>
     public TlbEntry* Tlb;
 
     /// <summary>Guest instructions the vCPU may still retire before it must stop (budget or preemption timer).</summary>
