@@ -84,10 +84,14 @@ internal sealed unsafe class IlBackend
     private LocalBuilder _remaining = null!, _code = null!, _entry = null!, _addr = null!;
     private Label _spill, _fault;
 
+    private static readonly object s_closedOver = new();
+
     private IlBackend(IrRegion region)
     {
         _region = region;
-        _method = new DynamicMethod($"region_{region.EntryRip:x}", typeof(int), [typeof(CpuContext*)], typeof(IlBackend).Module, skipVisibility: true);
+        // A leading object parameter that a closed delegate binds: calling a closed delegate is a
+        // plain call, while an open static one goes through the runtime's shuffle thunk.
+        _method = new DynamicMethod($"region_{region.EntryRip:x}", typeof(int), [typeof(object), typeof(CpuContext*)], typeof(IlBackend).Module, skipVisibility: true);
         _il = _method.GetILGenerator();
     }
 
@@ -96,7 +100,7 @@ internal sealed unsafe class IlBackend
     {
         var b = new IlBackend(region);
         b.Emit();
-        var fn = (RegionFunction)b._method.CreateDelegate(typeof(RegionFunction));
+        var fn = (RegionFunction)b._method.CreateDelegate(typeof(RegionFunction), s_closedOver);
         return new CompiledRegion(fn, b._successors.ToArray());
     }
 
@@ -134,7 +138,7 @@ internal sealed unsafe class IlBackend
 
         // Prologue: guest registers and flags into locals.
         LoadState();
-        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldarg_1);
         _il.Emit(OpCodes.Ldc_I4, StateOffsets.Remaining);
         _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Ldind_I8);
@@ -155,7 +159,7 @@ internal sealed unsafe class IlBackend
 
         _il.MarkLabel(_spill);
         SpillState();
-        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldarg_1);
         _il.Emit(OpCodes.Ldc_I4, StateOffsets.Remaining);
         _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Ldloc, _remaining);
@@ -183,7 +187,7 @@ internal sealed unsafe class IlBackend
 
     private void EmitCtxLoad(int offset, OpCode ld)
     {
-        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldarg_1);
         if (offset != 0)
         {
             _il.Emit(OpCodes.Ldc_I4, offset);
@@ -195,7 +199,7 @@ internal sealed unsafe class IlBackend
     /// <summary>Loads the stop flag with a volatile read: another thread sets it, and the JIT must not hoist it out of a loop.</summary>
     private void EmitVolatileStopLoad()
     {
-        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldarg_1);
         _il.Emit(OpCodes.Ldc_I4, StateOffsets.StopRequested);
         _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Volatile);
@@ -213,7 +217,7 @@ internal sealed unsafe class IlBackend
         for (int x = 0; x < 16; x++)
         {
             if (_xmm[x] is null) continue;
-            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldarg_1);
             _il.Emit(OpCodes.Ldc_I4, StateOffsets.XmmReg(x));
             _il.Emit(OpCodes.Add);
             _il.Emit(OpCodes.Ldobj, typeof(Vector128<byte>));
@@ -237,7 +241,7 @@ internal sealed unsafe class IlBackend
         for (int i = 0; i < 16; i++)
         {
             if (!_gprWritten[i]) continue;
-            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldarg_1);
             if (i != 0)
             {
                 _il.Emit(OpCodes.Ldc_I4, StateOffsets.Gpr(i));
@@ -249,7 +253,7 @@ internal sealed unsafe class IlBackend
         for (int x = 0; x < 16; x++)
         {
             if (!_xmmWritten[x]) continue;
-            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldarg_1);
             _il.Emit(OpCodes.Ldc_I4, StateOffsets.XmmReg(x));
             _il.Emit(OpCodes.Add);
             _il.Emit(OpCodes.Ldloc, _xmm[x]!);
@@ -260,7 +264,7 @@ internal sealed unsafe class IlBackend
             if (_flagWritten[f]) mask |= 1UL << s_flagBits[f];
         if (mask == 0) return;
         // rflags = (rflags & ~mask) | Σ flag << bit
-        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldarg_1);
         _il.Emit(OpCodes.Ldc_I4, StateOffsets.Rflags);
         _il.Emit(OpCodes.Add);
         EmitCtxLoad(StateOffsets.Rflags, OpCodes.Ldind_I8);
@@ -326,7 +330,7 @@ internal sealed unsafe class IlBackend
 
     private void SetRip(ulong rip)
     {
-        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldarg_1);
         _il.Emit(OpCodes.Ldc_I4, StateOffsets.Rip);
         _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Ldc_I8, (long)rip);
@@ -520,7 +524,7 @@ internal sealed unsafe class IlBackend
                 Define(v);
                 return;
             case IrOp.SetState:
-                _il.Emit(OpCodes.Ldarg_0);
+                _il.Emit(OpCodes.Ldarg_1);
                 _il.Emit(OpCodes.Ldc_I4, v.Aux);
                 _il.Emit(OpCodes.Add);
                 Push(a[0]);
@@ -719,13 +723,13 @@ internal sealed unsafe class IlBackend
                 _il.Emit(OpCodes.Br, _spill);
                 return;
             case IrOp.ExitIndirect:
-                _il.Emit(OpCodes.Ldarg_0);
+                _il.Emit(OpCodes.Ldarg_1);
                 _il.Emit(OpCodes.Ldc_I4, StateOffsets.Rip);
                 _il.Emit(OpCodes.Add);
                 Push(a[0]);
                 _il.Emit(OpCodes.Stind_I8);
                 // The branching instruction, for the dispatcher's per-site target profile.
-                _il.Emit(OpCodes.Ldarg_0);
+                _il.Emit(OpCodes.Ldarg_1);
                 _il.Emit(OpCodes.Ldc_I4, StateOffsets.IndirectSite);
                 _il.Emit(OpCodes.Add);
                 _il.Emit(OpCodes.Ldc_I8, (long)v.Imm);
@@ -947,7 +951,7 @@ internal sealed unsafe class IlBackend
     private void EmitTlbEntry(long delta)
     {
         // The TLB follows the context (StateOffsets.TlbInline): an offset from the context pointer.
-        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldarg_1);
         _il.Emit(OpCodes.Ldc_I4, StateOffsets.TlbInline);
         _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Ldloc, _addr);
@@ -1020,7 +1024,7 @@ internal sealed unsafe class IlBackend
         _il.Emit(OpCodes.Br, done);
 
         _il.MarkLabel(slow);
-        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldarg_1);
         _il.Emit(OpCodes.Ldloc, _addr);
         if (!vec) _il.Emit(OpCodes.Ldc_I4, size);
         _il.Emit(OpCodes.Ldc_I8, (long)(v.Insn?.Rip ?? 0));
@@ -1055,7 +1059,7 @@ internal sealed unsafe class IlBackend
         _il.Emit(OpCodes.Br, done);
 
         _il.MarkLabel(slow);
-        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldarg_1);
         _il.Emit(OpCodes.Ldloc, _addr);
         if (!vec) _il.Emit(OpCodes.Ldc_I4, size);
         Push(value);
@@ -1077,7 +1081,7 @@ internal sealed unsafe class IlBackend
         int first = 0;
         if (ps.Length > 0 && ps[0].ParameterType == typeof(CpuContext*))
         {
-            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldarg_1);
             first = 1;
         }
         if (ps.Length - first != v.Args.Length)
@@ -1132,7 +1136,7 @@ internal sealed unsafe class IlBackend
         var m = Helpers.Method(id) ?? throw new NotSupportedException($"helper {Helpers.Name(id)} is not implemented");
         SpillState();
         // The instruction has not retired: a helper that completes it takes one from the budget.
-        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldarg_1);
         _il.Emit(OpCodes.Ldc_I4, StateOffsets.Remaining);
         _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Ldloc, _remaining);
