@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-using System.Buffers.Binary;
-using System.Text;
+using ELFSharp.ELF;
+using ELFSharp.ELF.Sections;
 
 namespace Jitvmx.Llvm;
 
@@ -14,7 +14,7 @@ namespace Jitvmx.Llvm;
 /// <c>/tmp/jitvmx-perf-PID/perf.map</c> instead: append them to the runtime's file when the process
 /// has ended, before <c>perf report</c>.
 /// </summary>
-internal static unsafe class PerfMap
+internal static class PerfMap
 {
     /// <summary>Whether JITVMX_PERF_MAP=1.</summary>
     public static readonly bool Enabled = Environment.GetEnvironmentVariable("JITVMX_PERF_MAP") == "1";
@@ -43,30 +43,14 @@ internal static unsafe class PerfMap
         }
     }
 
-    /// <summary>st_size of function <paramref name="symbol"/> in an ELF64 little-endian object; null when not found.</summary>
-    internal static ulong? SymbolSize(ReadOnlySpan<byte> elf, string symbol)
+    /// <summary>Size of function <paramref name="symbol"/> in an ELF64 object (ELFSharp reads it); null when not found or not ELF.</summary>
+    internal static ulong? SymbolSize(ReadOnlySpan<byte> obj, string symbol)
     {
-        if (elf.Length < 64 || elf[0] != 0x7F || elf[1] != (byte)'E' || elf[4] != 2 || elf[5] != 1) return null;
-        ulong shoff = BinaryPrimitives.ReadUInt64LittleEndian(elf[0x28..]);
-        int shentsize = BinaryPrimitives.ReadUInt16LittleEndian(elf[0x3A..]), shnum = BinaryPrimitives.ReadUInt16LittleEndian(elf[0x3C..]);
-        byte[] name = Encoding.UTF8.GetBytes(symbol);
-        for (int i = 0; i < shnum; i++)
-        {
-            var sh = elf.Slice(checked((int)shoff + i * shentsize), shentsize);
-            if (BinaryPrimitives.ReadUInt32LittleEndian(sh[4..]) != 2) continue; // SHT_SYMTAB
-            ulong off = BinaryPrimitives.ReadUInt64LittleEndian(sh[0x18..]), size = BinaryPrimitives.ReadUInt64LittleEndian(sh[0x20..]);
-            ulong entsize = BinaryPrimitives.ReadUInt64LittleEndian(sh[0x38..]);
-            var strtab = elf.Slice(checked((int)shoff + (int)BinaryPrimitives.ReadUInt32LittleEndian(sh[0x28..]) * shentsize), shentsize);
-            var strings = elf.Slice((int)BinaryPrimitives.ReadUInt64LittleEndian(strtab[0x18..]), (int)BinaryPrimitives.ReadUInt64LittleEndian(strtab[0x20..]));
-            for (ulong s = 0; entsize > 0 && s + entsize <= size; s += entsize)
-            {
-                var sym = elf.Slice((int)(off + s), (int)entsize);
-                if ((sym[4] & 0xF) != 2) continue; // STT_FUNC (the FILE symbol has the same name)
-                var rest = strings[(int)BinaryPrimitives.ReadUInt32LittleEndian(sym)..];
-                int end = rest.IndexOf((byte)0);
-                if (end >= 0 && rest[..end].SequenceEqual(name)) return BinaryPrimitives.ReadUInt64LittleEndian(sym[0x10..]);
-            }
-        }
-        return null;
+        using var stream = new MemoryStream(obj.ToArray());
+        if (!ELFReader.TryLoad(stream, shouldOwnStream: false, out IELF? elf)) return null;
+        using (elf)
+            return elf.GetSections<ISymbolTable>().SelectMany(t => t.Entries).OfType<SymbolEntry<ulong>>()
+                // The FILE symbol has the function's name too.
+                .FirstOrDefault(e => e.Type == SymbolType.Function && e.Name == symbol)?.Size;
     }
 }

@@ -37,7 +37,7 @@ internal unsafe struct CpuContext
 
     /// <summary>
     /// The software TLB (<see cref="TlbSize"/> entries). It follows the context in the same
-    /// allocation, at <see cref="StateOffsets.TlbInline"/>, so LLVM code addresses an entry from
+    /// allocation, at <see cref="StateOffsets.TlbInline"/>, so compiled code addresses an entry from
     /// the context pointer it holds anyway and keeps no register for the table.
     /// </summary>
     public TlbEntry* Tlb;

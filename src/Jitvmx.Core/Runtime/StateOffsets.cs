@@ -17,7 +17,6 @@ internal static class StateOffsets
     public static readonly int Mxcsr = G(nameof(GuestState.Mxcsr));
     public static readonly int Xmm = G(nameof(GuestState.Xmm));
     public static readonly int X87 = G(nameof(GuestState.X87));
-    public static readonly int Tlb = C(nameof(Runtime.CpuContext.Tlb));
     /// <summary>Offset of the software TLB itself, after the context in the same allocation (a cache line boundary).</summary>
     public static readonly unsafe int TlbInline = (sizeof(Runtime.CpuContext) + 63) & ~63;
     public static readonly int Remaining = C(nameof(Runtime.CpuContext.Remaining));
