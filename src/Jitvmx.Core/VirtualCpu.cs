@@ -234,12 +234,16 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
                     || current.Function.Target is Interpreter { LeftHotLoop: true })
                     Machine.Cache.Promote(this, current);
             }
-            else if (Machine.TierCompiler is { } tier && !current.TierQueued && !current.SingleStep
-                && (current.Retired += before - ctx->Remaining) >= Machine.Options.TierUpThreshold)
+            else if (Machine.TierCompiler is { } tier && !current.SingleStep)
             {
-                current.TierQueued = true;
-                Interlocked.Increment(ref Machine.Cache.Statistics.RegionsQueuedForTierUp);
-                tier.Enqueue(this, current);
+                // Counted on while queued too: the tier compiles the regions that keep running first.
+                current.Retired += before - ctx->Remaining;
+                if (!current.TierQueued && current.Retired >= Machine.Options.TierUpThreshold)
+                {
+                    current.TierQueued = true;
+                    Interlocked.Increment(ref Machine.Cache.Statistics.RegionsQueuedForTierUp);
+                    tier.Enqueue(this, current);
+                }
             }
             if (code >= 0)
             {

@@ -81,14 +81,27 @@ public static class LlvmTier
         Environment.GetEnvironmentVariable("JITVMX_LLVM_LEVEL") is { Length: > 0 } s && Enum.TryParse<LlvmOptLevel>(s, ignoreCase: true, out var l) && Enum.IsDefined(l)
             ? l : null;
 
-    /// <summary>One background thread per VM compiling hot regions in the order they became hot.</summary>
+    /// <summary>
+    /// One background thread per VM compiling hot regions, the hottest first: of the regions waiting,
+    /// the one that retired the most guest instructions since the previous pick (ties: the newest).
+    /// Regions wait long when the queue is deep (qsort queues 30, at 20–300 ms each), and the guest's
+    /// current loop is worth more than one that was hot during start-up and has since stopped.
+    /// </summary>
     private sealed class BackgroundTier : ITierCompiler
     {
+        private const int MaxWaiting = 1024;
+
         private readonly VirtualMachine _vm;
         private readonly LlvmOptLevel _level;
-        private readonly System.Collections.Concurrent.BlockingCollection<(VirtualCpu Cpu, Region Region)> _queue = new(1024);
+        // The vCPU only adds to the incoming queue and releases the semaphore, neither of which blocks.
+        private readonly System.Collections.Concurrent.ConcurrentQueue<Waiting> _incoming = new();
+        private readonly SemaphoreSlim _signal = new(0);
+        private readonly List<Waiting> _waiting = [];
         private readonly Thread _thread;
         private volatile bool _stopping;
+
+        /// <summary>A queued region and its <see cref="Region.Retired"/> count when last looked at.</summary>
+        private readonly record struct Waiting(VirtualCpu Cpu, Region Region, long Seen);
 
         public BackgroundTier(VirtualMachine vm, LlvmOptLevel level)
         {
@@ -100,7 +113,9 @@ public static class LlvmTier
 
         public void Enqueue(VirtualCpu cpu, Region region)
         {
-            if (!_stopping) _queue.TryAdd((cpu, region));
+            if (_stopping || _incoming.Count >= MaxWaiting) return;
+            _incoming.Enqueue(new Waiting(cpu, region, region.Retired));
+            _signal.Release();
         }
 
         /// <summary>
@@ -112,9 +127,29 @@ public static class LlvmTier
         {
             if (_stopping) return;
             _stopping = true;
-            _queue.CompleteAdding();
+            _signal.Release();
             _thread.Join();
-            _queue.Dispose();
+        }
+
+        /// <summary>Takes the hottest waiting region off the list (see the class summary); false when none waits.</summary>
+        private bool TryTake(out Waiting next)
+        {
+            while (_waiting.Count < MaxWaiting && _incoming.TryDequeue(out var w)) _waiting.Add(w);
+            _waiting.RemoveAll(w => !w.Region.Valid);
+            next = default;
+            if (_waiting.Count == 0) return false;
+            var seen = new long[_waiting.Count];
+            var now = new long[_waiting.Count];
+            for (int i = 0; i < seen.Length; i++)
+            {
+                seen[i] = _waiting[i].Seen;
+                now[i] = Volatile.Read(ref _waiting[i].Region.Retired);
+            }
+            int best = Hottest(seen, now);
+            for (int i = 0; i < seen.Length; i++) _waiting[i] = _waiting[i] with { Seen = seen[i] };
+            next = _waiting[best];
+            _waiting.RemoveAt(best);
+            return true;
         }
 
         private CompiledRegion? Compile(Region region, IrRegion ir) =>
@@ -124,49 +159,72 @@ public static class LlvmTier
 
         private void Work()
         {
-            bool ready = false;
-            foreach (var (cpu, region) in _queue.GetConsumingEnumerable())
+            // Load the library and make the JIT now, while the guest starts up on the other core,
+            // rather than in front of the first hot region (about 30 ms, more on a busy machine).
+            try
             {
-                try
+                _ = LlvmJit.Instance;
+            }
+            catch (Native.LlvmUnavailableException)
+            {
+                return; // it was there when attaching; nothing to compile with now
+            }
+            while (true)
+            {
+                _signal.Wait();
+                while (!_stopping && TryTake(out var w))
                 {
-                    if (_stopping) return;
-                    if (!ready)
-                    {
-                        // The first hot region: only now is the library loaded and the JIT made.
-                        try
-                        {
-                            _ = LlvmJit.Instance;
-                        }
-                        catch (Native.LlvmUnavailableException)
-                        {
-                            return; // it was there when attaching; nothing to compile with now
-                        }
-                        ready = true;
-                    }
-                    if (!region.Valid || _vm.Options.PredictIndirectBranches && _vm.Cache.RequeueIfCovered(region)) continue;
-                    Interlocked.Increment(ref s_inProgress);
-                    long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                    var (cpu, region) = (w.Cpu, w.Region);
                     try
                     {
-                        // With the computed targets seen at run time taken in, when that works out; else the same code.
-                        if (_vm.Options.PredictIndirectBranches && _vm.Cache.RetranslateWithTargets(cpu, region, out long generation) is { } wide && Compile(region, wide) is { } hot
-                            && _vm.Cache.Replace(cpu, region, wide, hot, generation))
-                            continue;
-                        if (_vm.Cache.Retranslate(cpu, region) is { } ir && Compile(region, ir) is { } same)
-                            _vm.Cache.Swap(region, same);
+                        if (_vm.Options.PredictIndirectBranches && _vm.Cache.RequeueIfCovered(region)) continue;
+                        Interlocked.Increment(ref s_inProgress);
+                        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                        try
+                        {
+                            // With the computed targets seen at run time taken in, when that works out; else the same code.
+                            if (_vm.Options.PredictIndirectBranches && _vm.Cache.RetranslateWithTargets(cpu, region, out long generation) is { } wide && Compile(region, wide) is { } hot
+                                && _vm.Cache.Replace(cpu, region, wide, hot, generation))
+                                continue;
+                            if (_vm.Cache.Retranslate(cpu, region) is { } ir && Compile(region, ir) is { } same)
+                                _vm.Cache.Swap(region, same);
+                        }
+                        finally
+                        {
+                            Interlocked.Add(ref _vm.Cache.Statistics.TierCompileTicks, System.Diagnostics.Stopwatch.GetTimestamp() - t0);
+                            Interlocked.Decrement(ref s_inProgress);
+                        }
                     }
-                    finally
+                    catch (ObjectDisposedException)
                     {
-                        Interlocked.Add(ref _vm.Cache.Statistics.TierCompileTicks, System.Diagnostics.Stopwatch.GetTimestamp() - t0);
-                        Interlocked.Decrement(ref s_inProgress);
+                        return; // the VM went away while a region was compiling
                     }
                 }
-                catch (ObjectDisposedException)
-                {
-                    return; // the VM went away while a region was compiling
-                }
+                if (_stopping) return;
             }
         }
+    }
+
+    /// <summary>
+    /// The background tier's choice among waiting regions: the index of the one whose retired count
+    /// grew the most since it was last seen (<paramref name="now"/> − <paramref name="seen"/>), the
+    /// last of equals (the newest, as regions are appended); every <paramref name="seen"/> becomes
+    /// <paramref name="now"/>, so the next choice measures from this one.
+    /// </summary>
+    internal static int Hottest(Span<long> seen, ReadOnlySpan<long> now)
+    {
+        int best = -1;
+        long bestHeat = long.MinValue;
+        for (int i = seen.Length - 1; i >= 0; i--)
+        {
+            if (now[i] - seen[i] > bestHeat)
+            {
+                bestHeat = now[i] - seen[i];
+                best = i;
+            }
+            seen[i] = now[i];
+        }
+        return best;
     }
 
     /// <summary>

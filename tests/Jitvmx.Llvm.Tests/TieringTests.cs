@@ -41,6 +41,24 @@ public class TieringTests
     }
 
     [Fact]
+    public void TheBackgroundTierTakesTheRegionThatRanMostSinceItsLastChoice()
+    {
+        // Region 0 was hot once (a big total) but has not run since it was last looked at;
+        // region 1 keeps running; region 2 was just queued.
+        long[] seen = [5_000_000, 2_000_000, 2_000_000];
+        long[] now = [5_000_000, 2_600_000, 2_100_000];
+        Assert.Equal(1, LlvmTier.Hottest(seen, now));
+        Assert.Equal(now, seen);
+
+        // Nothing ran since: the newest (the last queued) goes first.
+        Assert.Equal(2, LlvmTier.Hottest(seen, now));
+        // Equal growth: the newer of the two.
+        long[] later = [5_000_100, 2_600_000, 2_100_100];
+        Assert.Equal(2, LlvmTier.Hottest(seen, later));
+        Assert.Equal(0, LlvmTier.Hottest([0], [0]));
+    }
+
+    [Fact]
     public void HotRegionsAreSwappedInWithIdenticalResults()
     {
         using var il = new TestGuest(Program);
