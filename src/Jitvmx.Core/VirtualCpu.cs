@@ -274,6 +274,13 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
                 if (next.Chainable && next.Mode == current.Mode) Machine.Cache.CacheJump(this, ctx->State.Rip, next);
                 continue;
             }
+            if (code == RegionCode.Step && ctx->Pending == 0)
+            {
+                // One-instruction regions never run such code: this makes progress.
+                next = Lookup(ctx->State.Rip, singleStep: true);
+                if (next is null) return FetchFault();
+                continue;
+            }
             if (code == RegionCode.Stop || ctx->Pending != 0)
             {
                 ctx->Pending = 0;

@@ -80,16 +80,18 @@ internal sealed unsafe partial class LlvmBackend
             : AsBytes(r);
         if (kind is not (FpKind.Min or FpKind.Max))
         {
-            // The host's instruction under the guest's MXCSR, whenever that is loaded.
-            // The helper's path is taken only when the guest's MXCSR is not loaded: no switch around it.
-            Define(v, OrHelper(v, Load(_i1, _fpLoaded), switchFpEnv: false, () => Result(kind switch
+            // The host's instruction under the guest's MXCSR, whenever that is loaded (always, past a
+            // guarded region's entry check). The helper's path is taken only when the guest's MXCSR is
+            // not loaded: no switch around it.
+            nint Native() => Result(kind switch
             {
                 FpKind.Add => Constrained("fadd", fvt, x, y),
                 FpKind.Sub => Constrained("fsub", fvt, x, y),
                 FpKind.Mul => Constrained("fmul", fvt, x, y),
                 FpKind.Div => Constrained("fdiv", fvt, x, y),
                 _ => Constrained("sqrt", fvt, y),
-            })));
+            });
+            Define(v, _fpGuard ? Native() : OrHelper(v, Load(_i1, _fpLoaded), switchFpEnv: false, Native));
             return true;
         }
         nint ok = All(And(Tame(x), Tame(y)));

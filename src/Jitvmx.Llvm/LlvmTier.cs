@@ -91,6 +91,14 @@ public static class LlvmTier
     {
         private const int MaxWaiting = 1024;
 
+        // JITVMX_TIER_LOG=1 prints when each region is queued, taken and installed, in milliseconds
+        // since the tier started (a debugging aid for compile latency).
+        private static readonly bool s_log = Environment.GetEnvironmentVariable("JITVMX_TIER_LOG") == "1";
+        private readonly long _start = System.Diagnostics.Stopwatch.GetTimestamp();
+
+        private void Log(string what) =>
+            Console.Error.WriteLine($"jitvmx: tier {System.Diagnostics.Stopwatch.GetElapsedTime(_start).TotalMilliseconds,8:F1} ms  {what}");
+
         private readonly VirtualMachine _vm;
         private readonly LlvmOptLevel _level;
         // The vCPU only adds to the incoming queue and releases the semaphore, neither of which blocks.
@@ -116,6 +124,7 @@ public static class LlvmTier
             if (_stopping || _incoming.Count >= MaxWaiting) return;
             _incoming.Enqueue(new Waiting(cpu, region, region.Retired));
             _signal.Release();
+            if (s_log) Log($"queued 0x{region.Entry:x} ({region.GuestInstructions} instructions)");
         }
 
         /// <summary>
@@ -164,6 +173,7 @@ public static class LlvmTier
             try
             {
                 _ = LlvmJit.Instance;
+                if (s_log) Log("LLVM ready");
             }
             catch (Native.LlvmUnavailableException)
             {
@@ -177,7 +187,12 @@ public static class LlvmTier
                     var (cpu, region) = (w.Cpu, w.Region);
                     try
                     {
-                        if (_vm.Options.PredictIndirectBranches && _vm.Cache.RequeueIfCovered(region)) continue;
+                        if (_vm.Options.PredictIndirectBranches && _vm.Cache.RequeueIfCovered(region))
+                        {
+                            if (s_log) Log($"skipped 0x{region.Entry:x}: covered by hot code");
+                            continue;
+                        }
+                        if (s_log) Log($"compiling 0x{region.Entry:x} ({_waiting.Count} waiting)");
                         Interlocked.Increment(ref s_inProgress);
                         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
                         try
@@ -185,9 +200,12 @@ public static class LlvmTier
                             // With the computed targets seen at run time taken in, when that works out; else the same code.
                             if (_vm.Options.PredictIndirectBranches && _vm.Cache.RetranslateWithTargets(cpu, region, out long generation) is { } wide && Compile(region, wide) is { } hot
                                 && _vm.Cache.Replace(cpu, region, wide, hot, generation))
+                            {
+                                if (s_log) Log($"installed 0x{region.Entry:x} with predicted targets ({wide.GuestInstructionCount} instructions)");
                                 continue;
-                            if (_vm.Cache.Retranslate(cpu, region) is { } ir && Compile(region, ir) is { } same)
-                                _vm.Cache.Swap(region, same);
+                            }
+                            bool swapped = _vm.Cache.Retranslate(cpu, region) is { } ir && Compile(region, ir) is { } same && _vm.Cache.Swap(region, same);
+                            if (s_log) Log(swapped ? $"installed 0x{region.Entry:x}" : $"kept 0x{region.Entry:x} in the IL tier");
                         }
                         finally
                         {

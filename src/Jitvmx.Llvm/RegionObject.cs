@@ -232,7 +232,7 @@ public sealed class RegionObject
         }
         foreach (var f in typeof(StateOffsets).GetFields(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic))
             sb.Append(f.Name).Append('=').Append(f.GetValue(null)).Append(';');
-        sb.Append($"tlb={CpuContext.TlbSize},{CpuContext.PageBits};codes={RegionCode.Indirect},{RegionCode.Stop};");
+        sb.Append($"tlb={CpuContext.TlbSize},{CpuContext.PageBits};codes={RegionCode.Indirect},{RegionCode.Stop},{RegionCode.Step};");
         sb.Append($"results={Jitvmx.Helpers.Continue},{Jitvmx.Helpers.Stop};slot={LlvmRuntime.SlotSize};");
         foreach (var (name, _) in LlvmRuntime.Symbols()) sb.Append(name).Append(';');
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())));

@@ -19,6 +19,12 @@ internal static class RegionCode
     public const int Indirect = -1;
     /// <summary>Stopped: the dispatcher looks at what is pending (an exit, a restart, the budget).</summary>
     public const int Stop = -2;
+    /// <summary>
+    /// Nothing was done, and RIP is where the code was entered: the code cannot run in the guest's
+    /// current state (LLVM code with an SSE exception unmasked), so the dispatcher runs the
+    /// instruction at RIP on its own and carries on.
+    /// </summary>
+    public const int Step = -3;
 }
 
 /// <summary>The result of compiling a region.</summary>
