@@ -58,6 +58,15 @@ public sealed unsafe partial class VirtualCpu
         e.ReadTag = (r.Permissions & MemoryPermissions.Read) != 0 ? page : TlbEntry.Invalid;
         e.WriteTag = (r.Permissions & MemoryPermissions.Write) != 0 && !code ? page : TlbEntry.Invalid;
         e.Addend = (long)Host(r, gpage) - (long)page;
+        // Code compiled for a flat VM uses the VM's addend for every hit: a page elsewhere must miss.
+        if (Machine.FlatAddend is long flat && e.Addend != flat) e.ReadTag = e.WriteTag = TlbEntry.Invalid;
+    }
+
+    /// <summary>Puts <see cref="VirtualMachine.FlatAddend"/> where compiled code reads it, and drops TLB entries that may not keep to it.</summary>
+    internal void SetFlatAddend(long addend)
+    {
+        _ctx->FlatAddend = addend;
+        FlushTlb();
     }
 
     internal ulong SlowLoad(ulong address, int size, ulong rip, int giveBack)

@@ -35,6 +35,27 @@ public sealed class VirtualMachine : IDisposable
     /// <summary>Background tier for hot regions (tiered compilation); null for none.</summary>
     internal Runtime.ITierCompiler? TierCompiler { get; set; }
 
+    /// <summary>
+    /// Declares that guest memory lies at one offset from host memory: host address = guest-linear
+    /// address + this, for every page accessed without a VM exit (a user-mode front end that keeps
+    /// the guest in one reservation of host address space). The software TLB then only holds pages
+    /// that keep to it, and LLVM code adds it instead of loading each TLB entry's addend, which takes
+    /// a dependent load off every guest access. Pages that do not keep to it take the slow path:
+    /// still correct. Set it before the first vCPU runs; null (the default) for none.
+    /// </summary>
+    public long? FlatAddend
+    {
+        get => _flatAddend;
+        set
+        {
+            if (Cache.Statistics.RegionsTranslated > 0)
+                throw new InvalidOperationException("FlatAddend must be set before any code is translated");
+            _flatAddend = value;
+            foreach (var cpu in _cpus) cpu.SetFlatAddend(value ?? 0);
+        }
+    }
+    private long? _flatAddend;
+
     /// <summary>The current guest-physical mappings, sorted by address.</summary>
     public IReadOnlyList<GuestMemoryRegion> MemoryRegions => Physical.Regions;
 
@@ -150,6 +171,7 @@ public sealed class VirtualMachine : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var cpu = new VirtualCpu(this, _cpus.Count);
+        cpu.SetFlatAddend(_flatAddend ?? 0);
         _cpus.Add(cpu);
         return cpu;
     }

@@ -38,6 +38,8 @@ public sealed partial class LinuxProcess : IDisposable
         try
         {
             _mem = new AddressSpace(Machine);
+            // All guest memory lies in the reservation, guest address 0 at its base.
+            Machine.FlatAddend = _mem.Base;
             ExecutablePath = Path.GetFullPath(path);
             var image = ElfLoader.Load(path, _mem);
             _brkStart = _brk = image.BrkStart;

@@ -327,6 +327,7 @@ internal sealed unsafe partial class LlvmBackend
         LoadState();
         LLVMBuildStore(_b, CtxLoad(_i64, StateOffsets.Remaining, 8), _remaining);
         _tlb = Gep(_ctxArg, I64((ulong)StateOffsets.TlbInline)); // no load, and no register of its own
+        _flatAddend = _region.FlatMemory ? CtxLoad(_i64, StateOffsets.FlatAddend, 8) : 0;
         FpEnvPrologue();
         LLVMBuildBr(_b, _blocks[_region.Blocks[0]]);
 
@@ -983,9 +984,17 @@ internal sealed unsafe partial class LlvmBackend
         nint fast = NewBlock("tlb.hit");
         CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Ne, tag, page, ""), slow, fast);
         LLVMPositionBuilderAtEnd(_b, fast);
-        nint addend = Load(_i64, Gep(entry, I64(16)), 8);
-        return LLVMBuildIntToPtr(_b, LLVMBuildAdd(_b, addr, addend, ""), _ptr, "");
+        return LLVMBuildIntToPtr(_b, LLVMBuildAdd(_b, addr, Addend(entry), ""), _ptr, "");
     }
+
+    // The VM's flat addend, loaded once at entry, or 0 (see VirtualMachine.FlatAddend).
+    private nint _flatAddend;
+
+    /// <summary>
+    /// The addend of a TLB entry that hit: in a flat VM the VM's own, which does not wait for the
+    /// entry (the access then depends on its address alone, not on a load indexed by it).
+    /// </summary>
+    private nint Addend(nint entry) => _flatAddend != 0 ? _flatAddend : Load(_i64, Gep(entry, I64(16)), 8);
 
     // The region's access groups, and for each group already reached: whether its check passed, and the addend.
     private Dictionary<IrValue, (AccessGroup Group, long Offset)> _groups = [];
@@ -1012,7 +1021,7 @@ internal sealed unsafe partial class LlvmBackend
             nint diff = I64(0);
             if (g.Loads) diff = LLVMBuildXor(_b, Load(_i64, entry, 8), page, "");
             if (g.Stores) diff = LLVMBuildOr(_b, diff, LLVMBuildXor(_b, Load(_i64, Gep(entry, I64(8)), 8), page, ""), "");
-            check = (LLVMBuildICmp(_b, LlvmIntPredicate.Ne, diff, I64(0), ""), Load(_i64, Gep(entry, I64(16)), 8));
+            check = (LLVMBuildICmp(_b, LlvmIntPredicate.Ne, diff, I64(0), ""), Addend(entry));
             _groupChecks[g] = check;
         }
         nint hit = NewBlock("group.hit"), alone = NewBlock("group.miss"), join = NewBlock("group.host");

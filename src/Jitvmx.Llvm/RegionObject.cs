@@ -125,14 +125,17 @@ public sealed class RegionObject
         var ranges = Merge(ir.GuestRanges);
         byte[] hash = HashGuest(cpu, ranges) ?? throw new RegionObjectException($"guest code at 0x{rip:x} changed while it was compiled");
         // Named after what it computes, so loading the same object twice links it once.
-        string symbol = $"jitvmx_region_{rip:x}_{level}_{Convert.ToHexStringLower(hash, 0, 8)}";
+        string symbol = $"jitvmx_region_{rip:x}_{level}{(ir.FlatMemory ? "_flat" : "")}_{Convert.ToHexStringLower(hash, 0, 8)}";
         if (!LlvmBackend.TryEmitObject(ir, level, symbol, out byte[]? obj, out ulong[] successors, out int[] helperIds, out string? reason))
             throw new RegionObjectException($"LLVM cannot compile the region at 0x{rip:x}: {reason}");
         var helpers = helperIds.Select(id => new RegionObjectHelper(Jitvmx.Helpers.Symbol(id), Jitvmx.Helpers.IsPure(id), Signature(Jitvmx.Helpers.Method(id)!))).ToArray();
         var jit = LlvmJit.Instance;
         return new RegionObject(rip, ranges, hash, ir.GuestInstructionCount, LlvmBackend.EntryNeed(ir), successors, helpers, symbol, level,
-            BuildVersion, AbiFingerprint, jit.Triple, jit.HostCpu, jit.HostFeatures, obj!);
+            BuildVersion, AbiFingerprint + (ir.FlatMemory ? FlatAbi : ""), jit.Triple, jit.HostCpu, jit.HostFeatures, obj!);
     }
+
+    // Marks the interface of code compiled for a VM with a flat addend (VirtualMachine.FlatAddend).
+    private const string FlatAbi = "+flat";
 
     // ================= loading =================
 
@@ -144,6 +147,9 @@ public sealed class RegionObject
     /// </summary>
     public void Install(VirtualCpu cpu)
     {
+        // Code for a flat VM adds that VM's addend; code for any other VM runs in a flat one too.
+        if (Abi.EndsWith(FlatAbi, StringComparison.Ordinal) && cpu.Machine.FlatAddend is null)
+            throw new RegionObjectException($"region 0x{EntryRip:x}: compiled for a VM with guest memory at one host offset (FlatAddend); this VM has none");
         byte[]? now = HashGuest(cpu, GuestRanges);
         if (now is null)
             throw new RegionObjectException($"region 0x{EntryRip:x}: its guest code is no longer mapped executable");
@@ -348,7 +354,7 @@ public sealed class RegionObject
     {
         if (JitvmxVersion != BuildVersion)
             throw new RegionObjectException($"region object compiled by Jitvmx {JitvmxVersion}; this is {BuildVersion}");
-        if (Abi != AbiFingerprint)
+        if (Abi != AbiFingerprint && Abi != AbiFingerprint + FlatAbi)
             throw new RegionObjectException("region object compiled for another run-time interface (context layout or trampolines differ)");
         var jit = LlvmJit.Instance;
         if (Triple != jit.Triple)

@@ -248,6 +248,8 @@ public sealed class IrRegion
     public int GuestInstructionCount;
     /// <summary>Guest-linear ranges the region's code was read from.</summary>
     public readonly List<(ulong Start, ulong End)> GuestRanges = [];
+    /// <summary>Translated for a VM with <see cref="VirtualMachine.FlatAddend"/>: every TLB hit has that addend.</summary>
+    public bool FlatMemory;
     private int _nextId;
 
     /// <summary>Adds a new empty block.</summary>

@@ -94,6 +94,7 @@ internal sealed class Translator
             return null;
         }
         t._region.EntryRip = entry;
+        t._region.FlatMemory = code is VirtualCpu { Machine.FlatAddend: not null };
         t.InternalTarget(entry);
         while (t._queue.TryDequeue(out var item))
         {

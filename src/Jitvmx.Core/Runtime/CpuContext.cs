@@ -72,6 +72,12 @@ internal unsafe struct CpuContext
     /// </summary>
     public ulong IndirectSite;
 
+    /// <summary>
+    /// <see cref="VirtualMachine.FlatAddend"/>, or 0: the addend every TLB entry that hits holds, which
+    /// code compiled for such a VM adds without loading the entry's own.
+    /// </summary>
+    public long FlatAddend;
+
     public const int JumpCacheBits = 12;
     public const int JumpCacheSize = 1 << JumpCacheBits;
 

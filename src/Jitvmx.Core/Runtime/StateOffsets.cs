@@ -23,6 +23,7 @@ internal static class StateOffsets
     public static readonly int StopRequested = C(nameof(Runtime.CpuContext.StopRequested));
     public static readonly int Pending = C(nameof(Runtime.CpuContext.Pending));
     public static readonly int GiveBack = C(nameof(Runtime.CpuContext.GiveBack));
+    public static readonly int FlatAddend = C(nameof(Runtime.CpuContext.FlatAddend));
     public static readonly int ExitCookie = C(nameof(Runtime.CpuContext.ExitCookie));
     public static readonly int JumpCache = C(nameof(Runtime.CpuContext.JumpCache));
     public static readonly int IndirectSite = C(nameof(Runtime.CpuContext.IndirectSite));
