@@ -44,6 +44,15 @@ public class FlatAddendTests
     }
 
     [Fact]
+    public void IlCodeUsesTheFlatAddendAndPagesElsewhereStillReadTheirOwnBytes()
+    {
+        var plain = Tiers.Run(Program, g => g.Cpu.Run());
+        var flat = Tiers.Run(Program, g => g.Cpu.Run(), FlatRam);
+        Assert.Equal(ExitReason.Hlt, flat.Exit.Reason);
+        Tiers.Same(plain, flat);
+    }
+
+    [Fact]
     public void FlatAddendCannotChangeOnceCodeIsTranslated()
     {
         using var g = new TestGuest(Program);

@@ -933,10 +933,7 @@ internal sealed unsafe class IlBackend
             _il.Emit(OpCodes.Ldc_I8, 0L);
             _il.Emit(OpCodes.Ceq);
             _il.Emit(OpCodes.Stloc, check.Ok);
-            _il.Emit(OpCodes.Ldloc, _entry);
-            _il.Emit(OpCodes.Ldc_I4, 16);
-            _il.Emit(OpCodes.Add);
-            _il.Emit(OpCodes.Ldind_I8);
+            EmitAddend();
             _il.Emit(OpCodes.Stloc, check.Addend);
         }
         var alone = _il.DefineLabel();
@@ -1000,13 +997,30 @@ internal sealed unsafe class IlBackend
         _il.Emit(OpCodes.And);
         _il.Emit(OpCodes.Bne_Un, slow);
         // host = addr + addend
-        _il.Emit(OpCodes.Ldloc, _entry);
-        _il.Emit(OpCodes.Ldc_I4, 16);
-        _il.Emit(OpCodes.Add);
-        _il.Emit(OpCodes.Ldind_I8);
+        EmitAddend();
         _il.Emit(OpCodes.Ldloc, _addr);
         _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Conv_U);
+    }
+
+    /// <summary>
+    /// Pushes the addend of the TLB entry in _entry, which hit: in a flat VM (<see cref="IrRegion.FlatMemory"/>)
+    /// the VM's own from the context, which does not wait for the entry.
+    /// </summary>
+    private void EmitAddend()
+    {
+        if (_region.FlatMemory)
+        {
+            _il.Emit(OpCodes.Ldarg_1);
+            _il.Emit(OpCodes.Ldc_I4, StateOffsets.FlatAddend);
+        }
+        else
+        {
+            _il.Emit(OpCodes.Ldloc, _entry);
+            _il.Emit(OpCodes.Ldc_I4, 16);
+        }
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Ldind_I8);
     }
 
     private void EmitLoad(IrValue v)
