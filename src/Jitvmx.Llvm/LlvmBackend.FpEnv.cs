@@ -62,8 +62,19 @@ internal sealed unsafe partial class LlvmBackend
                 && _mxcsrSignOnly.Contains(c.Args[0]) && preds[marked] == 1)
                 _fpOffBlocks.Add(marked);
         // Clearing the marker (before raising #XM) is not a write that counts: it unmasks nothing.
-        _fpGuard = _hostFp && !_region.Blocks.Any(b => b.Nodes.Any(v => v.Op == IrOp.SetState && v.Aux == StateOffsets.Mxcsr && !ClearsMarkerOnly(v)));
+        _fpGuard = _hostFp && !WritesMxcsr(_region);
     }
+
+    private static bool WritesMxcsr(IrRegion region) =>
+        region.Blocks.Any(b => b.Nodes.Any(v => v.Op == IrOp.SetState && v.Aux == StateOffsets.Mxcsr && !ClearsMarkerOnly(v)));
+
+    /// <summary>
+    /// Whether the region switches MXCSR as it runs (native SSE arithmetic, and an MXCSR write of its
+    /// own, so no entry guard): each native operation then tests whether the guest's MXCSR is loaded,
+    /// and jump threading sends one operation's fast path straight to the next one's.
+    /// </summary>
+    private static bool SwitchesFpEnv(IrRegion region) =>
+        region.Blocks.Any(b => b.Nodes.Any(v => v.Op == IrOp.Call && IsNativeSseArithmetic(v))) && WritesMxcsr(region);
 
     /// <summary>SetState(MXCSR, GetState(MXCSR) &amp; 0x7FFFFFFF): the lifter's clearing of the pending-#XM marker.</summary>
     private static bool ClearsMarkerOnly(IrValue set) =>

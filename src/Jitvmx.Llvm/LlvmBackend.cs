@@ -115,7 +115,7 @@ internal sealed unsafe partial class LlvmBackend
             if (!TryLower(region, context, name, out nint module, out var successors, out int[] helpers, out reason, lazyFlags: level != LlvmOptLevel.O0, chain: chain))
                 return false;
             long t1 = Stopwatch.GetTimestamp();
-            Optimize(module, level);
+            Optimize(module, level, SwitchesFpEnv(region));
             long t2 = Stopwatch.GetTimestamp();
             if (s_dump) Console.Error.WriteLine($"jitvmx: LLVM region 0x{region.EntryRip:x} ({level})\n{Print(module)}");
             // Code is generated on this thread with its own target machine and linked as an object:
@@ -152,7 +152,7 @@ internal sealed unsafe partial class LlvmBackend
         try
         {
             if (!TryLower(region, context, symbol, out nint module, out successors, out helpers, out reason, lazyFlags: level != LlvmOptLevel.O0)) return false;
-            Optimize(module, level);
+            Optimize(module, level, SwitchesFpEnv(region));
             // The object imports only the helpers still called after optimisation (a wide divide's
             // helper goes when the dividend is known to be narrow).
             helpers = [.. helpers.Where(id => LLVMGetNamedGlobal(module, Helpers.Symbol(id)) is var g && g != 0 && LLVMGetFirstUse(g) != 0)];
@@ -217,16 +217,22 @@ internal sealed unsafe partial class LlvmBackend
         return bytes;
     }
 
-    /// <summary>Runs the pipeline of <paramref name="level"/> over <paramref name="module"/>.</summary>
-    public static void Optimize(nint module, LlvmOptLevel level)
+    /// <summary>
+    /// Runs the pipeline of <paramref name="level"/> over <paramref name="module"/>; with
+    /// <paramref name="threadJumps"/>, O1 adds jump threading (see <see cref="SwitchesFpEnv"/>).
+    /// </summary>
+    public static void Optimize(nint module, LlvmOptLevel level, bool threadJumps = false)
     {
         string passes = level switch
         {
             LlvmOptLevel.O0 => "function(mem2reg)",
             // instcombine alone checks that it reached a fixpoint and aborts the process when not.
-            // jump-threading folds the checks that repeat a branch already taken: the fast path of one
-            // SSE operation leads straight to the next one's (about 25 % off nbody's hot loop).
-            LlvmOptLevel.O1 => "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,jump-threading,simplifycfg,dce)",
+            // jump-threading folds the checks that repeat a branch already taken: in a region that
+            // switches MXCSR as it runs, the fast path of one SSE operation leads straight to the next
+            // one's (it took about 25 % off nbody's hot loop before regions checked MXCSR at entry).
+            // Elsewhere it found nothing to gain and cost 10-18 % of the compile time.
+            LlvmOptLevel.O1 when threadJumps => "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,jump-threading,simplifycfg,dce)",
+            LlvmOptLevel.O1 => "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg,dce)",
             _ => "default<O2>",
         };
         nint options = LLVMCreatePassBuilderOptions();
