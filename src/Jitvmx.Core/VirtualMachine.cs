@@ -48,8 +48,9 @@ public sealed class VirtualMachine : IDisposable
         get => _flatAddend;
         set
         {
-            if (Cache.Statistics.RegionsTranslated > 0)
-                throw new InvalidOperationException("FlatAddend must be set before any code is translated");
+            // Code compiled for the old value (translated, or installed from an object) would misplace every access.
+            if (!Cache.IsEmpty)
+                throw new InvalidOperationException("FlatAddend must be set before any code is translated or installed");
             _flatAddend = value;
             foreach (var cpu in _cpus) cpu.SetFlatAddend(value ?? 0);
         }

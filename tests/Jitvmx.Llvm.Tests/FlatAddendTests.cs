@@ -60,4 +60,21 @@ public class FlatAddendTests
         Assert.Equal(ExitReason.Hlt, g.Cpu.Run().Reason);
         Assert.Throws<InvalidOperationException>(() => g.Vm.FlatAddend = null);
     }
+
+    [Fact]
+    public void FlatAddendCannotChangeOnceFlatCodeIsInstalledFromAnObject()
+    {
+        using var from = new TestGuest(Program);
+        FlatRam(from);
+        var obj = RegionObject.Compile(from.Cpu, TestGuest.CodeBase, LlvmOptLevel.O1);
+
+        using var plain = new TestGuest(Program);
+        Assert.Throws<RegionObjectException>(() => obj.Install(plain.Cpu));
+
+        using var to = new TestGuest(Program);
+        FlatRam(to);
+        obj.Install(to.Cpu);
+        Assert.Throws<InvalidOperationException>(() => to.Vm.FlatAddend = null);
+        Assert.Equal(ExitReason.Hlt, to.Cpu.Run().Reason);
+    }
 }

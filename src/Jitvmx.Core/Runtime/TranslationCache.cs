@@ -104,6 +104,15 @@ internal sealed unsafe class Region
 internal sealed unsafe class TranslationCache(VirtualMachine vm)
 {
     private readonly Dictionary<ulong, Region> _regions = [];
+
+    /// <summary>Whether no region was ever translated or installed (the cache keeps invalidated ones too).</summary>
+    public bool IsEmpty
+    {
+        get
+        {
+            lock (_lock) return _regions.Count == 0 && _single.Count == 0 && Statistics.RegionsTranslated == 0;
+        }
+    }
     private readonly Dictionary<ulong, Region> _single = [];
     private readonly Dictionary<ulong, List<Region>> _byPage = [];
     private readonly Lock _lock = new();
