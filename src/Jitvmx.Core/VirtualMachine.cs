@@ -39,8 +39,8 @@ public sealed class VirtualMachine : IDisposable
     /// Declares that guest memory lies at one offset from host memory: host address = guest-linear
     /// address + this, for every page accessed without a VM exit (a user-mode front end that keeps
     /// the guest in one reservation of host address space). The software TLB then only holds pages
-    /// that keep to it, and LLVM code adds it instead of loading each TLB entry's addend, which takes
-    /// a dependent load off every guest access. Pages that do not keep to it take the slow path:
+    /// that keep to it, and compiled code (LLVM and IL tiers) adds it instead of loading each TLB
+    /// entry's addend, which takes a dependent load off every guest access. Pages that do not keep to it take the slow path:
     /// still correct. Set it before the first vCPU runs; null (the default) for none.
     /// </summary>
     public long? FlatAddend

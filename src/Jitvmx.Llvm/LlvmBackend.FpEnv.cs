@@ -104,9 +104,8 @@ internal sealed unsafe partial class LlvmBackend
             return;
         }
         nint m = CtxLoad(_i32, StateOffsets.Mxcsr, 4);
-        nint ok = LLVMBuildICmp(_b, LlvmIntPredicate.Eq, LLVMBuildAnd(_b, m, I32(unchecked((int)MxcsrNativeMask)), ""), I32(MxcsrNativeValue), "");
         nint step = NewBlock("fp.step"), load = NewBlock("fp.in");
-        CondBrUnlikely(LLVMBuildNot(_b, ok, ""), step, load);
+        CondBrUnlikely(LLVMBuildNot(_b, Loadable(m), ""), step, load);
         // Nothing is written yet: the instruction at the entry runs on its own (with the helpers).
         LLVMPositionBuilderAtEnd(_b, step);
         CtxStore(I64(_region.EntryRip), StateOffsets.Rip, 8);
@@ -114,6 +113,10 @@ internal sealed unsafe partial class LlvmBackend
         LLVMPositionBuilderAtEnd(_b, load);
         LoadGuestMxcsr(m);
     }
+
+    /// <summary>i1: the host may run under guest MXCSR value <paramref name="m"/> (<see cref="MxcsrNativeMask"/>).</summary>
+    private nint Loadable(nint m) =>
+        LLVMBuildICmp(_b, LlvmIntPredicate.Eq, LLVMBuildAnd(_b, m, I32(unchecked((int)MxcsrNativeMask)), ""), I32(MxcsrNativeValue), "");
 
     private void LoadGuestMxcsr(nint m)
     {
@@ -134,7 +137,7 @@ internal sealed unsafe partial class LlvmBackend
             LoadGuestMxcsr(m);
             return;
         }
-        nint ok = LLVMBuildICmp(_b, LlvmIntPredicate.Eq, LLVMBuildAnd(_b, m, I32(unchecked((int)MxcsrNativeMask)), ""), I32(MxcsrNativeValue), "");
+        nint ok = Loadable(m);
         LLVMBuildStore(_b, ok, _fpLoaded);
         nint load = NewBlock("fp.in"), done = NewBlock("fp.in.done");
         LLVMBuildCondBr(_b, ok, load, done);

@@ -104,15 +104,6 @@ internal sealed unsafe class Region
 internal sealed unsafe class TranslationCache(VirtualMachine vm)
 {
     private readonly Dictionary<ulong, Region> _regions = [];
-
-    /// <summary>Whether no region was ever translated or installed (the cache keeps invalidated ones too).</summary>
-    public bool IsEmpty
-    {
-        get
-        {
-            lock (_lock) return _regions.Count == 0 && _single.Count == 0 && Statistics.RegionsTranslated == 0;
-        }
-    }
     private readonly Dictionary<ulong, Region> _single = [];
     private readonly Dictionary<ulong, List<Region>> _byPage = [];
     private readonly Lock _lock = new();
@@ -122,6 +113,10 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
     private static readonly bool s_dumpIr = Environment.GetEnvironmentVariable("JITVMX_DUMP_IR") == "1";
 
     public TranslationStatistics Statistics { get; } = new();
+
+    /// <summary>Whether no region was ever translated or installed (invalidated and flushed ones count too).</summary>
+    public bool IsEmpty => !Volatile.Read(ref _used);
+    private bool _used;
 
     /// <summary>Bumped on every invalidation; vCPUs compare it to drop their lookup caches.</summary>
     public long Generation => Volatile.Read(ref _generation);
@@ -228,6 +223,7 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
     /// </summary>
     private void Insert(Region region, bool replacing = false)
     {
+        _used = true;
         var map = region.SingleStep ? _single : _regions;
         if (map.TryGetValue(region.Entry, out var old))
         {
