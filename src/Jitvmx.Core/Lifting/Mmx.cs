@@ -86,7 +86,7 @@ internal static class Mmx
         forms[Mnemonic.Maskmovq] = Maskmovq;
 
         foreach (var c in Enum.GetValues<Code>())
-            if (IsMmxForm(c) && forms.TryGetValue(c.Mnemonic(), out var e)) t.Add(c, Waiting(e));
+            if (forms.TryGetValue(c.Mnemonic(), out var e) && IsMmxForm(c)) t.Add(c, Waiting(e)); // name check last: it formats the code
         t.Add(Mnemonic.Emms, Waiting(Emms));
     }
 
