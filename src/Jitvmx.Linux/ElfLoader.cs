@@ -149,7 +149,7 @@ internal static class ElfLoader
         ulong platform = PushString("x86_64");
         sp &= ~15UL;
         Span<byte> random = stackalloc byte[16];
-        System.Security.Cryptography.RandomNumberGenerator.Fill(random);
+        Native.Random(random);
         ulong randomAddr = PushBytes(random);
 
         var aux = new List<(ulong, ulong)>

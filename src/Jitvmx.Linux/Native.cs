@@ -12,7 +12,10 @@ internal static partial class Native
 {
     public const int ProtRead = 1, ProtWrite = 2;
     public const int MapShared = 1, MapPrivate = 2, MapFixed = 0x10, MapAnonymous = 0x20, MapNoReserve = 0x4000;
-    public const int MadvDontNeed = 4;
+    public const int MadvDontNeed = 4, MadvHugePage = 14, MadvNoHugePage = 15;
+
+    [LibraryImport("libc", EntryPoint = "madvise", SetLastError = true)]
+    public static partial int Madvise(nint addr, nuint length, int advice);
 
     [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]
     public static partial nint Mmap(nint addr, nuint length, int prot, int flags, int fd, long offset);
@@ -24,6 +27,19 @@ internal static partial class Native
     // kernel's registers, so declaring it with six fixed arguments is exact on x86-64.
     [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
     private static partial long SyscallRaw(long number, long a1, long a2, long a3, long a4, long a5, long a6);
+
+    /// <summary>Fills <paramref name="buffer"/> from the host's getrandom (no OpenSSL start-up, unlike RandomNumberGenerator).</summary>
+    public static unsafe void Random(Span<byte> buffer)
+    {
+        fixed (byte* p = buffer)
+            for (int done = 0; done < buffer.Length;)
+            {
+                long n = Syscall(318, (long)(p + done), buffer.Length - done);
+                if (n == -4 /* EINTR */) continue;
+                if (n <= 0) throw new InvalidOperationException($"getrandom failed ({n})");
+                done += (int)n;
+            }
+    }
 
     /// <summary>Performs a host system call; returns the result or −errno, as the kernel does.</summary>
     public static long Syscall(long number, long a1 = 0, long a2 = 0, long a3 = 0, long a4 = 0, long a5 = 0, long a6 = 0)

@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: MIT
-using System.Security.Cryptography;
 using Jitvmx.Runtime;
 
 namespace Jitvmx;
@@ -346,7 +345,7 @@ public static unsafe partial class Helpers
         if (seed ? cpu.Controls.RdseedExiting : cpu.Controls.RdrandExiting)
             return Exit(ctx, seed ? ExitReason.Rdseed : ExitReason.Rdrand, rip, len);
         Span<byte> b = stackalloc byte[8];
-        RandomNumberGenerator.Fill(b);
+        Memory.HostRandom.Fill(b);
         ulong v = BitConverter.ToUInt64(b);
         ref ulong r = ref ctx->State[(GuestRegister)reg];
         r = size switch { 2 => (r & ~0xFFFFUL) | (v & 0xFFFF), 4 => (uint)v, _ => v };
