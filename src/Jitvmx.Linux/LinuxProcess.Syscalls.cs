@@ -361,6 +361,12 @@ public sealed unsafe partial class LinuxProcess
             if (!_mem.IsMapped(addr, addr + len)) return -Errno.ENOMEM;
             return Native.Syscall(28, (long)_mem.Host(addr), (long)len, 4); // zero-fill on next touch, as for the guest
         }
+        if (a[2] is Native.MadvHugePage or Native.MadvNoHugePage && len != 0)
+        {
+            // The guest's own choice of page size for its memory, passed on; the host may refuse it as it would natively.
+            if (!_mem.IsMapped(addr, addr + len)) return -Errno.ENOMEM;
+            return Native.Syscall(28, (long)_mem.Host(addr), (long)len, (long)a[2]);
+        }
         return 0;
     }
 
@@ -414,9 +420,8 @@ public sealed unsafe partial class LinuxProcess
     internal long Getrandom(ulong[] a)
     {
         if (Buffer(a[0], a[1], write: true) is not long host) return -Errno.EFAULT;
-        int n = (int)Math.Min(a[1], 1 << 25);
-        if (n > 0) System.Security.Cryptography.RandomNumberGenerator.Fill(new Span<byte>((void*)host, n));
-        return n;
+        // The host's own call: the same flags (GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE), blocking and errors.
+        return Native.Syscall(318, host, (long)Math.Min(a[1], 1 << 25), (long)a[2]);
     }
 
     internal long Futex(ulong[] a)

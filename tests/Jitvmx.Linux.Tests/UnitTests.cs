@@ -30,6 +30,43 @@ public class UnitTests
         Assert.Equal(AddressSpace.MmapTop - 0xA000, mem.FindFree(0x5000));
     }
 
+    /// <summary>The host's flags ("VmFlags" in /proc/self/smaps) of the mapping holding <paramref name="address"/>.</summary>
+    private static string[] HostVmFlags(nint address)
+    {
+        bool inside = false;
+        foreach (var line in File.ReadLines("/proc/self/smaps"))
+        {
+            int dash = line.IndexOf('-');
+            if (dash > 0 && line.IndexOf(' ') > dash && ulong.TryParse(line.AsSpan(0, dash), System.Globalization.NumberStyles.HexNumber, null, out ulong lo)
+                && ulong.TryParse(line.AsSpan(dash + 1, line.IndexOf(' ') - dash - 1), System.Globalization.NumberStyles.HexNumber, null, out ulong hi))
+                inside = lo <= (ulong)address && (ulong)address < hi;
+            else if (inside && line.StartsWith("VmFlags:", StringComparison.Ordinal))
+                return line["VmFlags:".Length..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        }
+        throw new InvalidOperationException($"no host mapping holds 0x{address:x}");
+    }
+
+    [Fact]
+    public unsafe void LargeAnonymousMappingsAskForHugePages()
+    {
+        // A kernel built without transparent huge pages rejects the advice, and has nothing to check.
+        if (!Directory.Exists("/sys/kernel/mm/transparent_hugepage")) return;
+        using var vm = new VirtualMachine();
+        using var mem = new AddressSpace(vm);
+        const ulong Big = 0x4000_0000, Small = 0x1000_0000;
+        mem.Map(Big + 0x1000, Big + 0x600000, MemoryPermissions.ReadWrite);   // 2 MiB-aligned interior [Big + 2 MiB, Big + 6 MiB)
+        mem.Map(Small, Small + 0x100000, MemoryPermissions.ReadWrite);         // no whole huge page
+        Assert.Contains("hg", HostVmFlags((nint)mem.Host(Big + 0x200000)));
+        Assert.Contains("hg", HostVmFlags((nint)mem.Host(Big + 0x5FF000)));
+        Assert.DoesNotContain("hg", HostVmFlags((nint)mem.Host(Big + 0x1000)));
+        Assert.DoesNotContain("hg", HostVmFlags((nint)mem.Host(Small)));
+        // Unmapping puts fresh memory back without the advice; mapping again advises again.
+        mem.Unmap(Big + 0x1000, Big + 0x600000);
+        Assert.DoesNotContain("hg", HostVmFlags((nint)mem.Host(Big + 0x200000)));
+        mem.Map(Big, Big + 0x400000, MemoryPermissions.ReadWrite);
+        Assert.Contains("hg", HostVmFlags((nint)mem.Host(Big)));
+    }
+
     [Fact]
     public unsafe void UnmappedMemoryComesBackZeroed()
     {
