@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 using Jitvmx.Backend;
 using Jitvmx.Ir;
+using Jitvmx.Lifting;
 using Jitvmx.Runtime;
 
 namespace Jitvmx.Llvm;
@@ -87,7 +88,7 @@ public static class LlvmTier
     /// Regions wait long when the queue is deep (qsort queues 30, at 20–300 ms each), and the guest's
     /// current loop is worth more than one that was hot during start-up and has since stopped.
     /// </summary>
-    private sealed class BackgroundTier : ITierCompiler
+    internal sealed class BackgroundTier : ITierCompiler
     {
         private const int MaxWaiting = 1024;
 
@@ -107,6 +108,7 @@ public static class LlvmTier
         private readonly List<Waiting> _waiting = [];
         private readonly Thread _thread;
         private volatile bool _stopping;
+        private volatile bool _warmingUp;
 
         /// <summary>A queued region and its <see cref="Region.Retired"/> count when last looked at.</summary>
         private readonly record struct Waiting(VirtualCpu Cpu, Region Region, long Seen);
@@ -137,7 +139,9 @@ public static class LlvmTier
             if (_stopping) return;
             _stopping = true;
             _signal.Release();
-            _thread.Join();
+            // The warm-up touches nothing of this VM, and the thread stops after it: a short guest
+            // need not wait for it to end.
+            if (!_warmingUp) _thread.Join();
         }
 
         /// <summary>Takes the hottest waiting region off the list (see the class summary); false when none waits.</summary>
@@ -161,10 +165,87 @@ public static class LlvmTier
             return true;
         }
 
-        private CompiledRegion? Compile(Region region, IrRegion ir) =>
+        private CompiledRegion? Compile(Region region, IrRegion ir)
+        {
             // Helper-bound regions run faster in the IL tier than in LLVM code, but not than in
             // a lower level's LLVM code (the two-level LLVM tier).
-            !region.Native && HelperBound(ir) || !LlvmBackend.TryCompile(ir, _level, out var compiled, out _) ? null : compiled;
+            if (!region.Native && HelperBound(ir) || !LlvmBackend.TryCompile(ir, _level, out var compiled, out _, out var times)) return null;
+            if (s_log)
+            {
+                static double Ms(long ticks) => ticks * 1000.0 / System.Diagnostics.Stopwatch.Frequency;
+                Log($"compiled 0x{region.Entry:x}: {ir.GuestInstructionCount} guest instructions, lowering {Ms(times.Lower):F1} ms, "
+                    + $"optimising {Ms(times.Optimize):F1} ms, code generation {Ms(times.CodeGen):F1} ms, linking {Ms(times.Link):F1} ms");
+            }
+            return compiled;
+        }
+
+        private static int s_warmedUp;
+
+        /// <summary>
+        /// Compiles a small made-up loop once and throws it away. The first compilation pays for
+        /// loading the lowering's code and types and for LLVM's first use of its code generator
+        /// (25–40 ms of lowering alone, measured); done here, on the idle second core while the guest
+        /// starts, the first hot region no longer waits for it.
+        /// </summary>
+        /// <summary>The warm-up's region, lifted and cleaned as a hot region is (null if it cannot be).</summary>
+        internal static IrRegion? WarmUpRegion()
+        {
+            var ir = Translator.Translate(new WarmUpCode(), WarmUpCode.Entry, RegionLimits.Default, out _);
+            if (ir is not null) Passes.Run(ir);
+            return ir;
+        }
+
+        private void WarmUp()
+        {
+            // The costs are the process's, not the VM's: once is enough.
+            if (Interlocked.Exchange(ref s_warmedUp, 1) != 0) return;
+            _warmingUp = true;
+            try
+            {
+                bool done = WarmUpRegion() is { } ir && LlvmBackend.TryCompile(ir, _level, out _, out _);
+                if (s_log) Log(done ? "warmed up" : "warm-up region did not compile");
+            }
+            catch (Exception e)
+            {
+                // Only time is at stake: the tier works without it.
+                if (s_log) Log($"warm-up failed: {e.Message}");
+            }
+            finally
+            {
+                _warmingUp = false;
+            }
+        }
+
+        /// <summary>
+        /// The warm-up's guest code: loads, stores, integer and SSE arithmetic and a loop branch,
+        /// the paths most hot regions take through the lowering.
+        /// </summary>
+        internal sealed class WarmUpCode : ICodeSource
+        {
+            public const ulong Entry = 0x1000;
+
+            private static readonly byte[] s_code =
+            [
+                0x48, 0x8b, 0x07,                   // mov rax, [rdi]
+                0xf3, 0x0f, 0x6f, 0x47, 0x10,       // movdqu xmm0, [rdi+16]
+                0x66, 0x0f, 0xfe, 0xc1,             // paddd xmm0, xmm1
+                0xf3, 0x0f, 0x7f, 0x47, 0x10,       // movdqu [rdi+16], xmm0
+                0x48, 0x01, 0xf0,                   // add rax, rsi
+                0x48, 0x89, 0x47, 0x08,             // mov [rdi+8], rax
+                0x48, 0x83, 0xc7, 0x20,             // add rdi, 32
+                0x48, 0xff, 0xca,                   // dec rdx
+                0x75, 0xdf,                         // jne Entry
+                0xc3,                               // ret
+            ];
+
+            public int FetchCode(ulong address, Span<byte> buffer)
+            {
+                if (address < Entry || address >= Entry + (ulong)s_code.Length) return 0;
+                int offset = (int)(address - Entry), n = Math.Min(buffer.Length, s_code.Length - offset);
+                s_code.AsSpan(offset, n).CopyTo(buffer);
+                return n;
+            }
+        }
 
         private void Work()
         {
@@ -179,6 +260,7 @@ public static class LlvmTier
             {
                 return; // it was there when attaching; nothing to compile with now
             }
+            WarmUp();
             while (true)
             {
                 _signal.Wait();

@@ -41,6 +41,19 @@ public class TieringTests
     }
 
     [Fact]
+    public void TheWarmUpRegionLiftsAndCompiles()
+    {
+        // A warm-up that no longer lifts or compiles would fail silently on the tier's thread, and
+        // the first hot region would pay the cold start again.
+        var ir = LlvmTier.BackgroundTier.WarmUpRegion();
+        Assert.NotNull(ir);
+        Assert.Equal(10, ir.GuestInstructionCount);
+        Assert.False(LlvmTier.HelperBound(ir));
+        Assert.True(LlvmBackend.TryCompile(ir, LlvmOptLevel.O1, out var code, out string? why), why);
+        Assert.NotNull(code);
+    }
+
+    [Fact]
     public void TheBackgroundTierTakesTheRegionThatRanMostSinceItsLastChoice()
     {
         // Region 0 was hot once (a big total) but has not run since it was last looked at;
