@@ -29,6 +29,8 @@ internal sealed unsafe class Region
     public bool Interpreted;
     /// <summary>Set once the region was handed to the background tier.</summary>
     public bool TierQueued;
+    /// <summary>Set once the background tier passed the region over as covered by hot code (<see cref="TranslationCache.RequeueIfCovered"/>).</summary>
+    public bool PassedOver;
     public readonly ulong[] SuccessorRips;
     /// <summary>Per-exit successor slots, filled on first use (compiled code cannot be patched, so the dispatcher chains).</summary>
     public readonly Region?[] Successors;
@@ -367,14 +369,16 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
     /// Whether hot code at another entry already runs <paramref name="region"/>'s code inside itself
     /// (a predicted target of it, or on the way there). Such a region was queued before that code
     /// was installed and is likely cold now: it goes back to counting, and is queued again only if
-    /// it stays hot. Saves compiling the same loop once per entry.
+    /// it stays hot. Saves compiling the same loop once per entry. A region passed over once and
+    /// queued again has shown that its own entry stays hot (a function inlined into some callers'
+    /// hot code and called from elsewhere too): it is compiled, however often new hot code covers it.
     /// </summary>
     public bool RequeueIfCovered(Region region)
     {
         lock (_lock)
         {
-            if (!_coveredByHot.Contains(region.Entry)) return false;
-            _coveredByHot.Remove(region.Entry);
+            if (!_coveredByHot.Remove(region.Entry) || region.PassedOver) return false;
+            region.PassedOver = true;
         }
         region.Retired = 0;
         Volatile.Write(ref region.TierQueued, false);
