@@ -56,7 +56,7 @@ internal sealed unsafe class AddressSpace : IDisposable
     public void Map(ulong start, ulong end, MemoryPermissions perms)
     {
         Unmap(start, end);
-        AdviseHugePages(start, end);
+        if (perms != MemoryPermissions.None) AdviseHugePages(start, end); // not a reservation the guest keeps inaccessible
         Insert(start, end, perms);
     }
 
@@ -68,8 +68,10 @@ internal sealed unsafe class AddressSpace : IDisposable
     /// mapping, where the host leaves that to the program (THP "madvise" mode, Debian's default).
     /// Every guest access goes through the host's TLB as well as the software one: a guest that walks
     /// a large heap at random pays a host page walk on most accesses with 4 KiB pages. Only mappings
-    /// spanning a whole huge page qualify, so small mappings and the sparse parts of the address space
-    /// do not grow the resident set. Advice the host rejects (THP disabled) changes nothing.
+    /// spanning a whole huge page qualify (large heaps, stacks, big segments), so small mappings stay
+    /// as they were; a large mapping the guest touches sparsely costs up to 2 MiB of memory per page
+    /// touched, as under a kernel in THP "always" mode. Advice the host rejects (THP disabled)
+    /// changes nothing.
     /// </summary>
     private void AdviseHugePages(ulong start, ulong end)
     {

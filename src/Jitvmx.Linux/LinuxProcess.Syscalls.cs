@@ -316,7 +316,9 @@ public sealed unsafe partial class LinuxProcess
     internal long Mprotect(ulong[] a)
     {
         ulong addr = a[0], len = AddressSpace.PageUp(a[1]);
-        if ((addr & 0xFFF) != 0) return -Errno.EINVAL;
+        if ((addr & 0xFFF) != 0 || len < a[1] || addr + len < addr) return -Errno.EINVAL;
+        // Beyond the reservation (or wrapping around) nothing is mapped; the host call must never see it.
+        if (len != 0 && !AddressSpace.InRange(addr, addr + len)) return -Errno.ENOMEM;
         if (len == 0) return 0;
         if (!AddressSpace.InRange(addr, addr + len)) return -Errno.ENOMEM;
         return _mem.Protect(addr, addr + len, Perms(a[2])) ? 0 : -Errno.ENOMEM;
@@ -355,7 +357,9 @@ public sealed unsafe partial class LinuxProcess
     internal long Madvise(ulong[] a)
     {
         ulong addr = a[0], len = AddressSpace.PageUp(a[1]);
-        if ((addr & 0xFFF) != 0) return -Errno.EINVAL;
+        if ((addr & 0xFFF) != 0 || len < a[1] || addr + len < addr) return -Errno.EINVAL;
+        // Beyond the reservation (or wrapping around) nothing is mapped; the host call must never see it.
+        if (len != 0 && !AddressSpace.InRange(addr, addr + len)) return -Errno.ENOMEM;
         if (a[2] == 4 /* MADV_DONTNEED */ && len != 0)
         {
             if (!_mem.IsMapped(addr, addr + len)) return -Errno.ENOMEM;
@@ -419,9 +423,10 @@ public sealed unsafe partial class LinuxProcess
 
     internal long Getrandom(ulong[] a)
     {
-        if (Buffer(a[0], a[1], write: true) is not long host) return -Errno.EFAULT;
+        ulong len = Math.Min(a[1], 1 << 25);
+        if (Buffer(a[0], len, write: true) is not long host) return -Errno.EFAULT;
         // The host's own call: the same flags (GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE), blocking and errors.
-        return Native.Syscall(318, host, (long)Math.Min(a[1], 1 << 25), (long)a[2]);
+        return Native.Syscall(318, host, (long)len, (long)a[2]);
     }
 
     internal long Futex(ulong[] a)

@@ -28,7 +28,10 @@ internal static partial class Native
     [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
     private static partial long SyscallRaw(long number, long a1, long a2, long a3, long a4, long a5, long a6);
 
-    /// <summary>Fills <paramref name="buffer"/> from the host's getrandom (no OpenSSL start-up, unlike RandomNumberGenerator).</summary>
+    /// <summary>
+    /// Fills <paramref name="buffer"/> from the host's getrandom (no OpenSSL start-up, unlike
+    /// RandomNumberGenerator, which it falls back to where getrandom is refused, e.g. by seccomp).
+    /// </summary>
     public static unsafe void Random(Span<byte> buffer)
     {
         fixed (byte* p = buffer)
@@ -36,7 +39,11 @@ internal static partial class Native
             {
                 long n = Syscall(318, (long)(p + done), buffer.Length - done);
                 if (n == -4 /* EINTR */) continue;
-                if (n <= 0) throw new InvalidOperationException($"getrandom failed ({n})");
+                if (n <= 0)
+                {
+                    System.Security.Cryptography.RandomNumberGenerator.Fill(buffer[done..]);
+                    return;
+                }
                 done += (int)n;
             }
     }

@@ -108,7 +108,6 @@ public static class LlvmTier
         private readonly List<Waiting> _waiting = [];
         private readonly Thread _thread;
         private volatile bool _stopping;
-        private volatile bool _warmingUp;
 
         /// <summary>A queued region and its <see cref="Region.Retired"/> count when last looked at.</summary>
         private readonly record struct Waiting(VirtualCpu Cpu, Region Region, long Seen);
@@ -139,9 +138,8 @@ public static class LlvmTier
             if (_stopping) return;
             _stopping = true;
             _signal.Release();
-            // The warm-up touches nothing of this VM, and the thread stops after it: a short guest
-            // need not wait for it to end.
-            if (!_warmingUp) _thread.Join();
+            // Also through a warm-up: LLVM must not be running when the process exits.
+            _thread.Join();
         }
 
         /// <summary>Takes the hottest waiting region off the list (see the class summary); false when none waits.</summary>
@@ -181,12 +179,6 @@ public static class LlvmTier
 
         private static int s_warmedUp;
 
-        /// <summary>
-        /// Compiles a small made-up loop once and throws it away. The first compilation pays for
-        /// loading the lowering's code and types and for LLVM's first use of its code generator
-        /// (25–40 ms of lowering alone, measured); done here, on the idle second core while the guest
-        /// starts, the first hot region no longer waits for it.
-        /// </summary>
         /// <summary>The warm-up's region, lifted and cleaned as a hot region is (null if it cannot be).</summary>
         internal static IrRegion? WarmUpRegion()
         {
@@ -195,11 +187,17 @@ public static class LlvmTier
             return ir;
         }
 
+        /// <summary>
+        /// Compiles a small made-up loop once and throws it away. The first compilation pays for
+        /// loading the lowering's code and types and for LLVM's first use of its code generator
+        /// (25–40 ms of lowering alone, measured); done here, on the idle second core while the guest
+        /// starts, the first hot region no longer waits for it. A VM disposed meanwhile waits for it
+        /// (LLVM must not be running when the process exits); the CLI leaves without disposing.
+        /// </summary>
         private void WarmUp()
         {
             // The costs are the process's, not the VM's: once is enough.
             if (Interlocked.Exchange(ref s_warmedUp, 1) != 0) return;
-            _warmingUp = true;
             try
             {
                 bool done = WarmUpRegion() is { } ir && LlvmBackend.TryCompile(ir, _level, out _, out _);
@@ -209,10 +207,6 @@ public static class LlvmTier
             {
                 // Only time is at stake: the tier works without it.
                 if (s_log) Log($"warm-up failed: {e.Message}");
-            }
-            finally
-            {
-                _warmingUp = false;
             }
         }
 

@@ -25,6 +25,7 @@ public class LibcTests
             d.Add(libc, "timecheck", []);
             d.Add(libc, "jump", []);
             d.Add(libc, "random", []);
+            d.Add(libc, "madvise", []);
             d.Add(libc, "floats", []);
             d.Add(libc, "fpmath", []);
             d.Add(libc, "fpmath", ["2.5e-3"]);

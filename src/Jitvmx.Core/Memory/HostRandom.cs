@@ -11,8 +11,12 @@ namespace Jitvmx.Memory;
 /// </summary>
 internal static unsafe partial class HostRandom
 {
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial nint getrandom(byte* buffer, nuint length, uint flags);
+    // Through syscall(): a libc without a getrandom wrapper still has the call. glibc's syscall() only
+    // moves its integer arguments into the kernel's registers, so fixed arguments are exact on x86-64.
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+    private static partial nint Syscall(nint number, byte* buffer, nuint length, nuint flags);
+
+    private static nint getrandom(byte* buffer, nuint length, uint flags) => Syscall(318, buffer, length, flags);
 
     /// <summary>Fills <paramref name="buffer"/>; falls back to <see cref="RandomNumberGenerator"/> where getrandom fails.</summary>
     public static void Fill(Span<byte> buffer)
