@@ -66,7 +66,7 @@ internal static class RunCommand
         {
             var machine = new VirtualMachineOptions
             {
-                InterpreterTierUp = tier switch { "interp" => long.MaxValue, "auto" => long.TryParse(System.Environment.GetEnvironmentVariable("JITVMX_INTERP_TIERUP"), out long tu) ? tu : AutoInterpreterTierUp, _ => 0 },
+                InterpreterTierUp = tier switch { "interp" => long.MaxValue, "auto" => long.TryParse(System.Environment.GetEnvironmentVariable("JITVMX_INTERP_TIERUP"), out long tu) && tu > 0 ? tu : AutoInterpreterTierUp, _ => 0 },
                 Profile = profile,
             };
             process = LinuxProcess.Load(program, argv, env, new LinuxOptions { Strace = strace, Diagnostics = diagnostics, Machine = machine });
