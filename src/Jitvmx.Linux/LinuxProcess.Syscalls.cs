@@ -316,9 +316,7 @@ public sealed unsafe partial class LinuxProcess
     internal long Mprotect(ulong[] a)
     {
         ulong addr = a[0], len = AddressSpace.PageUp(a[1]);
-        if ((addr & 0xFFF) != 0 || len < a[1] || addr + len < addr) return -Errno.EINVAL;
-        // Beyond the reservation (or wrapping around) nothing is mapped; the host call must never see it.
-        if (len != 0 && !AddressSpace.InRange(addr, addr + len)) return -Errno.ENOMEM;
+        if ((addr & 0xFFF) != 0) return -Errno.EINVAL;
         if (len == 0) return 0;
         if (!AddressSpace.InRange(addr, addr + len)) return -Errno.ENOMEM;
         return _mem.Protect(addr, addr + len, Perms(a[2])) ? 0 : -Errno.ENOMEM;
@@ -360,14 +358,10 @@ public sealed unsafe partial class LinuxProcess
         if ((addr & 0xFFF) != 0 || len < a[1] || addr + len < addr) return -Errno.EINVAL;
         // Beyond the reservation (or wrapping around) nothing is mapped; the host call must never see it.
         if (len != 0 && !AddressSpace.InRange(addr, addr + len)) return -Errno.ENOMEM;
-        if (a[2] == 4 /* MADV_DONTNEED */ && len != 0)
+        // Passed on for mapped memory: DONTNEED zero-fills on next touch, as for the guest; the huge-page
+        // advice is the guest's own choice of page size, which the host may refuse as it would natively.
+        if (a[2] is Native.MadvDontNeed or Native.MadvHugePage or Native.MadvNoHugePage && len != 0)
         {
-            if (!_mem.IsMapped(addr, addr + len)) return -Errno.ENOMEM;
-            return Native.Syscall(28, (long)_mem.Host(addr), (long)len, 4); // zero-fill on next touch, as for the guest
-        }
-        if (a[2] is Native.MadvHugePage or Native.MadvNoHugePage && len != 0)
-        {
-            // The guest's own choice of page size for its memory, passed on; the host may refuse it as it would natively.
             if (!_mem.IsMapped(addr, addr + len)) return -Errno.ENOMEM;
             return Native.Syscall(28, (long)_mem.Host(addr), (long)len, (long)a[2]);
         }

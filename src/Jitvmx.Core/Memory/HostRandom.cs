@@ -16,8 +16,6 @@ internal static unsafe partial class HostRandom
     [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
     private static partial nint Syscall(nint number, byte* buffer, nuint length, nuint flags);
 
-    private static nint getrandom(byte* buffer, nuint length, uint flags) => Syscall(318, buffer, length, flags);
-
     /// <summary>Fills <paramref name="buffer"/>; falls back to <see cref="RandomNumberGenerator"/> where getrandom fails.</summary>
     public static void Fill(Span<byte> buffer)
     {
@@ -26,7 +24,7 @@ internal static unsafe partial class HostRandom
             int done = 0;
             while (done < buffer.Length)
             {
-                nint n = getrandom(p + done, (nuint)(buffer.Length - done), 0);
+                nint n = Syscall(318 /* getrandom */, p + done, (nuint)(buffer.Length - done), 0);
                 if (n <= 0)
                 {
                     if (n < 0 && Marshal.GetLastPInvokeError() == 4 /* EINTR */) continue;
