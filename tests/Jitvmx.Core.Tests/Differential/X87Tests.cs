@@ -543,7 +543,11 @@ public sealed class X87Tests
         {
             var j = DiffHarness.RunJitvmx(cases[n]);
             if (j.Exit.Reason == ExitReason.ExceptionOrNmi && j.Exit.Vector == ExceptionVector.MF) j = j with { Signal = OracleSignal.Sigfpe };
-            if (DiffHarness.Compare(native[n], j, 0) is { } diff) report.AppendLine($"case {n}: {diff}\n  {DiffHarness.Disassemble(cases[n].Code)}\n  cw {BitConverter.ToUInt16(cases[n].Memory, 0x300):x4} m32 {BitConverter.ToUInt32(cases[n].Memory, 0x280):x8} st0 {Convert.ToHexString(cases[n].Memory.AsSpan(0, 10))}");
+            string? diff = DiffHarness.Compare(native[n], j, 0);
+            // A host run preempted between the x87 instruction and the save loses FIP/FDP/FOP (see DiffHarness.Check).
+            for (int retry = 0; diff is not null && retry < 3; retry++)
+                if (DiffHarness.Compare(HostOracle.Run(cases[n]), j, 0) is null) diff = null;
+            if (diff is not null) report.AppendLine($"case {n}: {diff}\n  {DiffHarness.Disassemble(cases[n].Code)}\n  cw {BitConverter.ToUInt16(cases[n].Memory, 0x300):x4} m32 {BitConverter.ToUInt32(cases[n].Memory, 0x280):x8} st0 {Convert.ToHexString(cases[n].Memory.AsSpan(0, 10))}");
         }
         Assert.True(report.Length == 0, $"seed {seed}:\n{report}");
     }
