@@ -57,6 +57,35 @@ public sealed class VirtualMachine : IDisposable
     }
     private long? _flatAddend;
 
+    /// <summary>
+    /// Declares, with <see cref="FlatAddend"/>, that host memory is readable only where the guest may
+    /// read, over the whole flat window: host addresses [FlatAddend, FlatAddend + <see cref="FlatWindow"/>
+    /// + <see cref="FlatWindowGuard"/>) are unreadable except where the guest may read at FlatAddend + its
+    /// address (guest-readable pages that keep to the flat addend; pages mapped elsewhere stay unreadable
+    /// in the window). The embedder keeps that true as mappings change. Code compiled through LLVM then reads guest
+    /// memory at FlatAddend + (address mod <see cref="FlatWindow"/>) without a software check, and a host
+    /// fault takes the read to the software path, which checks the full address (a guest read above the
+    /// window that aliases a readable page inside it is the one case that reads instead of faulting).
+    /// Writes keep their software check. Set it before any code is translated; false by default.
+    /// </summary>
+    public bool HostReadFaults
+    {
+        get => _hostReadFaults;
+        set
+        {
+            if (!Cache.IsEmpty)
+                throw new InvalidOperationException("HostReadFaults must be set before any code is translated or installed");
+            _hostReadFaults = value;
+        }
+    }
+    private bool _hostReadFaults;
+
+    /// <summary>Bytes of guest address space that <see cref="HostReadFaults"/> code reads through the flat window (1 TiB): addresses are taken modulo this.</summary>
+    public const ulong FlatWindow = 1UL << 40;
+
+    /// <summary>Unreadable bytes the embedder keeps after the flat window, for reads that start in it and run past its end.</summary>
+    public const ulong FlatWindowGuard = 1UL << 16;
+
     /// <summary>The current guest-physical mappings, sorted by address.</summary>
     public IReadOnlyList<GuestMemoryRegion> MemoryRegions => Physical.Regions;
 

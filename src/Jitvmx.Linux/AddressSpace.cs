@@ -7,6 +7,13 @@ namespace Jitvmx.Linux;
 /// Each guest mapping (a VMA) is also one region of the VM's guest-physical map with the guest's
 /// permissions, so the engine's memory path checks every access; mprotect/munmap split regions
 /// and register the pieces again (the host memory stays: it is the reservation).
+/// <para>
+/// The reservation spans the VM's whole flat window (<see cref="VirtualMachine.FlatWindow"/> and its guard),
+/// inaccessible on the host except where the guest may read: those pages are host read-write (the engine
+/// checks writes itself). So reads in compiled code can rely on host faults
+/// (<see cref="VirtualMachine.HostReadFaults"/>), and a guest address up to 1 TiB never reaches host memory
+/// outside the reservation.
+/// </para>
 /// </summary>
 internal sealed unsafe class AddressSpace : IDisposable
 {
@@ -32,10 +39,12 @@ internal sealed unsafe class AddressSpace : IDisposable
     public AddressSpace(VirtualMachine vm)
     {
         _vm = vm;
-        Base = Native.Mmap(0, unchecked((nuint)Size), Native.ProtRead | Native.ProtWrite,
-            Native.MapPrivate | Native.MapAnonymous | Native.MapNoReserve, -1, 0);
-        if (Base == -1) throw new InvalidOperationException($"cannot reserve {Size >> 30} GiB of address space for the guest");
+        Base = Native.Mmap(0, unchecked((nuint)ReservationSize), 0, Native.MapPrivate | Native.MapAnonymous | Native.MapNoReserve, -1, 0);
+        if (Base == -1) throw new InvalidOperationException($"cannot reserve {ReservationSize >> 30} GiB of address space for the guest");
     }
+
+    /// <summary>Bytes of host address space reserved: the flat window and its guard, inaccessible where nothing is mapped.</summary>
+    public const ulong ReservationSize = VirtualMachine.FlatWindow + VirtualMachine.FlatWindowGuard;
 
     /// <summary>Host address of guest address 0.</summary>
     public nint Base { get; }
@@ -58,6 +67,7 @@ internal sealed unsafe class AddressSpace : IDisposable
         Unmap(start, end);
         if (perms != MemoryPermissions.None) AdviseHugePages(start, end); // not a reservation the guest keeps inaccessible
         Insert(start, end, perms);
+        HostProtect(start, end, perms, shared: false);
     }
 
     /// <summary>Bytes of a transparent huge page on x86-64.</summary>
@@ -93,7 +103,40 @@ internal sealed unsafe class AddressSpace : IDisposable
             return -errno;
         }
         Insert(start, end, perms);
+        if (!Readable(perms)) HostProtect(start, end, perms, shared);
         return 0;
+    }
+
+    /// <summary>Copies guest memory between two mappings of permissions <paramref name="perms"/> (mremap), inaccessible ones included.</summary>
+    public void Copy(ulong from, ulong to, ulong length, MemoryPermissions perms)
+    {
+        bool hidden = !Readable(perms);
+        if (hidden)
+        {
+            Native.Mprotect((nint)Host(from), (nuint)length, Native.ProtRead);
+            Native.Mprotect((nint)Host(to), (nuint)length, Native.ProtRead | Native.ProtWrite);
+        }
+        Buffer.MemoryCopy(Host(from), Host(to), length, length);
+        if (hidden)
+        {
+            HostProtect(from, from + length, perms, shared: false);
+            HostProtect(to, to + length, perms, shared: false);
+        }
+    }
+
+    private static bool Readable(MemoryPermissions perms) => (perms & (MemoryPermissions.Read | MemoryPermissions.Execute)) != 0;
+
+    /// <summary>
+    /// Host protection of [start, end) for guest permissions <paramref name="perms"/>: read-write where the
+    /// guest may read or execute, inaccessible elsewhere. A shared file mapping may refuse write access
+    /// (the file was opened read-only): then read-only, which is all the guest may have of it.
+    /// </summary>
+    private void HostProtect(ulong start, ulong end, MemoryPermissions perms, bool shared)
+    {
+        nint at = (nint)Host(start);
+        nuint len = (nuint)(end - start);
+        if (!Readable(perms)) Native.Mprotect(at, len, 0);
+        else if (Native.Mprotect(at, len, Native.ProtRead | Native.ProtWrite) != 0 && shared) Native.Mprotect(at, len, Native.ProtRead);
     }
 
     /// <summary>Unmaps every page of [start, end); the host memory is reset to zero pages.</summary>
@@ -123,6 +166,8 @@ internal sealed unsafe class AddressSpace : IDisposable
             if (v.End > end) Insert(end, v.End, v.Perms, merge: false);
         }
         Insert(start, end, perms);
+        // Keeps each piece's own kind of host memory: anonymous, or a file mapping that may be shared.
+        HostProtect(start, end, perms, shared: true);
         return true;
     }
 
@@ -237,8 +282,8 @@ internal sealed unsafe class AddressSpace : IDisposable
 
     private void Zero(ulong start, ulong end)
     {
-        // Replacing the pages with fresh anonymous ones zeroes them and drops any file mapping.
-        Native.Mmap((nint)Host(start), (nuint)(end - start), Native.ProtRead | Native.ProtWrite,
+        // Replacing the pages with fresh anonymous ones zeroes them and drops any file mapping; unmapped, they are inaccessible.
+        Native.Mmap((nint)Host(start), (nuint)(end - start), 0,
             Native.MapPrivate | Native.MapAnonymous | Native.MapNoReserve | Native.MapFixed, -1, 0);
     }
 
@@ -248,6 +293,6 @@ internal sealed unsafe class AddressSpace : IDisposable
         _disposed = true;
         foreach (var v in _vmas) _vm.Unmap(v.Region);
         _vmas.Clear();
-        Native.Munmap(Base, unchecked((nuint)Size));
+        Native.Munmap(Base, unchecked((nuint)ReservationSize));
     }
 }

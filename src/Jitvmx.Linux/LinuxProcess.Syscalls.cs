@@ -347,7 +347,7 @@ public sealed unsafe partial class LinuxProcess
         }
         else if ((target & 0xFFF) != 0 || !AddressSpace.InRange(target, target + newLen)) return -Errno.EINVAL;
         _mem.Map(target, target + newLen, perms);
-        System.Buffer.MemoryCopy(_mem.Host(old), _mem.Host(target), newLen, Math.Min(oldLen, newLen));
+        _mem.Copy(old, target, Math.Min(oldLen, newLen), perms);
         _mem.Unmap(old, old + oldLen);
         return (long)target;
     }

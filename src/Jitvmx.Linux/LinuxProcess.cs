@@ -40,6 +40,9 @@ public sealed partial class LinuxProcess : IDisposable
             _mem = new AddressSpace(Machine);
             // All guest memory lies in the reservation, guest address 0 at its base.
             Machine.FlatAddend = _mem.Base;
+            // The reservation is inaccessible wherever the guest may not read (AddressSpace).
+            // JITVMX_HOST_READS=0 keeps the software check on reads too (for comparisons).
+            Machine.HostReadFaults = Environment.GetEnvironmentVariable("JITVMX_HOST_READS") != "0";
             ExecutablePath = Path.GetFullPath(path);
             var image = ElfLoader.Load(path, _mem);
             _brkStart = _brk = image.BrkStart;

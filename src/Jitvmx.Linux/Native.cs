@@ -23,6 +23,9 @@ internal static partial class Native
     [LibraryImport("libc", EntryPoint = "munmap", SetLastError = true)]
     public static partial int Munmap(nint addr, nuint length);
 
+    [LibraryImport("libc", EntryPoint = "mprotect", SetLastError = true)]
+    public static partial int Mprotect(nint addr, nuint length, int prot);
+
     // glibc's syscall() is an assembly routine that just moves its integer arguments into the
     // kernel's registers, so declaring it with six fixed arguments is exact on x86-64.
     [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 using System.Diagnostics;
+using System.Text;
 using Jitvmx.Backend;
 using Jitvmx.Ir;
 using Jitvmx.Llvm.Native;
@@ -66,6 +67,8 @@ internal sealed unsafe partial class LlvmBackend
     private IrBlock _current = null!;
     private int _maxArgs;
     private bool _lazyFlags = true, _chain = true;
+    // Guest reads rely on host faults (IrRegion.HostReadFaults).
+    private bool _hostReads;
 
     private LlvmBackend(IrRegion region, nint context, nint module)
     {
@@ -112,16 +115,30 @@ internal sealed unsafe partial class LlvmBackend
         nint context = LLVMContextCreate();
         try
         {
-            if (!TryLower(region, context, name, out nint module, out var successors, out int[] helpers, out reason, lazyFlags: level != LlvmOptLevel.O0, chain: chain))
-                return false;
-            long t1 = Stopwatch.GetTimestamp();
-            Optimize(module, level, SwitchesFpEnv(region));
-            long t2 = Stopwatch.GetTimestamp();
-            if (s_dump) Console.Error.WriteLine($"jitvmx: LLVM region 0x{region.EntryRip:x} ({level})\n{Print(module)}");
-            // Code is generated on this thread with its own target machine and linked as an object:
-            // compilations on several threads do not share LLJIT's single compiler.
-            nint obj = EmitObject(module, CodegenLevel(level));
-            LLVMDisposeModule(module);
+            bool hostReads = region.HostReadFaults;
+            nint obj;
+            List<FaultMapEntry> faults;
+            ulong[] successors;
+            int[] helpers;
+            long t1, t2;
+            while (true)
+            {
+                if (!TryLower(region, context, name, out nint module, out successors, out helpers, out reason, lazyFlags: level != LlvmOptLevel.O0, chain: chain, hostReads: hostReads))
+                    return false;
+                t1 = Stopwatch.GetTimestamp();
+                Optimize(module, level, SwitchesFpEnv(region));
+                t2 = Stopwatch.GetTimestamp();
+                if (s_dump) Console.Error.WriteLine($"jitvmx: LLVM region 0x{region.EntryRip:x} ({level})\n{Print(module)}");
+                // Code is generated on this thread with its own target machine and linked as an object:
+                // compilations on several threads do not share LLJIT's single compiler.
+                obj = EmitObject(module, CodegenLevel(level));
+                LLVMDisposeModule(module);
+                faults = [];
+                if (!hostReads || CheckHostReads(new ReadOnlySpan<byte>(LLVMGetBufferStart(obj), (int)LLVMGetBufferSize(obj)), name, out faults))
+                    break;
+                LLVMDisposeMemoryBuffer(obj);
+                hostReads = false; // again with software checks
+            }
             long t3 = Stopwatch.GetTimestamp();
             jit.DefineHelpers(helpers);
             nint cells = chain ? DefineCells(jit, name, successors.Length) : 0;
@@ -129,8 +146,9 @@ internal sealed unsafe partial class LlvmBackend
             nint tracker = jit.AddObject(obj); // takes the buffer
             nint fn = jit.Lookup(name);        // links against the runtime and helper symbols
             if (objBytes is not null) PerfMap.Record(name, fn, objBytes);
+            ulong[] faultKeys = HostFaults.Register(fn, faults); // before the code can run
             times = new LlvmCompileTimes(t1 - t0, t2 - t1, t3 - t2, Stopwatch.GetTimestamp() - t3);
-            compiled = Native(fn, tracker, successors, cells, EntryNeed(region));
+            compiled = Native(fn, tracker, successors, cells, EntryNeed(region), faultKeys);
             return true;
         }
         finally
@@ -151,14 +169,17 @@ internal sealed unsafe partial class LlvmBackend
         nint context = LLVMContextCreate();
         try
         {
-            if (!TryLower(region, context, symbol, out nint module, out successors, out helpers, out reason, lazyFlags: level != LlvmOptLevel.O0)) return false;
-            Optimize(module, level, SwitchesFpEnv(region));
-            // The object imports only the helpers still called after optimisation (a wide divide's
-            // helper goes when the dividend is known to be narrow).
-            helpers = [.. helpers.Where(id => LLVMGetNamedGlobal(module, Helpers.Symbol(id)) is var g && g != 0 && LLVMGetFirstUse(g) != 0)];
-            obj = TakeBytes(EmitObject(module, CodegenLevel(level)));
-            LLVMDisposeModule(module);
-            return true;
+            for (bool hostReads = region.HostReadFaults; ; hostReads = false)
+            {
+                if (!TryLower(region, context, symbol, out nint module, out successors, out helpers, out reason, lazyFlags: level != LlvmOptLevel.O0, hostReads: hostReads)) return false;
+                Optimize(module, level, SwitchesFpEnv(region));
+                // The object imports only the helpers still called after optimisation (a wide divide's
+                // helper goes when the dividend is known to be narrow).
+                helpers = [.. helpers.Where(id => LLVMGetNamedGlobal(module, Helpers.Symbol(id)) is var g && g != 0 && LLVMGetFirstUse(g) != 0)];
+                obj = TakeBytes(EmitObject(module, CodegenLevel(level)));
+                LLVMDisposeModule(module);
+                if (!hostReads || CheckHostReads(obj, symbol, out _)) return true;
+            }
         }
         finally
         {
@@ -175,9 +196,29 @@ internal sealed unsafe partial class LlvmBackend
         var jit = LlvmJit.Instance;
         jit.DefineHelpers(helpers);
         var cells = DefineCells(jit, symbol, successors.Length);
+        if (!HostReadMap.TryRead(obj, symbol, out var faults, out string? why))
+            throw new InvalidOperationException($"LLVM object {symbol}: {why}");
         nint tracker = jit.AddObject(obj, symbol);
-        return Native(jit.Lookup(symbol), tracker, successors, cells);
+        nint fn = jit.Lookup(symbol);
+        return Native(fn, tracker, successors, cells, faultKeys: HostFaults.Register(fn, faults));
     }
+
+    /// <summary>Regions whose reads were compiled again with software checks (<see cref="CheckHostReads"/>).</summary>
+    public static long HostReadFallbacks;
+
+    /// <summary>
+    /// Reads the object's list of host-fault reads. An object LLVM wrote in a form this reader does not
+    /// follow is compiled again with software checks: a read without its entry would fault with no handler.
+    /// </summary>
+    private static bool CheckHostReads(ReadOnlySpan<byte> obj, string symbol, out List<FaultMapEntry> faults)
+    {
+        if (HostReadMap.TryRead(obj, symbol, out faults, out string? why)) return true;
+        Interlocked.Increment(ref HostReadFallbacks);
+        if (s_faultLog) Console.Error.WriteLine($"jitvmx: {symbol}: {why}; software checks instead");
+        return false;
+    }
+
+    private static readonly bool s_faultLog = Environment.GetEnvironmentVariable("JITVMX_TIER_LOG") == "1";
 
     /// <summary>Allocates and defines the link cells and cookie cell a region's code imports (never freed, as code is not).</summary>
     private static nint DefineCells(LlvmJit jit, string symbol, int successors)
@@ -188,9 +229,9 @@ internal sealed unsafe partial class LlvmBackend
         return (nint)block;
     }
 
-    private static CompiledRegion Native(nint fn, nint tracker, ulong[] successors, nint cells, int entryCharge = 0)
+    private static CompiledRegion Native(nint fn, nint tracker, ulong[] successors, nint cells, int entryCharge = 0, ulong[]? faultKeys = null)
     {
-        var thunk = new LlvmRegionThunk(fn, tracker);
+        var thunk = new LlvmRegionThunk(fn, tracker, faultKeys ?? []);
         var links = (nint*)cells;
         return new CompiledRegion(thunk.Invoke, successors)
         {
@@ -246,13 +287,13 @@ internal sealed unsafe partial class LlvmBackend
     /// something not lowered yet or the verifier rejects the function (a lowering bug).
     /// </summary>
     public static bool TryLower(IrRegion region, nint context, string name, out nint module, out ulong[] successors, out int[] helpers, out string? reason,
-        bool lazyFlags = true, bool chain = true)
+        bool lazyFlags = true, bool chain = true, bool hostReads = false)
     {
         var jit = LlvmJit.Instance;
         module = LLVMModuleCreateWithNameInContext(name, context);
         LLVMSetTarget(module, jit.Triple);
         LLVMSetDataLayout(module, jit.DataLayout);
-        var backend = new LlvmBackend(region, context, module) { _lazyFlags = lazyFlags && s_lazyFlags, _chain = chain };
+        var backend = new LlvmBackend(region, context, module) { _lazyFlags = lazyFlags && s_lazyFlags, _chain = chain, _hostReads = hostReads && region.HostReadFaults };
         successors = [];
         helpers = [];
         try
@@ -534,7 +575,7 @@ internal sealed unsafe partial class LlvmBackend
     private nint _unlikely;
 
     /// <summary>A conditional branch whose true side is rare (slow paths, stops, faults): hot code is laid out straight.</summary>
-    private void CondBrUnlikely(nint cond, nint rare, nint common)
+    private nint CondBrUnlikely(nint cond, nint rare, nint common)
     {
         nint br = LLVMBuildCondBr(_b, cond, rare, common);
         if (_unlikely == 0)
@@ -546,6 +587,7 @@ internal sealed unsafe partial class LlvmBackend
             _unlikely = LLVMMetadataAsValue(_ctx, LLVMMDNodeInContext2(_ctx, md, 3));
         }
         LLVMSetMetadata(br, LLVMGetMDKindIDInContext(_ctx, "prof", 4), _unlikely);
+        return br;
     }
 
     private void ExitWith(int code)
@@ -1043,6 +1085,50 @@ internal sealed unsafe partial class LlvmBackend
         return Phi2(_ptr, fastHost, hit, aloneHost, aloneEnd);
     }
 
+    /// <summary>
+    /// A guest read that relies on host faults (<see cref="VirtualMachine.HostReadFaults"/>): one host load
+    /// from FlatAddend + (address mod FlatWindow), written as inline assembly with <c>callbr</c> ("asm goto")
+    /// whose other destination is <paramref name="slow"/>. The assembly lists the load's address and the
+    /// slow path's in section <see cref="HostReadMap.Section"/>, which <see cref="HostReadMap"/> reads out
+    /// of the object: a host fault at the load resumes in the slow path (<see cref="HostFaults"/>) with the
+    /// registers as the branch left them. Numeric local labels keep copies made by tail duplication apart.
+    /// Leaves the builder in the block after the load and returns the value read, of <paramref name="type"/>.
+    /// </summary>
+    private nint HostRead(nint addr, nint type, int size, nint slow)
+    {
+        nint masked = LLVMBuildAnd(_b, addr, I64(VirtualMachine.FlatWindow - 1), "");
+        nint p = LLVMBuildIntToPtr(_b, LLVMBuildAdd(_b, masked, _flatAddend, ""), _ptr, "");
+        bool vec = size == 16;
+        // 8- and 16-bit reads zero-extend into a 32-bit register (no partial-register merge).
+        nint result = vec ? _v128 : size == 8 ? _i64 : _i32;
+        string load = size switch
+        {
+            1 => "movzbl ($1), ${0:k}",
+            2 => "movzwl ($1), ${0:k}",
+            4 => "movl ($1), ${0:k}",
+            8 => "movq ($1), $0",
+            _ => s_avx ? "vmovdqu ($1), $0" : "movdqu ($1), $0",
+        };
+        string text = $"1: {load}\n.pushsection {HostReadMap.Section},\"a\",@progbits\n.quad 1b, ${{2:l}}\n.popsection";
+        string constraints = vec ? "=x,r,!i" : "=r,r,!i";
+        nint ptr = _ptr;
+        nint fnType = LLVMFunctionType(result, &ptr, 1, 0);
+        nint asm = LLVMGetInlineAsm(fnType, text, (nuint)Encoding.UTF8.GetByteCount(text), constraints, (nuint)constraints.Length, 0, 0, 0, 0);
+        nint fast = NewBlock("read");
+        nint* indirect = stackalloc nint[1] { slow };
+        nint call = LLVMBuildCallBr(_b, fnType, asm, fast, indirect, 1, &p, 1, null, 0, "");
+        // It reads memory through its pointer and nothing else: stores to the same place stay before it.
+        LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, EnumAttribute("memory", 1)); // memory(argmem: read)
+        LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, EnumAttribute("nounwind"));
+        LLVMPositionBuilderAtEnd(_b, fast);
+        return result == type ? call : LLVMBuildTrunc(_b, call, type, "");
+    }
+
+    private static readonly bool s_avx = LlvmJit.Instance.HostFeatures.Contains("+avx,", StringComparison.Ordinal);
+
+    private nint EnumAttribute(string name, ulong value = 0) =>
+        LLVMCreateEnumAttribute(_ctx, LLVMGetEnumAttributeKindForName(name, (nuint)name.Length), value);
+
     /// <summary>A phi of two incoming values, built at the builder's position.</summary>
     private nint Phi2(nint type, nint a, nint fromA, nint b, nint fromB)
     {
@@ -1073,8 +1159,7 @@ internal sealed unsafe partial class LlvmBackend
         nint memType = v.Type == IrType.I1 ? _i8 : Type(v.Type);
         nint addr = Value(v.Args[0]);
         nint slow = NewBlock("load.slow"), join = NewBlock("load.done");
-        nint host = AccessCheck(v, addr, size, 0, slow);
-        nint fastValue = Load(memType, host, 1);
+        nint fastValue = _hostReads ? HostRead(addr, memType, size, slow) : Load(memType, AccessCheck(v, addr, size, 0, slow), 1);
         nint fastEnd = LLVMGetInsertBlock(_b);
         LLVMBuildBr(_b, join);
 

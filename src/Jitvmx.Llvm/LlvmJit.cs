@@ -41,6 +41,7 @@ internal sealed unsafe class LlvmJit
         LLVMInitializeX86Target();
         LLVMInitializeX86TargetMC();
         LLVMInitializeX86AsmPrinter();
+        LLVMInitializeX86AsmParser(); // inline assembly (HostFaults reads)
         Check(LLVMOrcCreateLLJIT(out _jit, 0), "creating LLJIT");
         _dylib = LLVMOrcLLJITGetMainJITDylib(_jit);
         Triple = Str(LLVMOrcLLJITGetTripleString(_jit));

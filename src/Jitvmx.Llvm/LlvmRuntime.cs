@@ -202,7 +202,7 @@ internal static unsafe class LlvmRuntime
 }
 
 /// <summary>Adapts an LLVM-compiled <c>i32 region(ptr ctx)</c> to the dispatcher's region delegate.</summary>
-internal sealed unsafe class LlvmRegionThunk(nint function, nint tracker)
+internal sealed unsafe class LlvmRegionThunk(nint function, nint tracker, ulong[] faultKeys)
 {
     /// <summary>Native entry point.</summary>
     public nint Function { get; } = function;
@@ -219,5 +219,9 @@ internal sealed unsafe class LlvmRegionThunk(nint function, nint tracker)
     }
 
     /// <summary>Frees the code. The caller guarantees no thread runs or will run it (the region was invalidated and dropped everywhere).</summary>
-    public void Release() => LlvmJit.Release(Tracker, removeCode: true);
+    public void Release()
+    {
+        HostFaults.Unregister(faultKeys);
+        LlvmJit.Release(Tracker, removeCode: true);
+    }
 }

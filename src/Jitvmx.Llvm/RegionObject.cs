@@ -125,17 +125,19 @@ public sealed class RegionObject
         var ranges = Merge(ir.GuestRanges);
         byte[] hash = HashGuest(cpu, ranges) ?? throw new RegionObjectException($"guest code at 0x{rip:x} changed while it was compiled");
         // Named after what it computes, so loading the same object twice links it once.
-        string symbol = $"jitvmx_region_{rip:x}_{level}{(ir.FlatMemory ? "_flat" : "")}_{Convert.ToHexStringLower(hash, 0, 8)}";
+        string symbol = $"jitvmx_region_{rip:x}_{level}{(ir.FlatMemory ? "_flat" : "")}{(ir.HostReadFaults ? "_hr" : "")}_{Convert.ToHexStringLower(hash, 0, 8)}";
         if (!LlvmBackend.TryEmitObject(ir, level, symbol, out byte[]? obj, out ulong[] successors, out int[] helperIds, out string? reason))
             throw new RegionObjectException($"LLVM cannot compile the region at 0x{rip:x}: {reason}");
         var helpers = helperIds.Select(id => new RegionObjectHelper(Jitvmx.Helpers.Symbol(id), Jitvmx.Helpers.IsPure(id), Signature(Jitvmx.Helpers.Method(id)!))).ToArray();
         var jit = LlvmJit.Instance;
         return new RegionObject(rip, ranges, hash, ir.GuestInstructionCount, LlvmBackend.EntryNeed(ir), successors, helpers, symbol, level,
-            BuildVersion, AbiFingerprint + (ir.FlatMemory ? FlatAbi : ""), jit.Triple, jit.HostCpu, jit.HostFeatures, obj!);
+            BuildVersion, AbiFingerprint + (ir.HostReadFaults ? HostReadsAbi : "") + (ir.FlatMemory ? FlatAbi : ""), jit.Triple, jit.HostCpu, jit.HostFeatures, obj!);
     }
 
     // Marks the interface of code compiled for a VM with a flat addend (VirtualMachine.FlatAddend).
     private const string FlatAbi = "+flat";
+    // Marks code whose reads may rely on host faults (VirtualMachine.HostReadFaults).
+    private const string HostReadsAbi = "+hostreads";
 
     // ================= loading =================
 
@@ -150,6 +152,8 @@ public sealed class RegionObject
         // Code for a flat VM adds that VM's addend; code for any other VM runs in a flat one too.
         if (Abi.EndsWith(FlatAbi, StringComparison.Ordinal) && cpu.Machine.FlatAddend is null)
             throw new RegionObjectException($"region 0x{EntryRip:x}: compiled for a VM with guest memory at one host offset (FlatAddend); this VM has none");
+        if (Abi.Contains(HostReadsAbi, StringComparison.Ordinal) && !cpu.Machine.HostReadFaults)
+            throw new RegionObjectException($"region 0x{EntryRip:x}: compiled for a VM whose guest reads may fault on the host (HostReadFaults); this VM's may not");
         byte[]? now = HashGuest(cpu, GuestRanges);
         if (now is null)
             throw new RegionObjectException($"region 0x{EntryRip:x}: its guest code is no longer mapped executable");

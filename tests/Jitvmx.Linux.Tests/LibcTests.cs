@@ -34,6 +34,8 @@ public class LibcTests
             d.Add(libc, "die_ill", []);
             d.Add(libc, "die_fpe", []);
             d.Add(libc, "die_abort", []);
+            foreach (string mode in new[] { "none", "unmapped", "prot_none", "edge", "high", "huge" })
+                d.Add(libc, "read_fault", [mode]);
         }
         return d;
     }

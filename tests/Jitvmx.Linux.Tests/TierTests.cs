@@ -3,7 +3,8 @@ namespace Jitvmx.Linux.Tests;
 
 /// <summary>
 /// Whole programs under each single tier: the default (<c>auto</c>) runs most code in the
-/// interpreter and only hot regions in the IL tier, so both are also run on their own.
+/// interpreter and only hot regions in the IL tier, so both are also run on their own, and
+/// reads that fault on the host under the LLVM tier alone.
 /// </summary>
 public class TierTests
 {
@@ -20,6 +21,9 @@ public class TierTests
             d.Add(tier, "linux-musl/floats", []);
             d.Add(tier, "linux/die_segv", []);
         }
+        // LLVM code reads guest memory with plain loads and takes host faults to its slow path.
+        foreach (string mode in new[] { "none", "unmapped", "prot_none", "edge", "high", "huge" })
+            d.Add("llvm", "linux/read_fault", [mode]);
         return d;
     }
 

@@ -250,6 +250,8 @@ public sealed class IrRegion
     public readonly List<(ulong Start, ulong End)> GuestRanges = [];
     /// <summary>Translated for a VM with <see cref="VirtualMachine.FlatAddend"/>: every TLB hit has that addend.</summary>
     public bool FlatMemory;
+    /// <summary>Translated for a VM with <see cref="VirtualMachine.HostReadFaults"/>: reads may rely on host faults.</summary>
+    public bool HostReadFaults;
     private int _nextId;
 
     /// <summary>Adds a new empty block.</summary>

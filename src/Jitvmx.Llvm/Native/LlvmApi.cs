@@ -100,6 +100,7 @@ internal static unsafe partial class LlvmApi
     [LibraryImport(Lib)] public static partial void LLVMInitializeX86Target();
     [LibraryImport(Lib)] public static partial void LLVMInitializeX86TargetMC();
     [LibraryImport(Lib)] public static partial void LLVMInitializeX86AsmPrinter();
+    [LibraryImport(Lib)] public static partial void LLVMInitializeX86AsmParser();
     /// <summary>Owns: the result (LLVMDisposeMessage).</summary>
     [LibraryImport(Lib)] public static partial nint LLVMGetDefaultTargetTriple();
     /// <summary>Owns: the result (LLVMDisposeMessage).</summary>
@@ -176,6 +177,12 @@ internal static unsafe partial class LlvmApi
     [LibraryImport(Lib)] public static partial nint LLVMGetIntrinsicDeclaration(nint module, uint id, nint* types, nuint count);
     [LibraryImport(Lib)] public static partial nint LLVMIntrinsicGetType(nint context, uint id, nint* types, nuint count);
 
+    // ---------------- inline assembly ----------------
+    /// <summary>An inline-assembly callee (owned by the context); <paramref name="dialect"/> 0 is AT&amp;T.</summary>
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial nint LLVMGetInlineAsm(nint type, string asm, nuint asmSize, string constraints, nuint constraintsSize,
+        int hasSideEffects, int isAlignStack, int dialect, int canThrow);
+
     // ---------------- metadata ----------------
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial uint LLVMGetMDKindIDInContext(nint context, string name, uint length);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMMDStringInContext2(nint context, string str, nuint length);
@@ -188,6 +195,7 @@ internal static unsafe partial class LlvmApi
     // ---------------- constants ----------------
     [LibraryImport(Lib)] public static partial nint LLVMConstInt(nint type, ulong value, int signExtend);
     [LibraryImport(Lib)] public static partial nint LLVMConstNull(nint type);
+    [LibraryImport(Lib)] public static partial nint LLVMConstIntToPtr(nint value, nint type);
     [LibraryImport(Lib)] public static partial nint LLVMConstReal(nint type, double value);
     /// <summary>A constant vector of <paramref name="count"/> scalar constants.</summary>
     [LibraryImport(Lib)] public static partial nint LLVMConstVector(nint* values, uint count);
@@ -201,6 +209,7 @@ internal static unsafe partial class LlvmApi
     [LibraryImport(Lib)] public static partial nint LLVMGetInsertBlock(nint builder);
 
     [LibraryImport(Lib)] public static partial nint LLVMBuildRet(nint b, nint value);
+    [LibraryImport(Lib)] public static partial nint LLVMBuildRetVoid(nint b);
     [LibraryImport(Lib)] public static partial nint LLVMBuildBr(nint b, nint dest);
     [LibraryImport(Lib)] public static partial nint LLVMBuildCondBr(nint b, nint cond, nint then, nint @else);
     /// <summary>A switch on an integer; cases are added with <see cref="LLVMAddCase"/>.</summary>
@@ -253,6 +262,10 @@ internal static unsafe partial class LlvmApi
 
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildPhi(nint b, nint type, string name);
     [LibraryImport(Lib)] public static partial void LLVMAddIncoming(nint phi, nint* values, nint* blocks, uint count);
+    /// <summary>callbr: calls <paramref name="function"/> (inline assembly) and continues at <paramref name="defaultDest"/>, or at one of the indirect destinations the assembly may jump to.</summary>
+    [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial nint LLVMBuildCallBr(nint b, nint functionType, nint function, nint defaultDest, nint* indirectDests, uint indirectCount,
+        nint* args, uint argCount, nint* bundles, uint bundleCount, string name);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildCall2(nint b, nint functionType, nint function, nint* args, uint count, string name);
 
     // ---------------- optimisation ----------------

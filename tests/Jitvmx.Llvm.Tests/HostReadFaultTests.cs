@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: MIT
+using System.Runtime.InteropServices;
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Jitvmx.Llvm.Tests;
+
+/// <summary>
+/// Reads that rely on host faults (<see cref="VirtualMachine.HostReadFaults"/>): RAM in a flat window that is
+/// inaccessible elsewhere, so LLVM code reads it with plain loads and every other read (the code page,
+/// which lies outside the window, and unmapped memory) faults on the host into its slow path. Results,
+/// exits and retired counts must equal the IL tier's, which checks every read in software.
+/// </summary>
+public unsafe partial class HostReadFaultTests
+{
+    private static Action<Assembler> Program(ulong lastRead) => a =>
+    {
+        var loop = a.CreateLabel();
+        a.mov(rsi, TestGuest.RamBase);
+        a.mov(rdi, TestGuest.CodeBase);
+        a.mov(ecx, 64);
+        a.xor(eax, eax);
+        a.pxor(xmm1, xmm1);
+        a.Label(ref loop);
+        a.add(rax, __qword_ptr[rsi + rcx * 8]);
+        a.add(rax, __qword_ptr[rdi + rcx * 8]);          // the code page: outside the window
+        a.movzx(edx, __byte_ptr[rsi + rcx]);
+        a.add(rax, rdx);
+        a.movzx(edx, __word_ptr[rsi + rcx * 2 + 0x1FF]);
+        a.add(rax, rdx);
+        a.add(eax, __dword_ptr[rdi + rcx * 4 + 2]);
+        a.movdqu(xmm0, __xmmword_ptr[rsi + rcx * 8 + 3]);
+        a.paddq(xmm1, xmm0);
+        a.mov(__qword_ptr[rsi + rcx * 8 + 0x1000], rax);
+        a.add(rax, __qword_ptr[rsi + rcx * 8 + 0x1000]); // reads back what it stored
+        a.dec(ecx);
+        a.jnz(loop);
+        a.movq(rbx, xmm1);
+        a.mov(rdx, lastRead);
+        a.mov(rdx, __qword_ptr[rdx]);
+        a.hlt();
+    };
+
+    [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]
+    private static partial nint Mmap(nint addr, nuint length, int prot, int flags, int fd, long offset);
+
+    [LibraryImport("libc", EntryPoint = "mprotect", SetLastError = true)]
+    private static partial int Mprotect(nint addr, nuint length, int prot);
+
+    /// <summary>Moves RAM into a fresh flat window (inaccessible but for RAM) and turns host-fault reads on.</summary>
+    private static void Window(TestGuest g)
+    {
+        // Left reserved for the life of the test process: code compiled against it may still be referenced.
+        nint window = Mmap(0, unchecked((nuint)(VirtualMachine.FlatWindow + VirtualMachine.FlatWindowGuard)), 0, 0x22 | 0x4000, -1, 0);
+        Assert.NotEqual(-1, window);
+        var ram = g.Vm.MemoryRegions.Single(r => r.GuestPhysicalAddress == TestGuest.RamBase);
+        nint at = window + (nint)TestGuest.RamBase;
+        Assert.Equal(0, Mprotect(at, (nuint)TestGuest.RamSize, 3));
+        Buffer.MemoryCopy((void*)ram.HostAddress, (void*)at, TestGuest.RamSize, TestGuest.RamSize);
+        g.Vm.Unmap(ram);
+        g.Vm.MapHostMemory(TestGuest.RamBase, TestGuest.RamSize, at, MemoryPermissions.ReadWrite);
+        g.Vm.FlatAddend = window;
+        g.Vm.HostReadFaults = true;
+    }
+
+    [Theory]
+    [InlineData(TestGuest.RamBase + 0x800, LlvmOptLevel.O2)]                 // the run ends at HLT
+    [InlineData(TestGuest.RamBase + 0x800, LlvmOptLevel.O0)]
+    [InlineData(0x4000_0000UL, LlvmOptLevel.O2)]                              // unmapped, inside the window
+    [InlineData(TestGuest.RamBase + TestGuest.RamSize - 4, LlvmOptLevel.O2)] // straddles RAM's end
+    [InlineData(0x30_0000_0000UL, LlvmOptLevel.O2)]                           // far above every mapping
+    [InlineData(0x7F00_0000_1000UL, LlvmOptLevel.O2)]                         // above the window: taken modulo 1 TiB, lands on the code page's address
+    public void ReadsThatFaultOnTheHostEndAsTheSoftwareCheckSays(ulong lastRead, LlvmOptLevel level)
+    {
+        var (il, ll) = Tiers.Compare(Program(lastRead), g => g.Cpu.Run(), Window, level);
+        if (lastRead == TestGuest.RamBase + 0x800) Assert.Equal(ExitReason.Hlt, ll.Exit.Reason);
+        else Assert.NotEqual(ExitReason.Hlt, ll.Exit.Reason);
+        Assert.NotEqual(0UL, ll.State.Rbx);
+    }
+
+    [Fact]
+    public void TheObjectListsEveryReadWithItsSlowPath()
+    {
+        using var g = new TestGuest(Program(TestGuest.RamBase));
+        Window(g);
+        var ir = Lifting.Translator.Translate(g.Cpu, TestGuest.CodeBase, Lifting.RegionLimits.Default, out _)!;
+        Ir.Passes.Run(ir);
+        Assert.True(ir.HostReadFaults);
+        string symbol = LlvmJit.Instance.UniqueName("host_reads");
+        Assert.True(LlvmBackend.TryEmitObject(ir, LlvmOptLevel.O2, symbol, out var obj, out _, out _, out var reason), reason);
+        Assert.True(HostReadMap.TryRead(obj, symbol, out var reads, out var why), why);
+        // Six or seven reads in the loop (the read-back may be forwarded from the store), one after it;
+        // duplication by the code generator may add copies.
+        Assert.InRange(reads.Count, 7, 40);
+        ulong size = PerfMap.SymbolSize(obj!, symbol)!.Value;
+        foreach (var r in reads)
+        {
+            Assert.InRange(r.FaultOffset, 0u, (uint)size - 1);
+            Assert.InRange(r.HandlerOffset, 0u, (uint)size - 1);
+            Assert.NotEqual(r.FaultOffset, r.HandlerOffset);
+        }
+        Assert.False(HostReadMap.TryRead(obj.AsSpan(0, 100), symbol, out _, out _));
+    }
+
+    [Fact]
+    public void FaultsOutsideTranslatedCodeStillReachTheRuntime()
+    {
+        HostFaults.EnsureInstalled();
+        int[]? none = Environment.TickCount == int.MinValue ? [1] : null;
+        Assert.Throws<NullReferenceException>(() => none![0]);
+        Assert.Equal(0UL, HostFaults.Lookup(0x1234));
+    }
+}
