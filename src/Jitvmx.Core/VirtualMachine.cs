@@ -59,13 +59,13 @@ public sealed class VirtualMachine : IDisposable
 
     /// <summary>
     /// Declares, with <see cref="FlatAddend"/>, that host memory is readable only where the guest may
-    /// read, over the whole flat window: host addresses [FlatAddend, FlatAddend + <see cref="FlatWindow"/>
-    /// + <see cref="FlatWindowGuard"/>) are unreadable except where the guest may read at FlatAddend + its
-    /// address (guest-readable pages that keep to the flat addend; pages mapped elsewhere stay unreadable
-    /// in the window). The embedder keeps that true as mappings change. Code compiled through LLVM then reads guest
-    /// memory at FlatAddend + (address mod <see cref="FlatWindow"/>) without a software check, and a host
-    /// fault takes the read to the software path, which checks the full address (a guest read above the
-    /// window that aliases a readable page inside it is the one case that reads instead of faulting).
+    /// read, over the whole flat window and its guards: host addresses [FlatAddend − <see cref="FlatWindowGuard"/>,
+    /// FlatAddend + <see cref="FlatWindow"/> + <see cref="FlatWindowGuard"/>) are unreadable except where the
+    /// guest may read at FlatAddend + its address (guest-readable pages that keep to the flat addend; pages
+    /// mapped elsewhere stay unreadable in the window). The embedder keeps that true as mappings change.
+    /// Code compiled through LLVM then reads guest memory at FlatAddend + address with a plain load when the
+    /// address's register part is below <see cref="FlatWindow"/>, and a host fault takes the read to the
+    /// software path, which makes the same checks as always: guest behaviour is unchanged.
     /// Writes keep their software check. Set it before any code is translated; false by default.
     /// </summary>
     public bool HostReadFaults
@@ -80,11 +80,14 @@ public sealed class VirtualMachine : IDisposable
     }
     private bool _hostReadFaults;
 
-    /// <summary>Bytes of guest address space that <see cref="HostReadFaults"/> code reads through the flat window (1 TiB): addresses are taken modulo this.</summary>
+    /// <summary>Bytes of guest address space that <see cref="HostReadFaults"/> code reads through the flat window (1 TiB); reads above it take the software path.</summary>
     public const ulong FlatWindow = 1UL << 40;
 
-    /// <summary>Unreadable bytes the embedder keeps after the flat window, for reads that start in it and run past its end.</summary>
-    public const ulong FlatWindowGuard = 1UL << 16;
+    /// <summary>
+    /// Unreadable bytes the embedder keeps on each side of the flat window (4 GiB): a read's register part is
+    /// checked against the window, and its constant displacement (under 2 GiB either way) and size may take it past either end.
+    /// </summary>
+    public const ulong FlatWindowGuard = 1UL << 32;
 
     /// <summary>The current guest-physical mappings, sorted by address.</summary>
     public IReadOnlyList<GuestMemoryRegion> MemoryRegions => Physical.Regions;

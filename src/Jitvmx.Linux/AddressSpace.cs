@@ -8,7 +8,7 @@ namespace Jitvmx.Linux;
 /// permissions, so the engine's memory path checks every access; mprotect/munmap split regions
 /// and register the pieces again (the host memory stays: it is the reservation).
 /// <para>
-/// The reservation spans the VM's whole flat window (<see cref="VirtualMachine.FlatWindow"/> and its guard),
+/// The reservation spans the VM's whole flat window (<see cref="VirtualMachine.FlatWindow"/> and its guards),
 /// inaccessible on the host except where the guest may read: those pages are host read-write (the engine
 /// checks writes itself). So reads in compiled code can rely on host faults
 /// (<see cref="VirtualMachine.HostReadFaults"/>), and a guest address up to 1 TiB never reaches host memory
@@ -39,12 +39,13 @@ internal sealed unsafe class AddressSpace : IDisposable
     public AddressSpace(VirtualMachine vm)
     {
         _vm = vm;
-        Base = Native.Mmap(0, unchecked((nuint)ReservationSize), 0, Native.MapPrivate | Native.MapAnonymous | Native.MapNoReserve, -1, 0);
-        if (Base == -1) throw new InvalidOperationException($"cannot reserve {ReservationSize >> 30} GiB of address space for the guest");
+        nint reservation = Native.Mmap(0, unchecked((nuint)ReservationSize), 0, Native.MapPrivate | Native.MapAnonymous | Native.MapNoReserve, -1, 0);
+        if (reservation == -1) throw new InvalidOperationException($"cannot reserve {ReservationSize >> 30} GiB of address space for the guest");
+        Base = reservation + unchecked((nint)VirtualMachine.FlatWindowGuard);
     }
 
-    /// <summary>Bytes of host address space reserved: the flat window and its guard, inaccessible where nothing is mapped.</summary>
-    public const ulong ReservationSize = VirtualMachine.FlatWindow + VirtualMachine.FlatWindowGuard;
+    /// <summary>Bytes of host address space reserved: the flat window and a guard on each side, inaccessible where nothing is mapped.</summary>
+    public const ulong ReservationSize = VirtualMachine.FlatWindow + 2 * VirtualMachine.FlatWindowGuard;
 
     /// <summary>Host address of guest address 0.</summary>
     public nint Base { get; }
@@ -293,6 +294,6 @@ internal sealed unsafe class AddressSpace : IDisposable
         _disposed = true;
         foreach (var v in _vmas) _vm.Unmap(v.Region);
         _vmas.Clear();
-        Native.Munmap(Base, unchecked((nuint)ReservationSize));
+        Native.Munmap(Base - unchecked((nint)VirtualMachine.FlatWindowGuard), unchecked((nuint)ReservationSize));
     }
 }

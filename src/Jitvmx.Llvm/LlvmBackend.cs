@@ -767,6 +767,7 @@ internal sealed unsafe partial class LlvmBackend
     private void EmitBlock(IrBlock b)
     {
         _current = b;
+        _windowChecked.Clear();
         _fpOff = _fpOffBlocks.Contains(b);
         ForgetBlockFlags();
         LLVMPositionBuilderAtEnd(_b, _blocks[b]);
@@ -952,6 +953,9 @@ internal sealed unsafe partial class LlvmBackend
                 Define(v, LLVMBuildTrunc(_b, hi, T(), ""));
                 return;
             }
+            case IrOp.ZExt when v.Type == IrType.V128 && _vectorReads.TryGetValue(a[0], out nint read):
+                Define(v, read); // read into a vector register already, the rest zeroed
+                return;
             case IrOp.ZExt when v.Type == IrType.V128:
                 // The value becomes the low lane; the rest is zero.
                 Define(v, LLVMBuildBitCast(_b, LLVMBuildZExt(_b, A(0), _i128, ""), _v128, ""));
@@ -1087,44 +1091,90 @@ internal sealed unsafe partial class LlvmBackend
 
     /// <summary>
     /// A guest read that relies on host faults (<see cref="VirtualMachine.HostReadFaults"/>): one host load
-    /// from FlatAddend + (address mod FlatWindow), written as inline assembly with <c>callbr</c> ("asm goto")
-    /// whose other destination is <paramref name="slow"/>. The assembly lists the load's address and the
-    /// slow path's in section <see cref="HostReadMap.Section"/>, which <see cref="HostReadMap"/> reads out
-    /// of the object: a host fault at the load resumes in the slow path (<see cref="HostFaults"/>) with the
-    /// registers as the branch left them. Numeric local labels keep copies made by tail duplication apart.
-    /// Leaves the builder in the block after the load and returns the value read, of <paramref name="type"/>.
+    /// from FlatAddend + address, written as inline assembly with <c>callbr</c> ("asm goto") whose other
+    /// destination is <paramref name="slow"/>. The address is a register plus a constant displacement, which
+    /// goes into the load's addressing mode, so a pointer chase pays no more latency than natively. A
+    /// register at or above <see cref="VirtualMachine.FlatWindow"/> branches to the slow path first (a
+    /// compare the processor predicts, off the load's dependence chain; once per register and block); the
+    /// load then stays within the window and its guards (a displacement is under 2 GiB), whose unreadable
+    /// pages make it fault. The assembly lists the load's address and the slow path's in section
+    /// <see cref="HostReadMap.Section"/>, which <see cref="HostReadMap"/> reads out of the object: a host
+    /// fault at the load resumes in the slow path (<see cref="HostFaults"/>) with the registers as the
+    /// branch left them. Numeric local labels keep copies made by tail duplication apart.
+    /// <paramref name="intoVector"/> reads 4 or 8 bytes
+    /// into the low lane of a zeroed vector register (MOVD/MOVQ) for a scalar SSE operand.
+    /// Leaves the builder in the block after the load and returns the value read, of <paramref name="type"/>
+    /// (V128 with <paramref name="intoVector"/>).
     /// </summary>
-    private nint HostRead(nint addr, nint type, int size, nint slow)
+    private nint HostRead(IrValue address, nint type, int size, nint slow, bool intoVector = false)
     {
-        nint masked = LLVMBuildAnd(_b, addr, I64(VirtualMachine.FlatWindow - 1), "");
-        nint p = LLVMBuildIntToPtr(_b, LLVMBuildAdd(_b, masked, _flatAddend, ""), _ptr, "");
-        bool vec = size == 16;
+        var indexIr = address;
+        long disp = 0;
+        // The addition's operands are at hand only in its own block (values cross blocks through slots).
+        if (address.Op == IrOp.Add && address.Type == IrType.I64 && _defBlock.TryGetValue(address, out var home) && home == _current)
+        {
+            // Only the non-constant part goes through a register to the load.
+            for (int k = 0; k < 2; k++)
+                if (address.Args[k].Op == IrOp.Const && (long)address.Args[k].Imm == (int)(long)address.Args[k].Imm)
+                {
+                    indexIr = address.Args[1 - k];
+                    disp = (long)address.Args[k].Imm;
+                    break;
+                }
+        }
+        bool vec = size == 16 || intoVector;
         // 8- and 16-bit reads zero-extend into a 32-bit register (no partial-register merge).
         nint result = vec ? _v128 : size == 8 ? _i64 : _i32;
-        string load = size switch
+        string at = $"{disp}($3,$1)";
+        string load = (size, intoVector) switch
         {
-            1 => "movzbl ($1), ${0:k}",
-            2 => "movzwl ($1), ${0:k}",
-            4 => "movl ($1), ${0:k}",
-            8 => "movq ($1), $0",
-            _ => s_avx ? "vmovdqu ($1), $0" : "movdqu ($1), $0",
+            (1, _) => $"movzbl {at}, ${{0:k}}",
+            (2, _) => $"movzwl {at}, ${{0:k}}",
+            (4, false) => $"movl {at}, ${{0:k}}",
+            (8, false) => $"movq {at}, $0",
+            (4, true) => $"movd {at}, $0",
+            (8, true) => $"movq {at}, $0",
+            _ => $"movdqu {at}, $0",
         };
-        string text = $"1: {load}\n.pushsection {HostReadMap.Section},\"a\",@progbits\n.quad 1b, ${{2:l}}\n.popsection";
-        string constraints = vec ? "=x,r,!i" : "=r,r,!i";
-        nint ptr = _ptr;
-        nint fnType = LLVMFunctionType(result, &ptr, 1, 0);
+        // Earlier in this block, a read through the same register compared it already (and continued).
+        bool compare = _windowChecked.Add(indexIr);
+        string check = compare ? "cmpq $2, $1\njae ${4:l}\n" : "";
+        string text = $"{check}1: {load}\n.pushsection {HostReadMap.Section},\"a\",@progbits\n.quad 1b, ${{4:l}}\n.popsection";
+        string constraints = vec ? "=x,r,r,r,!i" : "=r,r,r,r,!i";
+        nint* types = stackalloc nint[3] { _i64, _i64, _i64 };
+        nint fnType = LLVMFunctionType(result, types, 3, 0);
         nint asm = LLVMGetInlineAsm(fnType, text, (nuint)Encoding.UTF8.GetByteCount(text), constraints, (nuint)constraints.Length, 0, 0, 0, 0);
         nint fast = NewBlock("read");
         nint* indirect = stackalloc nint[1] { slow };
-        nint call = LLVMBuildCallBr(_b, fnType, asm, fast, indirect, 1, &p, 1, null, 0, "");
-        // It reads memory through its pointer and nothing else: stores to the same place stay before it.
-        LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, EnumAttribute("memory", 1)); // memory(argmem: read)
+        nint index = Value(indexIr);
+        nint* args = stackalloc nint[3] { index, I64(VirtualMachine.FlatWindow), _flatAddend };
+        nint call = LLVMBuildCallBr(_b, fnType, asm, fast, indirect, 1, args, 3, null, 0, "");
+        // It reads memory and has no other effect: stores before it stay before it.
+        LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, EnumAttribute("memory", ReadsAnyMemory));
         LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, EnumAttribute("nounwind"));
         LLVMPositionBuilderAtEnd(_b, fast);
-        return result == type ? call : LLVMBuildTrunc(_b, call, type, "");
+        return result == type || vec ? call : LLVMBuildTrunc(_b, call, type, "");
     }
 
-    private static readonly bool s_avx = LlvmJit.Instance.HostFeatures.Contains("+avx,", StringComparison.Ordinal);
+    // Registers a read of the block being emitted compared with the window's size already.
+    private readonly HashSet<IrValue> _windowChecked = [];
+
+    // memory(read): the attribute packs two bits (none, ref, mod, modref) per location: argument memory,
+    // inaccessible memory, other memory. The address reaches the assembly as integers, so "other" too.
+    private const ulong ReadsAnyMemory = 1 | 1 << 2 | 1 << 4;
+
+    // Scalar SSE reads (MOVSD, ADDSD m64, ...) whose value goes only into the low lane of a vector: read straight into a vector register.
+    private readonly Dictionary<IrValue, nint> _vectorReads = [];
+
+    /// <summary>Whether <paramref name="v"/>'s one use is a zero-extension to V128 later in its block.</summary>
+    private bool OnlyWidenedToVector(IrValue v)
+    {
+        if (v.Uses != 1) return false;
+        var nodes = _current.Nodes;
+        for (int k = nodes.IndexOf(v) + 1; k < nodes.Count; k++)
+            if (Array.IndexOf(nodes[k].Args, v) >= 0) return nodes[k].Op == IrOp.ZExt && nodes[k].Type == IrType.V128;
+        return false;
+    }
 
     private nint EnumAttribute(string name, ulong value = 0) =>
         LLVMCreateEnumAttribute(_ctx, LLVMGetEnumAttributeKindForName(name, (nuint)name.Length), value);
@@ -1159,7 +1209,8 @@ internal sealed unsafe partial class LlvmBackend
         nint memType = v.Type == IrType.I1 ? _i8 : Type(v.Type);
         nint addr = Value(v.Args[0]);
         nint slow = NewBlock("load.slow"), join = NewBlock("load.done");
-        nint fastValue = _hostReads ? HostRead(addr, memType, size, slow) : Load(memType, AccessCheck(v, addr, size, 0, slow), 1);
+        bool intoVector = _hostReads && size is 4 or 8 && OnlyWidenedToVector(v);
+        nint fastValue = _hostReads ? HostRead(v.Args[0], memType, size, slow, intoVector) : Load(memType, AccessCheck(v, addr, size, 0, slow), 1);
         nint fastEnd = LLVMGetInsertBlock(_b);
         LLVMBuildBr(_b, join);
 
@@ -1176,11 +1227,17 @@ internal sealed unsafe partial class LlvmBackend
             nint r = CallRaw(LlvmRuntime.LoadSymbol, _i64, [_ptr, _i64, _i32, _i64, _i32], _ctxArg, addr, I32(size), rip, giveBack);
             slowValue = size == 8 ? r : LLVMBuildTrunc(_b, r, memType, "");
         }
+        if (intoVector) slowValue = LLVMBuildBitCast(_b, LLVMBuildZExt(_b, slowValue, _i128, ""), _v128, "");
         nint slowEnd = LLVMGetInsertBlock(_b);
         CheckPending(join);
 
         LLVMPositionBuilderAtEnd(_b, join);
-        nint phi = Phi2(memType, fastValue, fastEnd, slowValue, slowEnd);
+        nint phi = Phi2(intoVector ? _v128 : memType, fastValue, fastEnd, slowValue, slowEnd);
+        if (intoVector)
+        {
+            _vectorReads[v] = phi;
+            phi = LLVMBuildTrunc(_b, LLVMBuildBitCast(_b, phi, _i128, ""), memType, "");
+        }
         Define(v, v.Type == IrType.I1 ? LLVMBuildTrunc(_b, phi, _i1, "") : phi);
     }
 

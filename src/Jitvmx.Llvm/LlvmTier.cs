@@ -167,7 +167,12 @@ public static class LlvmTier
         {
             // Helper-bound regions run faster in the IL tier than in LLVM code, but not than in
             // a lower level's LLVM code (the two-level LLVM tier).
-            if (!region.Native && HelperBound(ir) || !LlvmBackend.TryCompile(ir, _level, out var compiled, out _, out var times)) return null;
+            if (!region.Native && HelperBound(ir)) return null;
+            if (!LlvmBackend.TryCompile(ir, _level, out var compiled, out string? reason, out var times))
+            {
+                if (s_log) Log($"cannot compile 0x{region.Entry:x}: {reason}");
+                return null;
+            }
             if (s_log)
             {
                 static double Ms(long ticks) => ticks * 1000.0 / System.Diagnostics.Stopwatch.Frequency;
