@@ -358,7 +358,7 @@ public sealed class RegionObject
     {
         if (JitvmxVersion != BuildVersion)
             throw new RegionObjectException($"region object compiled by Jitvmx {JitvmxVersion}; this is {BuildVersion}");
-        if (Abi != AbiFingerprint && Abi != AbiFingerprint + FlatAbi)
+        if (Abi != AbiFingerprint && Abi != AbiFingerprint + FlatAbi && Abi != AbiFingerprint + HostReadsAbi + FlatAbi)
             throw new RegionObjectException("region object compiled for another run-time interface (context layout or trampolines differ)");
         var jit = LlvmJit.Instance;
         if (Triple != jit.Triple)

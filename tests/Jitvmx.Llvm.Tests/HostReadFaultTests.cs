@@ -105,6 +105,31 @@ public unsafe partial class HostReadFaultTests
     }
 
     [Fact]
+    public void AnObjectLoadedAgainListsItsReadsInTheNewProcessTable()
+    {
+        // Compiled in one VM, written out and read back, installed in another: its faulting read must still land in its slow path.
+        using var from = new TestGuest(Program(0x4000_0000));
+        Window(from);
+        byte[] bytes = RegionObject.Compile(from.Cpu, TestGuest.CodeBase, LlvmOptLevel.O2).ToBytes();
+        var obj = RegionObject.Read(bytes);
+
+        using var plain = new TestGuest(Program(0x4000_0000));
+        var flatOnly = plain.Vm.MemoryRegions.Single(r => r.GuestPhysicalAddress == TestGuest.RamBase);
+        plain.Vm.FlatAddend = flatOnly.HostAddress - (long)TestGuest.RamBase;
+        Assert.Throws<RegionObjectException>(() => obj.Install(plain.Cpu)); // no host-fault reads there
+
+        var il = Tiers.Run(Program(0x4000_0000), g => g.Cpu.Run());
+        var ll = Tiers.Run(Program(0x4000_0000), g =>
+        {
+            obj.Install(g.Cpu);
+            Assert.True(Tiers.IsLlvm(g.Vm.Cache.Find(TestGuest.CodeBase, false)!));
+            return g.Cpu.Run();
+        }, Window);
+        Assert.NotEqual(ExitReason.Hlt, ll.Exit.Reason);
+        Tiers.Same(il, ll);
+    }
+
+    [Fact]
     public void FaultsOutsideTranslatedCodeStillReachTheRuntime()
     {
         HostFaults.EnsureInstalled();
