@@ -555,6 +555,41 @@ internal sealed unsafe partial class LlvmBackend
         fixed (nint* a = args) return LLVMBuildCall2(_b, f.Type, f.Fn, a, (uint)args.Length, "");
     }
 
+    /// <summary>
+    /// <see cref="CallRaw"/> through a module-local wrapper with the preserve_all convention: the wrapper
+    /// saves what the C call would clobber, so the caller keeps every value in its register across the
+    /// call. The memory path's slow calls sit on cold edges of hot loops; with the C convention, every value
+    /// live across one of them had to live in a callee-saved register or on the stack for the whole loop.
+    /// </summary>
+    private nint CallPreserving(string symbol, nint ret, nint[] types, params nint[] args)
+    {
+        string key = symbol + ".preserve";
+        if (!_functions.TryGetValue(key, out var f))
+        {
+            nint ft;
+            fixed (nint* p = types) ft = LLVMFunctionType(ret, p, (uint)types.Length, 0);
+            nint wrapper = LLVMAddFunction(_module, key, ft);
+            LLVMSetLinkage(wrapper, 8);
+            LLVMSetFunctionCallConv(wrapper, PreserveAll);
+            LLVMAddAttributeAtIndex(wrapper, LLVMAttributeFunctionIndex, EnumAttribute("noinline"));
+            nint at = LLVMGetInsertBlock(_b);
+            LLVMPositionBuilderAtEnd(_b, LLVMAppendBasicBlockInContext(_ctx, wrapper, "entry"));
+            var forward = new nint[types.Length];
+            for (int i = 0; i < forward.Length; i++) forward[i] = LLVMGetParam(wrapper, (uint)i);
+            nint r = CallRaw(symbol, ret, types, forward);
+            if (ret == _void) LLVMBuildRetVoid(_b); else LLVMBuildRet(_b, r);
+            LLVMPositionBuilderAtEnd(_b, at);
+            f = (wrapper, ft);
+            _functions[key] = f;
+        }
+        nint call;
+        fixed (nint* a = args) call = LLVMBuildCall2(_b, f.Type, f.Fn, a, (uint)args.Length, "");
+        LLVMSetInstructionCallConv(call, PreserveAll);
+        return call;
+    }
+
+    private const uint PreserveAll = 15;
+
     /// <summary>Calls intrinsic <paramref name="name"/> overloaded on <paramref name="type"/> (0: not overloaded).</summary>
     private nint Intrinsic(string name, nint type, params nint[] args)
     {
@@ -1219,12 +1254,12 @@ internal sealed unsafe partial class LlvmBackend
         nint slowValue;
         if (vec)
         {
-            CallRaw(LlvmRuntime.Load128Symbol, _void, [_ptr, _i64, _i64, _i32, _ptr], _ctxArg, addr, rip, giveBack, _vecBuf);
+            CallPreserving(LlvmRuntime.Load128Symbol, _void, [_ptr, _i64, _i64, _i32, _ptr], _ctxArg, addr, rip, giveBack, _vecBuf);
             slowValue = Load(_v128, _vecBuf, 16);
         }
         else
         {
-            nint r = CallRaw(LlvmRuntime.LoadSymbol, _i64, [_ptr, _i64, _i32, _i64, _i32], _ctxArg, addr, I32(size), rip, giveBack);
+            nint r = CallPreserving(LlvmRuntime.LoadSymbol, _i64, [_ptr, _i64, _i32, _i64, _i32], _ctxArg, addr, I32(size), rip, giveBack);
             slowValue = size == 8 ? r : LLVMBuildTrunc(_b, r, memType, "");
         }
         if (intoVector) slowValue = LLVMBuildBitCast(_b, LLVMBuildZExt(_b, slowValue, _i128, ""), _v128, "");
@@ -1259,11 +1294,11 @@ internal sealed unsafe partial class LlvmBackend
         if (vec)
         {
             Store(value, _vecBuf, 16);
-            CallRaw(LlvmRuntime.Store128Symbol, _void, [_ptr, _i64, _ptr, _i64, _i32], _ctxArg, addr, _vecBuf, rip, giveBack);
+            CallPreserving(LlvmRuntime.Store128Symbol, _void, [_ptr, _i64, _ptr, _i64, _i32], _ctxArg, addr, _vecBuf, rip, giveBack);
         }
         else
         {
-            CallRaw(LlvmRuntime.StoreSymbol, _void, [_ptr, _i64, _i32, _i64, _i64, _i32], _ctxArg, addr, I32(size), ToI64(value, size == 1 ? IrType.I8 : valueIr.Type), rip, giveBack);
+            CallPreserving(LlvmRuntime.StoreSymbol, _void, [_ptr, _i64, _i32, _i64, _i64, _i32], _ctxArg, addr, I32(size), ToI64(value, size == 1 ? IrType.I8 : valueIr.Type), rip, giveBack);
         }
         CheckPending(join);
         LLVMPositionBuilderAtEnd(_b, join);

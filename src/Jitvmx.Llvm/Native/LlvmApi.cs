@@ -266,6 +266,11 @@ internal static unsafe partial class LlvmApi
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)]
     public static partial nint LLVMBuildCallBr(nint b, nint functionType, nint function, nint defaultDest, nint* indirectDests, uint indirectCount,
         nint* args, uint argCount, nint* bundles, uint bundleCount, string name);
+    /// <summary>Calling conventions: 0 C, 14 preserve_most, 15 preserve_all (the callee keeps every register, vectors too, but the return).</summary>
+    [LibraryImport(Lib)] public static partial void LLVMSetFunctionCallConv(nint function, uint cc);
+    [LibraryImport(Lib)] public static partial void LLVMSetInstructionCallConv(nint call, uint cc);
+    /// <summary>Linkage 8 is internal (not visible outside the module).</summary>
+    [LibraryImport(Lib)] public static partial void LLVMSetLinkage(nint global, int linkage);
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)] public static partial nint LLVMBuildCall2(nint b, nint functionType, nint function, nint* args, uint count, string name);
 
     // ---------------- optimisation ----------------
