@@ -115,7 +115,9 @@ internal sealed unsafe partial class LlvmBackend
         nint context = LLVMContextCreate();
         try
         {
-            bool hostReads = region.HostReadFaults;
+            // Not for the cheap first code (O0): fast instruction selection cannot select callbr and
+            // hands those blocks to the slower selector, and that code is soon replaced if hot.
+            bool hostReads = region.HostReadFaults && level != LlvmOptLevel.O0;
             nint obj;
             List<FaultMapEntry> faults;
             ulong[] successors;
@@ -169,7 +171,7 @@ internal sealed unsafe partial class LlvmBackend
         nint context = LLVMContextCreate();
         try
         {
-            for (bool hostReads = region.HostReadFaults; ; hostReads = false)
+            for (bool hostReads = region.HostReadFaults && level != LlvmOptLevel.O0; ; hostReads = false)
             {
                 if (!TryLower(region, context, symbol, out nint module, out successors, out helpers, out reason, lazyFlags: level != LlvmOptLevel.O0, hostReads: hostReads)) return false;
                 Optimize(module, level, SwitchesFpEnv(region));

@@ -66,7 +66,8 @@ public unsafe partial class HostReadFaultTests
 
     [Theory]
     [InlineData(TestGuest.RamBase + 0x800, LlvmOptLevel.O2)]                 // the run ends at HLT
-    [InlineData(TestGuest.RamBase + 0x800, LlvmOptLevel.O0)]
+    [InlineData(TestGuest.RamBase + 0x800, LlvmOptLevel.O0)]                 // O0 code checks in software
+    [InlineData(0x4000_0000UL, LlvmOptLevel.O1)]
     [InlineData(0x4000_0000UL, LlvmOptLevel.O2)]                              // unmapped, inside the window
     [InlineData(TestGuest.RamBase + TestGuest.RamSize - 4, LlvmOptLevel.O2)] // straddles RAM's end
     [InlineData(0x30_0000_0000UL, LlvmOptLevel.O2)]                           // far above every mapping
