@@ -197,18 +197,26 @@ public sealed class XsaveTests
         {
             var n = native[i];
             var j = RunJitvmx(cases[i], cr4OsXsave: true);
-            if (maskImage)
+            void Mask(byte[] mem)
             {
                 // A fault skips the masking code: compare with the image's FOP/FIP/FDP, MXCSR_MASK and XSTATE_BV bits above 1 masked.
-                foreach (var mem in (byte[][])[n.Memory, j.Memory])
-                {
-                    Array.Clear(mem, Area + 6, 18);
-                    Array.Clear(mem, Area + 28, 4);
-                    for (int k = 1; k < 8; k++) mem[Area + 512 + k] = 0;
-                    mem[Area + 512] &= 3;
-                }
+                if (!maskImage) return;
+                Array.Clear(mem, Area + 6, 18);
+                Array.Clear(mem, Area + 28, 4);
+                for (int k = 1; k < 8; k++) mem[Area + 512 + k] = 0;
+                mem[Area + 512] &= 3;
             }
+            Mask(n.Memory);
+            Mask(j.Memory);
             string? diff = DiffHarness.Compare(n, j, 0);
+            // The host's own result is not always repeatable (a preempted oracle run gets its x87/SSE state
+            // back from the kernel, which can change what XSAVE reports): a mismatch counts only if fresh host runs confirm it.
+            for (int retry = 0; diff is not null && retry < 3; retry++)
+            {
+                var again = HostOracle.Run(cases[i]);
+                Mask(again.Memory);
+                if (DiffHarness.Compare(again, j, 0) is null) diff = null;
+            }
             if (diff is null || ++failures > 5) continue;
             report.AppendLine($"case {i}: {diff}\n  code: {DiffHarness.Disassemble(cases[i].Code)}\n  jitvmx exit: {j.Exit}");
         }
