@@ -9,10 +9,13 @@ namespace Jitvmx.Linux;
 /// and register the pieces again (the host memory stays: it is the reservation).
 /// <para>
 /// The reservation spans the VM's whole flat window (<see cref="VirtualMachine.FlatWindow"/> and its guards),
-/// inaccessible on the host except where the guest may read: those pages are host read-write (the engine
-/// checks writes itself). So reads in compiled code can rely on host faults
-/// (<see cref="VirtualMachine.HostReadFaults"/>), and a guest address up to 1 TiB never reaches host memory
-/// outside the reservation.
+/// and each page has the host protection the guest's permissions call for: read-write where the guest may
+/// write, read-only where it may only read or execute, inaccessible elsewhere. So reads in compiled code can
+/// rely on host faults (<see cref="VirtualMachine.HostReadFaults"/>); writes are still checked in software,
+/// and a slip there cannot change memory the guest may not write. A guest address up to 1 TiB never reaches
+/// host memory outside the reservation. This program's own
+/// writes into guest memory check the guest's permissions first (<see cref="CanAccess"/>); the loader fills
+/// read-only segments through <see cref="Fill"/>.
 /// </para>
 /// </summary>
 internal sealed unsafe class AddressSpace : IDisposable
@@ -94,7 +97,7 @@ internal sealed unsafe class AddressSpace : IDisposable
     public long MapFile(ulong start, ulong end, MemoryPermissions perms, int fd, long offset, bool shared)
     {
         Unmap(start, end);
-        int prot = Native.ProtRead | (shared && (perms & MemoryPermissions.Write) == 0 ? 0 : Native.ProtWrite);
+        int prot = Native.ProtRead | ((perms & MemoryPermissions.Write) != 0 ? Native.ProtWrite : 0);
         nint r = Native.Mmap((nint)Host(start), (nuint)(end - start), prot,
             Native.MapFixed | (shared ? Native.MapShared : Native.MapPrivate), fd, offset);
         if (r == -1)
@@ -108,35 +111,44 @@ internal sealed unsafe class AddressSpace : IDisposable
         return 0;
     }
 
-    /// <summary>Copies guest memory between two mappings of permissions <paramref name="perms"/> (mremap), inaccessible ones included.</summary>
+    /// <summary>Copies guest memory between two mappings of permissions <paramref name="perms"/> (mremap), read-only and inaccessible ones included.</summary>
     public void Copy(ulong from, ulong to, ulong length, MemoryPermissions perms)
     {
-        bool hidden = !Readable(perms);
-        if (hidden)
-        {
-            Native.Mprotect((nint)Host(from), (nuint)length, Native.ProtRead);
-            Native.Mprotect((nint)Host(to), (nuint)length, Native.ProtRead | Native.ProtWrite);
-        }
+        bool writable = (perms & MemoryPermissions.Write) != 0, readable = Readable(perms);
+        if (!readable) Native.Mprotect((nint)Host(from), (nuint)length, Native.ProtRead);
+        if (!writable) Native.Mprotect((nint)Host(to), (nuint)length, Native.ProtRead | Native.ProtWrite);
         Buffer.MemoryCopy(Host(from), Host(to), length, length);
-        if (hidden)
-        {
-            HostProtect(from, from + length, perms, shared: false);
-            HostProtect(to, to + length, perms, shared: false);
-        }
+        if (!readable) HostProtect(from, from + length, perms, shared: false);
+        if (!writable) HostProtect(to, to + length, perms, shared: false);
+    }
+
+    /// <summary>
+    /// Writes <paramref name="bytes"/> at guest address <paramref name="at"/> whatever the guest's permissions
+    /// (the loader's segment contents): the pages are host-writable only meanwhile.
+    /// </summary>
+    public void Fill(ulong at, ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.IsEmpty) return;
+        ulong start = PageDown(at), end = PageUp(at + (ulong)bytes.Length);
+        Native.Mprotect((nint)Host(start), (nuint)(end - start), Native.ProtRead | Native.ProtWrite);
+        bytes.CopyTo(new Span<byte>(Host(at), bytes.Length));
+        foreach (var v in Overlapping(start, end))
+            HostProtect(Math.Max(start, v.Start), Math.Min(end, v.End), v.Perms, shared: false);
     }
 
     private static bool Readable(MemoryPermissions perms) => (perms & (MemoryPermissions.Read | MemoryPermissions.Execute)) != 0;
 
     /// <summary>
     /// Host protection of [start, end) for guest permissions <paramref name="perms"/>: read-write where the
-    /// guest may read or execute, inaccessible elsewhere. A shared file mapping may refuse write access
-    /// (the file was opened read-only): then read-only, which is all the guest may have of it.
+    /// guest may write, read-only where it may read or execute, inaccessible elsewhere. A shared file mapping
+    /// may refuse write access (the file was opened read-only): then read-only.
     /// </summary>
     private void HostProtect(ulong start, ulong end, MemoryPermissions perms, bool shared)
     {
         nint at = (nint)Host(start);
         nuint len = (nuint)(end - start);
         if (!Readable(perms)) Native.Mprotect(at, len, 0);
+        else if ((perms & MemoryPermissions.Write) == 0) Native.Mprotect(at, len, Native.ProtRead);
         else if (Native.Mprotect(at, len, Native.ProtRead | Native.ProtWrite) != 0 && shared) Native.Mprotect(at, len, Native.ProtRead);
     }
 

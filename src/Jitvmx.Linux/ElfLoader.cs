@@ -98,13 +98,10 @@ internal static class ElfLoader
                 mem.Map(start + (ulong)i * AddressSpace.PageSize, start + (ulong)j * AddressSpace.PageSize, p);
             i = j;
         }
-        unsafe
+        foreach (var s in loads)
         {
-            foreach (var s in loads)
-            {
-                byte[] bytes = s.GetFileContents();
-                bytes.AsSpan(0, (int)Math.Min((ulong)bytes.Length, s.Size)).CopyTo(new Span<byte>(mem.Host(s.Address + bias), bytes.Length));
-            }
+            byte[] bytes = s.GetFileContents();
+            mem.Fill(s.Address + bias, bytes.AsSpan(0, (int)Math.Min((ulong)bytes.Length, s.Size)));
         }
 
         var phdrSeg = segments.FirstOrDefault(s => (int)s.Type == PtPhdr);

@@ -804,7 +804,6 @@ internal sealed unsafe partial class LlvmBackend
     private void EmitBlock(IrBlock b)
     {
         _current = b;
-        _windowChecked.Clear();
         _fpOff = _fpOffBlocks.Contains(b);
         ForgetBlockFlags();
         LLVMPositionBuilderAtEnd(_b, _blocks[b]);
@@ -1132,7 +1131,7 @@ internal sealed unsafe partial class LlvmBackend
     /// destination is <paramref name="slow"/>. The address is a register plus a constant displacement, which
     /// goes into the load's addressing mode, so a pointer chase pays no more latency than natively. A
     /// register at or above <see cref="VirtualMachine.FlatWindow"/> branches to the slow path first (a
-    /// compare the processor predicts, off the load's dependence chain; once per register and block); the
+    /// compare the processor predicts, off the load's dependence chain); the
     /// load then stays within the window and its guards (a displacement is under 2 GiB), whose unreadable
     /// pages make it fault. The assembly lists the load's address and the slow path's in section
     /// <see cref="HostReadMap.Section"/>, which <see cref="HostReadMap"/> reads out of the object: a host
@@ -1173,11 +1172,12 @@ internal sealed unsafe partial class LlvmBackend
             (8, true) => $"movq {at}, $0",
             _ => $"movdqu {at}, $0",
         };
-        // Earlier in this block, a read through the same register compared it already (and continued).
-        bool compare = _windowChecked.Add(indexIr);
-        string check = compare ? "cmpq $2, $1\njae ${4:l}\n" : "";
-        string text = $"{check}1: {load}\n.pushsection {HostReadMap.Section},\"a\",@progbits\n.quad 1b, ${{4:l}}\n.popsection";
-        string constraints = vec ? "=x,r,r,r,!i" : "=r,r,r,r,!i";
+        // Every read compares, even through a register an earlier read of the block compared: that read may
+        // have taken its slow path because the register was outside the window, and succeeded (guest memory
+        // above the window, mapped elsewhere on the host), so the join after it says nothing of the register.
+        string text = $"cmpq $2, $1\njae ${{4:l}}\n1: {load}\n.pushsection {HostReadMap.Section},\"a\",@progbits\n.quad 1b, ${{4:l}}\n.popsection";
+        // The compare changes the flags, which LLVM does not assume of assembly unless told.
+        string constraints = vec ? "=x,r,r,r,!i,~{flags}" : "=r,r,r,r,!i,~{flags}";
         nint* types = stackalloc nint[3] { _i64, _i64, _i64 };
         nint fnType = LLVMFunctionType(result, types, 3, 0);
         nint asm = LLVMGetInlineAsm(fnType, text, (nuint)Encoding.UTF8.GetByteCount(text), constraints, (nuint)constraints.Length, 0, 0, 0, 0);
@@ -1192,9 +1192,6 @@ internal sealed unsafe partial class LlvmBackend
         LLVMPositionBuilderAtEnd(_b, fast);
         return result == type || vec ? call : LLVMBuildTrunc(_b, call, type, "");
     }
-
-    // Registers a read of the block being emitted compared with the window's size already.
-    private readonly HashSet<IrValue> _windowChecked = [];
 
     // memory(read): the attribute packs two bits (none, ref, mod, modref) per location: argument memory,
     // inaccessible memory, other memory. The address reaches the assembly as integers, so "other" too.

@@ -48,11 +48,24 @@ public unsafe partial class HostReadFaultTests
     private static partial int Mprotect(nint addr, nuint length, int prot);
 
     /// <summary>Moves RAM into a fresh flat window (inaccessible but for RAM) and turns host-fault reads on.</summary>
-    private static void Window(TestGuest g)
+    private static void Window(TestGuest g) => Window(g, 0);
+
+    /// <summary>
+    /// <see cref="Window(TestGuest)"/>, with <paramref name="beyond"/> bytes of readable host memory right after the
+    /// upper guard, filled with 0x5A: what a read above the window would find on the host if nothing stopped it.
+    /// </summary>
+    private static void Window(TestGuest g, ulong beyond)
     {
         // Left reserved for the life of the test process: code compiled against it may still be referenced.
-        nint reservation = Mmap(0, unchecked((nuint)(VirtualMachine.FlatWindow + 2 * VirtualMachine.FlatWindowGuard)), 0, 0x22 | 0x4000, -1, 0);
+        ulong size = VirtualMachine.FlatWindow + 2 * VirtualMachine.FlatWindowGuard;
+        nint reservation = Mmap(0, unchecked((nuint)(size + beyond)), 0, 0x22 | 0x4000, -1, 0);
         Assert.NotEqual(-1, reservation);
+        if (beyond != 0)
+        {
+            nint after = reservation + unchecked((nint)size);
+            Assert.Equal(0, Mprotect(after, (nuint)beyond, 3));
+            new Span<byte>((void*)after, (int)beyond).Fill(0x5A);
+        }
         nint window = reservation + unchecked((nint)VirtualMachine.FlatWindowGuard);
         var ram = g.Vm.MemoryRegions.Single(r => r.GuestPhysicalAddress == TestGuest.RamBase);
         nint at = window + (nint)TestGuest.RamBase;
@@ -79,6 +92,40 @@ public unsafe partial class HostReadFaultTests
         if (lastRead == TestGuest.RamBase + 0x800) Assert.Equal(ExitReason.Hlt, ll.Exit.Reason);
         else Assert.NotEqual(ExitReason.Hlt, ll.Exit.Reason);
         Assert.NotEqual(0UL, ll.State.Rbx);
+    }
+
+    [Theory]
+    [InlineData(LlvmOptLevel.O1)]
+    [InlineData(LlvmOptLevel.O2)]
+    public void EveryReadThroughARegisterAboveTheWindowTakesTheSoftwarePath(LlvmOptLevel level)
+    {
+        // Guest RAM above the window, elsewhere on the host: the first read's slow path succeeds, and the
+        // second read through the same register must not then read the host at FlatAddend + address.
+        const ulong high = VirtualMachine.FlatWindow + VirtualMachine.FlatWindowGuard;
+        Action<Assembler> code = a =>
+        {
+            a.mov(rsi, TestGuest.RamBase);
+            a.mov(rbx, __qword_ptr[rsi]); // not a constant the lifter could fold into each address
+            a.mov(rax, __qword_ptr[rbx]);
+            a.mov(rcx, __qword_ptr[rbx + 8]);
+            a.movzx(edx, __word_ptr[rbx + 16]);
+            a.hlt();
+        };
+        void Setup(TestGuest g)
+        {
+            Window(g, 0x2000);
+            g.Vm.MapMemory(high, 0x2000, MemoryPermissions.ReadWrite);
+            var span = g.Vm.GetSpan(high, 24);
+            BitConverter.TryWriteBytes(span, 0x1111_2222_3333_4444UL);
+            BitConverter.TryWriteBytes(span[8..], 0x5555_6666_7777_8888UL);
+            BitConverter.TryWriteBytes(span[16..], 0x9999_AAAA_BBBB_CCCCUL);
+            BitConverter.TryWriteBytes(g.Vm.GetSpan(TestGuest.RamBase, 8), high);
+        }
+        var (_, ll) = Tiers.Compare(code, g => g.Cpu.Run(), Setup, level);
+        Assert.Equal(ExitReason.Hlt, ll.Exit.Reason);
+        Assert.Equal(0x1111_2222_3333_4444UL, ll.State.Rax);
+        Assert.Equal(0x5555_6666_7777_8888UL, ll.State.Rcx);
+        Assert.Equal(0xCCCCUL, ll.State.Rdx);
     }
 
     [Fact]
