@@ -255,8 +255,13 @@ Task("Test")
 
     var stopwatch = System.Diagnostics.Stopwatch.StartNew();
     Exception testFailure = null;
+    // LLVM's code cache (JITVMX_CACHE_DIR) starts empty and stays out of the user's home: the first
+    // suite compiles and stores, the later ones (the same programs under --tier llvm) also load.
+    var codeCache = root.Combine("artifacts/test-code-cache");
+    if (DirectoryExists(codeCache)) DeleteDirectory(codeCache, new DeleteDirectorySettings { Recursive = true, Force = true });
     void RunTests(string path, string trxName = null, string filter = null, Dictionary<string, string> env = null)
     {
+        env = new Dictionary<string, string>(env ?? new Dictionary<string, string>()) { ["JITVMX_CACHE_DIR"] = codeCache.FullPath };
         try
         {
             DotNetTest(path, new DotNetTestSettings
@@ -265,7 +270,7 @@ Task("Test")
                 NoBuild = true,
                 NoLogo = true,
                 Filter = filter,
-                EnvironmentVariables = env ?? new Dictionary<string, string>(),
+                EnvironmentVariables = env,
                 // minimal: every failed test with its message and stack, then one
                 // "Passed!/Failed! - Failed: N, Passed: N, ..." line per test assembly.
                 Loggers = new List<string> { "console;verbosity=minimal", trxName == null ? "trx" : $"trx;LogFileName={trxName}.trx" },

@@ -298,6 +298,8 @@ public sealed class TranslationStatistics
     public long RegionsPredicted;
     /// <summary>Regions a background tier skipped because other hot code already covers their entry (they may be queued again).</summary>
     public long RegionsRequeued;
+    /// <summary>Compilations by a background tier whose object code came from a persistent code cache, not the compiler.</summary>
+    public long TierCompilesCached;
     /// <summary>Exits of native code chained straight to the successor's native code.</summary>
     public long ChainLinks;
     /// <summary>Indirect-branch targets entered in a vCPU's jump cache of native code.</summary>

@@ -172,7 +172,7 @@ public sealed partial class LinuxProcess : IDisposable
         if (st.RegionsQueuedForTierUp > 0)
             sb.AppendLine($"  hot regions recompiled by LLVM in the background: {st.RegionsTieredUp:N0} of {st.RegionsQueuedForTierUp:N0} queued, "
                 + $"{st.TierCompileTicks * 1000.0 / Stopwatch.Frequency:N1} ms compiling; {st.RegionsPredicted:N0} with predicted indirect targets, "
-                + $"{st.RegionsRequeued:N0} skipped as covered");
+                + $"{st.RegionsRequeued:N0} skipped as covered; {st.TierCompilesCached:N0} compilations taken from the code cache");
         if (st.ChainLinks + st.JumpsCached > 0)
             sb.AppendLine($"  native chaining              {st.ChainLinks:N0} exits linked, {st.JumpsCached:N0} indirect targets cached");
         sb.AppendLine($"  translation time             {st.TranslationTime.TotalMilliseconds:N1} ms (lifting {st.LiftTime.TotalMilliseconds:N1} ms)");

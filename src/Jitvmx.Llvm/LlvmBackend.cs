@@ -21,7 +21,7 @@ public enum LlvmOptLevel
 }
 
 /// <summary>Timing of one LLVM compilation, in Stopwatch ticks.</summary>
-internal readonly record struct LlvmCompileTimes(long Lower, long Optimize, long CodeGen, long Link)
+internal readonly record struct LlvmCompileTimes(long Lower, long Optimize, long CodeGen, long Link, bool Cached = false)
 {
     public double TotalMs => (Lower + Optimize + CodeGen + Link) * 1000.0 / Stopwatch.Frequency;
 }
@@ -105,7 +105,9 @@ internal sealed unsafe partial class LlvmBackend
     /// or from it): the first, cheap code of a region that a background tier replaces when hot, so
     /// that the dispatcher measures each region's own hotness.
     /// </param>
-    public static bool TryCompile(IrRegion region, LlvmOptLevel level, out CompiledRegion? compiled, out string? reason, out LlvmCompileTimes times, bool chain = true)
+    /// <param name="useCache">False to compile even when <see cref="CodeCache"/> holds the object (the tier's warm-up).</param>
+    public static bool TryCompile(IrRegion region, LlvmOptLevel level, out CompiledRegion? compiled, out string? reason, out LlvmCompileTimes times, bool chain = true,
+        bool useCache = true)
     {
         compiled = null;
         times = default;
@@ -123,11 +125,26 @@ internal sealed unsafe partial class LlvmBackend
             ulong[] successors;
             int[] helpers;
             long t1, t2;
+            bool cached = false;
             while (true)
             {
                 if (!TryLower(region, context, name, out nint module, out successors, out helpers, out reason, lazyFlags: level != LlvmOptLevel.O0, chain: chain, hostReads: hostReads))
                     return false;
                 t1 = Stopwatch.GetTimestamp();
+                // Compiled before, by this process or an earlier one: the stored object (see CodeCache).
+                string? key = CodeCache.Directory is null || !useCache ? null : CodeCache.Key(Print(module), name, CacheSettings(level, region));
+                if (key is not null && CodeCache.TryLoad(key, name) is { } stored)
+                {
+                    faults = [];
+                    if (!hostReads || CheckHostReads(stored, name, out faults))
+                    {
+                        LLVMDisposeModule(module);
+                        fixed (byte* p = stored) obj = LLVMCreateMemoryBufferWithMemoryRangeCopy(p, (nuint)stored.Length, name);
+                        t2 = Stopwatch.GetTimestamp();
+                        cached = true;
+                        break;
+                    }
+                }
                 Optimize(module, level, SwitchesFpEnv(region));
                 t2 = Stopwatch.GetTimestamp();
                 if (s_dump) Console.Error.WriteLine($"jitvmx: LLVM region 0x{region.EntryRip:x} ({level})\n{Print(module)}");
@@ -136,8 +153,12 @@ internal sealed unsafe partial class LlvmBackend
                 obj = EmitObject(module, CodegenLevel(level));
                 LLVMDisposeModule(module);
                 faults = [];
-                if (!hostReads || CheckHostReads(new ReadOnlySpan<byte>(LLVMGetBufferStart(obj), (int)LLVMGetBufferSize(obj)), name, out faults))
+                var bytes = new ReadOnlySpan<byte>(LLVMGetBufferStart(obj), (int)LLVMGetBufferSize(obj));
+                if (!hostReads || CheckHostReads(bytes, name, out faults))
+                {
+                    if (key is not null) CodeCache.Store(key, name, bytes);
                     break;
+                }
                 LLVMDisposeMemoryBuffer(obj);
                 hostReads = false; // again with software checks
             }
@@ -149,7 +170,7 @@ internal sealed unsafe partial class LlvmBackend
             nint fn = jit.Lookup(name);        // links against the runtime and helper symbols
             if (objBytes is not null) PerfMap.Record(name, fn, objBytes);
             ulong[] faultKeys = HostFaults.Register(fn, faults); // before the code can run
-            times = new LlvmCompileTimes(t1 - t0, t2 - t1, t3 - t2, Stopwatch.GetTimestamp() - t3);
+            times = new LlvmCompileTimes(t1 - t0, t2 - t1, t3 - t2, Stopwatch.GetTimestamp() - t3, cached);
             compiled = Native(fn, tracker, successors, cells, EntryNeed(region), faultKeys);
             return true;
         }
@@ -243,6 +264,10 @@ internal sealed unsafe partial class LlvmBackend
 
     /// <summary>Codegen optimisation level used with an IR level.</summary>
     public static int CodegenLevel(LlvmOptLevel level) => level == LlvmOptLevel.O0 ? 0 : 2;
+
+    /// <summary>What shapes an object besides its lowered IR and this build (<see cref="CodeCache.Key"/>).</summary>
+    private static string CacheSettings(LlvmOptLevel level, IrRegion region) =>
+        $"{level} codegen {CodegenLevel(level)} fpenv {SwitchesFpEnv(region)} options {Environment.GetEnvironmentVariable("JITVMX_LLVM_OPTIONS")}";
 
     /// <summary>Generates a relocatable object for <paramref name="module"/> (not consumed); the caller owns the returned LLVMMemoryBufferRef.</summary>
     public static nint EmitObject(nint module, int codegenLevel)

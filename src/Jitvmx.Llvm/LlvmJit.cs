@@ -83,7 +83,7 @@ internal sealed unsafe class LlvmJit
     }
 
     /// <summary>A symbol name not used before in this process (with <paramref name="prefix"/> for readability).</summary>
-    public string UniqueName(string prefix) => $"{prefix}_{Interlocked.Increment(ref _names)}";
+    public string UniqueName(string prefix) => $"{prefix}_{Interlocked.Increment(ref _names):x8}";
 
     /// <summary>
     /// Defines, once per process, the symbols of helpers <paramref name="ids"/> (<see cref="Helpers.Symbol"/>)

@@ -173,10 +173,13 @@ public static class LlvmTier
                 if (s_log) Log($"cannot compile 0x{region.Entry:x}: {reason}");
                 return null;
             }
+            if (times.Cached) Interlocked.Increment(ref _vm.Cache.Statistics.TierCompilesCached);
             if (s_log)
             {
                 static double Ms(long ticks) => ticks * 1000.0 / System.Diagnostics.Stopwatch.Frequency;
-                Log($"compiled 0x{region.Entry:x}: {ir.GuestInstructionCount} guest instructions, lowering {Ms(times.Lower):F1} ms, "
+                Log(times.Cached
+                    ? $"compiled 0x{region.Entry:x}: {ir.GuestInstructionCount} guest instructions, lowering {Ms(times.Lower):F1} ms, object from the code cache, linking {Ms(times.Link):F1} ms"
+                    : $"compiled 0x{region.Entry:x}: {ir.GuestInstructionCount} guest instructions, lowering {Ms(times.Lower):F1} ms, "
                     + $"optimising {Ms(times.Optimize):F1} ms, code generation {Ms(times.CodeGen):F1} ms, linking {Ms(times.Link):F1} ms");
             }
             return compiled;
@@ -205,7 +208,8 @@ public static class LlvmTier
             if (Interlocked.Exchange(ref s_warmedUp, 1) != 0) return;
             try
             {
-                bool done = WarmUpRegion() is { } ir && LlvmBackend.TryCompile(ir, _level, out _, out _);
+                // Past the code cache: the point is LLVM's first code generation.
+                bool done = WarmUpRegion() is { } ir && LlvmBackend.TryCompile(ir, _level, out _, out _, out _, useCache: false);
                 if (s_log) Log(done ? "warmed up" : "warm-up region did not compile");
             }
             catch (Exception e)

@@ -9,6 +9,7 @@ namespace Jitvmx.Llvm.Tests;
 /// results as the IL tier, exact budgets, exit requests honoured inside a chain that never returns
 /// to the dispatcher, and no stale link after the code changes.
 /// </summary>
+[Collection(BackgroundTier.Collection)]
 public class ChainingTests
 {
     // Calls and returns in a loop: direct exits (the call) and indirect ones (the return).

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 namespace Jitvmx.Llvm.Tests;
 
+[Collection(BackgroundTier.Collection)]
 public class HookTests
 {
     [Fact]

@@ -10,6 +10,7 @@ namespace Jitvmx.Llvm.Tests;
 /// Predicted computed-branch targets: hot code takes the targets its indirect jumps, calls and
 /// returns were seen to go to inside itself behind a compare, and still leaves for anything else.
 /// </summary>
+[Collection(BackgroundTier.Collection)]
 public class PredictionTests
 {
     private const ulong Table = TestGuest.RamBase + 0x8000;

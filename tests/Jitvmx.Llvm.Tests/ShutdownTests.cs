@@ -5,6 +5,7 @@ using static Iced.Intel.AssemblerRegisters;
 namespace Jitvmx.Llvm.Tests;
 
 /// <summary>Disposing a VM while its background tier is compiling.</summary>
+[Collection(BackgroundTier.Collection)]
 public class ShutdownTests
 {
     // A loop over a large unrolled body, so that a compilation is still running when the VM goes.

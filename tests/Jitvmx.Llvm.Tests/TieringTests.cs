@@ -5,6 +5,7 @@ using static Iced.Intel.AssemblerRegisters;
 namespace Jitvmx.Llvm.Tests;
 
 /// <summary>Background tiering: hot regions are recompiled by LLVM while the guest runs, with no change in results.</summary>
+[Collection(BackgroundTier.Collection)]
 public class TieringTests
 {
     // A memory-heavy loop (xorshift into a buffer, then a checksum) entered once, as a program's main loop is.
