@@ -297,6 +297,10 @@ internal static partial class BenchCommand
         yield return (".NET", RuntimeInformation.FrameworkDescription);
         yield return ("jitvmx", $"{typeof(VirtualMachine).Assembly.GetName().Version}" + (root is null ? "" : GitCommit(root) is string c ? $" (commit {c})" : ""));
         yield return ("settings", $"--runs {runs} (first discarded), --scale {scale ?? "1"}, --timeout {timeout.ToString(CultureInfo.InvariantCulture)} s; median wall seconds");
+        // Measured runs load what the warm-up (or an earlier bench) compiled; JITVMX_CACHE=0 measures without.
+        yield return ("LLVM code cache", Jitvmx.Llvm.LlvmTier.CodeCacheDirectory is string dir
+            ? $"on ({dir}): measured runs load hot code compiled by earlier runs; JITVMX_CACHE=0 measures without"
+            : "off (JITVMX_CACHE=0): every run compiles its hot code");
     }
 
     private static string CpuModel()

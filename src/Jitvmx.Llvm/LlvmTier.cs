@@ -73,6 +73,12 @@ public static class LlvmTier
     internal static int CompilationsInProgress => Volatile.Read(ref s_inProgress);
 
     /// <summary>
+    /// The directory of LLVM's on-disk code cache, from which a later process loads the objects this one
+    /// compiled (<c>JITVMX_CACHE_DIR</c>, else the user's cache directory); null when <c>JITVMX_CACHE=0</c>.
+    /// </summary>
+    public static string? CodeCacheDirectory => CodeCache.Directory;
+
+    /// <summary>
     /// <paramref name="requested"/>, unless JITVMX_LLVM_LEVEL (O0, O1 or O2) overrides it: one level for
     /// every region, for comparing levels and for tests that need the same code every run.
     /// </summary>
