@@ -226,7 +226,10 @@ public sealed class VirtualMachineOptions
     /// <summary>Guest instructions per region at most (larger regions compile slower but run faster).</summary>
     public int MaxRegionInstructions { get; init; } = 400;
 
-    /// <summary>Guest instructions a region must retire before a background tier recompiles it.</summary>
+    /// <summary>
+    /// Guest instructions a region must retire before a background tier recompiles it; each entry into the
+    /// region from the dispatcher counts as 32 more (what it costs), so short regions entered very often qualify too.
+    /// </summary>
     public long TierUpThreshold { get; init; } = 2_000_000;
 
     /// <summary>Guest basic blocks per region at most.</summary>

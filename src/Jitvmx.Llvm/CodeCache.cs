@@ -21,8 +21,8 @@ namespace Jitvmx.Llvm;
 /// The directory is <c>JITVMX_CACHE_DIR</c>, else <c>$XDG_CACHE_HOME/jitvmx/llvm</c>, else
 /// <c>~/.cache/jitvmx/llvm</c>; <c>JITVMX_CACHE=0</c> turns the cache off. Files are written under a
 /// temporary name and renamed, so processes sharing the directory never read half a file. A hit marks
-/// its file as used; the first store of each process trims the directory to <see cref="TrimTo"/> bytes,
-/// least recently used first, when it holds more than <see cref="MaxBytes"/>.
+/// its file as used; a process's first store, and every 1024th after it, trims the directory to
+/// <see cref="TrimTo"/> bytes, least recently used first, when it holds more than <see cref="MaxBytes"/>.
 /// </para>
 /// </summary>
 internal static class CodeCache
@@ -31,9 +31,12 @@ internal static class CodeCache
     public static string? Directory { get; set; } = DefaultDirectory();
 
     private static long s_hits, s_stores;
-    private static int s_trimmed;
+    private static int s_storing;
 
-    /// <summary>Bytes of objects above which the directory is trimmed (once per process, at its first store).</summary>
+    // A process checks the directory's size at its first store and at every TrimEvery-th after it.
+    private const int TrimEvery = 1024;
+
+    /// <summary>Bytes of objects above which the directory is trimmed.</summary>
     public const long MaxBytes = 256L << 20;
 
     /// <summary>What trimming leaves.</summary>
@@ -123,7 +126,7 @@ internal static class CodeCache
         try
         {
             System.IO.Directory.CreateDirectory(dir);
-            if (Interlocked.Exchange(ref s_trimmed, 1) == 0) Trim(dir, MaxBytes, TrimTo);
+            if ((Interlocked.Increment(ref s_storing) & (TrimEvery - 1)) == 1) Trim(dir, MaxBytes, TrimTo);
             File.WriteAllBytes(temp, bytes);
             File.Move(temp, path, overwrite: true);
             Interlocked.Increment(ref s_stores);

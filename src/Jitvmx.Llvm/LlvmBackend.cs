@@ -132,7 +132,9 @@ internal sealed unsafe partial class LlvmBackend
                     return false;
                 t1 = Stopwatch.GetTimestamp();
                 // Compiled before, by this process or an earlier one: the stored object (see CodeCache).
-                string? key = CodeCache.Directory is null || !useCache ? null : CodeCache.Key(Print(module), name, CacheSettings(level, region));
+                // Not O0 code, which compiles in a few milliseconds (--tier llvm would store every region of every
+                // program), nor when dumping: the dump shows the optimised IR, which a hit skips.
+                string? key = CodeCache.Directory is null || !useCache || level == LlvmOptLevel.O0 || s_dump ? null : CodeCache.Key(Print(module), name, CacheSettings(level, region));
                 if (key is not null && CodeCache.TryLoad(key, name) is { } stored)
                 {
                     faults = [];

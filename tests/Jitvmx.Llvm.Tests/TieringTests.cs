@@ -42,6 +42,31 @@ public class TieringTests
     }
 
     [Fact]
+    public void AShortRegionEnteredOftenIsAsHotAsItsEntriesCost()
+    {
+        // The RET is a one-instruction region: 20,000 calls retire 20,000 instructions in it, a tenth of
+        // the threshold, but each entry through the dispatcher costs as much as 32 more.
+        static void Calls(Assembler a)
+        {
+            var loop = a.CreateLabel();
+            var f = a.CreateLabel();
+            a.mov(ecx, 20_000);
+            a.Label(ref loop);
+            a.call(f);
+            a.dec(ecx);
+            a.jnz(loop);
+            a.hlt();
+            a.Label(ref f);
+            a.ret();
+        }
+        using var g = new TestGuest(Calls, options: new VirtualMachineOptions { TierUpThreshold = 200_000 });
+        Assert.True(LlvmTier.TryAttachBackground(g.Vm, LlvmOptLevel.O1, out string? why), why);
+        Assert.Equal(ExitReason.Hlt, g.Cpu.Run().Reason);
+        var ret = Assert.Single(Tiers.Regions(g.Vm).Values, r => r.GuestInstructions == 1);
+        Assert.True(ret.TierQueued);
+    }
+
+    [Fact]
     public void TheWarmUpRegionLiftsAndCompiles()
     {
         // A warm-up that no longer lifts or compiles would fail silently on the tier's thread, and

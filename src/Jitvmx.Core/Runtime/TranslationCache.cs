@@ -23,7 +23,11 @@ internal sealed unsafe class Region
     public readonly ulong Entry;
     /// <summary>The code; replaced atomically when a background tier recompiles the region.</summary>
     public RegionFunction Function;
-    /// <summary>Guest instructions retired in this region's code so far: hotness for tiering, and while queued for the background tier, its rank there.</summary>
+    /// <summary>
+    /// Guest instructions retired in this region's code so far, plus a weight per entry from the dispatcher
+    /// (VirtualCpu.DispatchWeight) when a background tier is attached: hotness for tiering, and while queued
+    /// for the background tier, its rank there.
+    /// </summary>
     public long Retired;
     /// <summary>Whether the code is the interpreter's (the region is promoted to the IL tier when hot).</summary>
     public bool Interpreted;
