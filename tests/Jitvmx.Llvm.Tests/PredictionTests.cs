@@ -161,6 +161,23 @@ public class PredictionTests
     };
 
     [Fact]
+    public void TheSameTargetsSeenInAnotherOrderGiveTheSameCode()
+    {
+        // LLVM's code cache finds hot code again by its IR: the order targets happened to be seen in must not change it.
+        using var g = new TestGuest(Interpreter);
+        Assert.Equal(ExitReason.InstructionBudget, g.Cpu.Run(20_000).Reason);
+        var region = Tiers.Regions(g.Vm).Values.First(r => r.IndirectTargetCount >= 3);
+        var seen = region.PredictedTargets();
+        string Code((ulong Site, ulong Target)[] order)
+        {
+            region.IndirectTargetCount = 0;
+            foreach (var (site, target) in order) region.RecordIndirectTarget(site, target);
+            return g.Vm.Cache.RetranslateWithTargets(g.Cpu, region, out _)!.ToString();
+        }
+        Assert.Equal(Code(seen), Code([.. seen.Reverse()]));
+    }
+
+    [Fact]
     public void RecursiveCallToTheEntryStaysInTheRegion()
     {
         using var g = new TestGuest(Recursion);

@@ -303,6 +303,9 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
         generation = Generation;
         var targets = PredictedTargets(region);
         if (targets.Length == 0) return null;
+        // In address order, not the order they were seen in: the same targets then give the same code,
+        // which LLVM's code cache finds again in the next run.
+        Array.Sort(targets);
         var ir = Translator.Translate(cpu, region.Entry, FullLimits, out _, mode: region.Mode, predictedTargets: targets);
         if (ir is null) return null;
         var pages = CodePages(cpu, ir.GuestRanges);
