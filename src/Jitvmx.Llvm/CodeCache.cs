@@ -74,7 +74,7 @@ internal static class CodeCache
     {
         var jit = LlvmJit.Instance;
         var text = new StringBuilder();
-        text.Append("jitvmx-llvm-object 1\n").Append(s_build).Append('\n').Append(jit.Triple).Append('\n')
+        text.Append("jitvmx-llvm-object 1\n").Append(s_build).Append('\n').Append(jit.Version).Append('\n').Append(jit.Triple).Append('\n')
             .Append(jit.HostCpu).Append('\n').Append(jit.HostFeatures).Append('\n').Append(settings).Append('\n')
             .Append(irText.Replace(name, Placeholder(name), StringComparison.Ordinal));
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));

@@ -48,6 +48,8 @@ internal sealed unsafe class LlvmJit
         DataLayout = Str(LLVMOrcLLJITGetDataLayoutStr(_jit));
         HostCpu = TakeMessage(LLVMGetHostCPUName());
         HostFeatures = TakeMessage(LLVMGetHostCPUFeatures());
+        LLVMGetVersion(out uint major, out uint minor, out uint patch);
+        Version = $"{major}.{minor}.{patch}";
         for (int level = 0; level < _targetMachines.Length; level++)
         {
             int l = level;
@@ -64,6 +66,9 @@ internal sealed unsafe class LlvmJit
 
     /// <summary>The host CPU's LLVM name, which code is tuned for.</summary>
     public string HostCpu { get; }
+
+    /// <summary>The loaded libLLVM's version (another point release may generate other code).</summary>
+    public string Version { get; }
 
     /// <summary>The host CPU's LLVM target features (<c>+sse4.2,-avx512f,…</c>), which code may use.</summary>
     public string HostFeatures { get; }

@@ -183,10 +183,9 @@ public static class LlvmTier
             if (s_log)
             {
                 static double Ms(long ticks) => ticks * 1000.0 / System.Diagnostics.Stopwatch.Frequency;
-                Log(times.Cached
-                    ? $"compiled 0x{region.Entry:x}: {ir.GuestInstructionCount} guest instructions, lowering {Ms(times.Lower):F1} ms, object from the code cache, linking {Ms(times.Link):F1} ms"
-                    : $"compiled 0x{region.Entry:x}: {ir.GuestInstructionCount} guest instructions, lowering {Ms(times.Lower):F1} ms, "
-                    + $"optimising {Ms(times.Optimize):F1} ms, code generation {Ms(times.CodeGen):F1} ms, linking {Ms(times.Link):F1} ms");
+                string middle = times.Cached ? "object from the code cache"
+                    : $"optimising {Ms(times.Optimize):F1} ms, code generation {Ms(times.CodeGen):F1} ms";
+                Log($"compiled 0x{region.Entry:x}: {ir.GuestInstructionCount} guest instructions, lowering {Ms(times.Lower):F1} ms, {middle}, linking {Ms(times.Link):F1} ms");
             }
             return compiled;
         }

@@ -105,6 +105,8 @@ internal static unsafe partial class LlvmApi
     [LibraryImport(Lib)] public static partial nint LLVMGetDefaultTargetTriple();
     /// <summary>Owns: the result (LLVMDisposeMessage).</summary>
     [LibraryImport(Lib)] public static partial nint LLVMGetHostCPUName();
+    /// <summary>The loaded LLVM's version (major, minor, patch).</summary>
+    [LibraryImport(Lib)] public static partial void LLVMGetVersion(out uint major, out uint minor, out uint patch);
     /// <summary>Owns: the result (LLVMDisposeMessage).</summary>
     [LibraryImport(Lib)] public static partial nint LLVMGetHostCPUFeatures();
     /// <summary>Target is a static object (not owned); owns *error on failure (returns non-zero).</summary>
