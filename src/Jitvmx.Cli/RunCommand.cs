@@ -68,6 +68,8 @@ internal static class RunCommand
             {
                 InterpreterTierUp = tier switch { "interp" => long.MaxValue, "auto" => long.TryParse(System.Environment.GetEnvironmentVariable("JITVMX_INTERP_TIERUP"), out long tu) && tu > 0 ? tu : AutoInterpreterTierUp, _ => 0 },
                 Profile = profile,
+                // Hot regions of earlier runs are compiled as soon as they are first seen (the code cache makes that a load).
+                TierProfile = tier is "auto" or "llvm" ? Jitvmx.Llvm.LlvmTier.TierProfilePath(program) : null,
             };
             process = LinuxProcess.Load(program, argv, env, new LinuxOptions { Strace = strace, Diagnostics = diagnostics, Machine = machine });
         }

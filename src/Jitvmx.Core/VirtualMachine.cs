@@ -261,6 +261,16 @@ public sealed class VirtualMachineOptions
     public bool PredictIndirectBranches { get; init; } = Environment.GetEnvironmentVariable("JITVMX_PREDICT") != "0";
 
     /// <summary>
+    /// A file in which a background tier records the hot regions it compiled (entries and predicted
+    /// targets), and from which the next run of the same guest program queues them as soon as their
+    /// code is first translated, instead of after <see cref="TierUpThreshold"/> instructions in the
+    /// lower tiers. With a persistent code cache the compilation is then a load, and hot code runs
+    /// from the start. Only a hint: code is always translated from guest memory. Null (the default): none.
+    /// One file per guest program; concurrent runs may share it.
+    /// </summary>
+    public string? TierProfile { get; init; }
+
+    /// <summary>
     /// Counts entries and retired guest instructions per region (a few nanoseconds per region
     /// entry), for <see cref="VirtualMachine.Profile"/>: where the guest's time goes, and in which tier.
     /// </summary>
@@ -311,6 +321,10 @@ public sealed class TranslationStatistics
     public long TierCompileTicks;
     /// <summary>Regions handed to a background tier.</summary>
     public long RegionsQueuedForTierUp;
+    /// <summary>Regions handed to a background tier at their first translation because the tier profile named them (not in <see cref="RegionsQueuedForTierUp"/>).</summary>
+    public long RegionsQueuedFromProfile;
+    /// <summary>Of <see cref="RegionsTieredUp"/>, those queued from the tier profile.</summary>
+    public long RegionsTieredUpFromProfile;
     /// <summary>Regions discarded by invalidation (self-modifying code, remapping).</summary>
     public long RegionsInvalidated;
     /// <summary>Region lookups satisfied without translating.</summary>

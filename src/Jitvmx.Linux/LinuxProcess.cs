@@ -169,8 +169,9 @@ public sealed partial class LinuxProcess : IDisposable
         sb.AppendLine($"  tier {TierName}: regions translated {st.RegionsTranslated:N0} ({st.BlocksTranslated:N0} blocks, {st.InstructionsTranslated:N0} instructions)");
         if (st.RegionsInterpreted > 0)
             sb.AppendLine($"  interpreted regions          {st.RegionsInterpreted:N0}; promoted to IL when hot {st.RegionsPromoted:N0}");
-        if (st.RegionsQueuedForTierUp > 0)
-            sb.AppendLine($"  hot regions recompiled by LLVM in the background: {st.RegionsTieredUp:N0} of {st.RegionsQueuedForTierUp:N0} queued, "
+        if (st.RegionsQueuedForTierUp + st.RegionsQueuedFromProfile > 0)
+            sb.AppendLine($"  hot regions recompiled by LLVM in the background: {st.RegionsTieredUp:N0} of {st.RegionsQueuedForTierUp + st.RegionsQueuedFromProfile:N0} queued "
+                + $"({st.RegionsQueuedFromProfile:N0} from the tier profile, {st.RegionsTieredUpFromProfile:N0} of them installed), "
                 + $"{st.TierCompileTicks * 1000.0 / Stopwatch.Frequency:N1} ms compiling; {st.RegionsPredicted:N0} with predicted indirect targets, "
                 + $"{st.RegionsRequeued:N0} skipped as covered; {st.TierCompilesCached:N0} compilations taken from the code cache");
         if (st.ChainLinks + st.JumpsCached > 0)

@@ -79,6 +79,30 @@ public static class LlvmTier
     public static string? CodeCacheDirectory => CodeCache.Directory;
 
     /// <summary>
+    /// Where the tier profile of the guest program in file <paramref name="program"/> belongs
+    /// (<see cref="VirtualMachineOptions.TierProfile"/>): beside the code cache, named by the
+    /// program's full path, size and modification time, so a rebuilt program starts a new one.
+    /// Null when the code cache is off, <c>JITVMX_TIER_PROFILE=0</c> is set, or the file cannot be
+    /// read (a profile without the cache would only move compilations earlier).
+    /// </summary>
+    public static string? TierProfilePath(string program)
+    {
+        if (CodeCache.Directory is not { } dir || Environment.GetEnvironmentVariable("JITVMX_TIER_PROFILE") == "0") return null;
+        try
+        {
+            var info = new FileInfo(program);
+            if (!info.Exists) return null;
+            string identity = $"{info.FullName}\0{info.Length}\0{info.LastWriteTimeUtc.Ticks}";
+            byte[] hash = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(identity));
+            return Path.Combine(dir, "profiles", Convert.ToHexStringLower(hash, 0, 16) + ".txt");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
     /// <paramref name="requested"/>, unless JITVMX_LLVM_LEVEL (O0, O1 or O2) overrides it: one level for
     /// every region, for comparing levels and for tests that need the same code every run.
     /// </summary>
@@ -126,6 +150,71 @@ public static class LlvmTier
             _thread.Start();
         }
 
+        // Hinted regions (TierProfile) come first: they were hot before, and with the code cache each is a load.
+        private readonly System.Collections.Concurrent.ConcurrentQueue<(VirtualCpu Cpu, TierProfile.Hint Hint)> _hints = new();
+        // Hints whose code reaches pages the guest has not run yet: tried again when new pages hold code.
+        private readonly List<Deferred> _deferred = [];
+
+        private readonly record struct Deferred(VirtualCpu Cpu, TierProfile.Hint Hint, long Since, long PagesAdded);
+
+        /// <summary>How long a hint waits for the pages its code reaches to be run before it is dropped.</summary>
+        private static readonly TimeSpan HintPatience = TimeSpan.FromSeconds(10);
+
+        public void EnqueueHint(VirtualCpu cpu, TierProfile.Hint hint)
+        {
+            if (_stopping) return;
+            _hints.Enqueue((cpu, hint));
+            _signal.Release();
+            if (s_log) Log($"queued 0x{hint.Entry:x} from the tier profile");
+        }
+
+        /// <summary>The next hint to compile: a new one, else a deferred one if code was translated on new pages since it was tried.</summary>
+        private bool TryTakeHint(out VirtualCpu cpu, out TierProfile.Hint hint, out long since)
+        {
+            if (_hints.TryDequeue(out var h))
+            {
+                (cpu, hint, since) = (h.Cpu, h.Hint, System.Diagnostics.Stopwatch.GetTimestamp());
+                return true;
+            }
+            long pages = _vm.Cache.PagesAdded;
+            for (int i = 0; i < _deferred.Count; i++)
+            {
+                var d = _deferred[i];
+                if (System.Diagnostics.Stopwatch.GetElapsedTime(d.Since) > HintPatience)
+                {
+                    _deferred.RemoveAt(i--);
+                    _vm.Cache.HintFailed(d.Hint.Entry);
+                    if (s_log) Log($"dropped 0x{d.Hint.Entry:x} from the tier profile: its code was not all run");
+                    continue;
+                }
+                if (d.PagesAdded == pages) continue;
+                _deferred.RemoveAt(i);
+                (cpu, hint, since) = (d.Cpu, d.Hint, d.Since);
+                return true;
+            }
+            (cpu, hint, since) = (null!, null!, 0);
+            return false;
+        }
+
+        private void CompileHint(VirtualCpu cpu, TierProfile.Hint hint, long since)
+        {
+            long pages = _vm.Cache.PagesAdded;
+            var found = _vm.Cache.RetranslateHinted(cpu, hint, out var ir, out long generation);
+            if (found == TranslationCache.HintedTranslation.PagesNotTranslated)
+            {
+                _deferred.Add(new Deferred(cpu, hint, since, pages));
+                return;
+            }
+            if (found == TranslationCache.HintedTranslation.Ready && Compile(hint.Entry, native: false, ir!) is { } hot
+                && _vm.Cache.ReplaceHinted(cpu, hint, ir!, hot, generation))
+            {
+                if (s_log) Log($"installed 0x{hint.Entry:x} from the tier profile ({ir!.GuestInstructionCount} instructions)");
+                return;
+            }
+            _vm.Cache.HintFailed(hint.Entry);
+            if (s_log) Log($"tier profile's 0x{hint.Entry:x} not installed ({found})");
+        }
+
         public void Enqueue(VirtualCpu cpu, Region region)
         {
             if (_stopping || _incoming.Count >= MaxWaiting) return;
@@ -169,14 +258,16 @@ public static class LlvmTier
             return true;
         }
 
-        private CompiledRegion? Compile(Region region, IrRegion ir)
+        private CompiledRegion? Compile(Region region, IrRegion ir) => Compile(region.Entry, region.Native, ir);
+
+        private CompiledRegion? Compile(ulong entry, bool native, IrRegion ir)
         {
             // Helper-bound regions run faster in the IL tier than in LLVM code, but not than in
             // a lower level's LLVM code (the two-level LLVM tier).
-            if (!region.Native && HelperBound(ir)) return null;
+            if (!native && HelperBound(ir)) return null;
             if (!LlvmBackend.TryCompile(ir, _level, out var compiled, out string? reason, out var times))
             {
-                if (s_log) Log($"cannot compile 0x{region.Entry:x}: {reason}");
+                if (s_log) Log($"cannot compile 0x{entry:x}: {reason}");
                 return null;
             }
             if (times.Cached) Interlocked.Increment(ref _vm.Cache.Statistics.TierCompilesCached);
@@ -185,7 +276,7 @@ public static class LlvmTier
                 static double Ms(long ticks) => ticks * 1000.0 / System.Diagnostics.Stopwatch.Frequency;
                 string middle = times.Cached ? "object from the code cache"
                     : $"optimising {Ms(times.Optimize):F1} ms, code generation {Ms(times.CodeGen):F1} ms";
-                Log($"compiled 0x{region.Entry:x}: {ir.GuestInstructionCount} guest instructions, lowering {Ms(times.Lower):F1} ms, {middle}, linking {Ms(times.Link):F1} ms");
+                Log($"compiled 0x{entry:x}: {ir.GuestInstructionCount} guest instructions, lowering {Ms(times.Lower):F1} ms, {middle}, linking {Ms(times.Link):F1} ms");
             }
             return compiled;
         }
@@ -271,9 +362,30 @@ public static class LlvmTier
             WarmUp();
             while (true)
             {
-                _signal.Wait();
-                while (!_stopping && TryTake(out var w))
+                // Deferred hints are looked at again now and then, when new pages may hold code.
+                _signal.Wait(_deferred.Count > 0 ? 20 : Timeout.Infinite);
+                while (!_stopping)
                 {
+                    if (TryTakeHint(out var hintCpu, out var hint, out long since))
+                    {
+                        Interlocked.Increment(ref s_inProgress);
+                        long h0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                        try
+                        {
+                            CompileHint(hintCpu, hint, since);
+                        }
+                        catch (ObjectDisposedException)
+                        {
+                            return;
+                        }
+                        finally
+                        {
+                            Interlocked.Add(ref _vm.Cache.Statistics.TierCompileTicks, System.Diagnostics.Stopwatch.GetTimestamp() - h0);
+                            Interlocked.Decrement(ref s_inProgress);
+                        }
+                        continue;
+                    }
+                    if (!TryTake(out var w)) break;
                     var (cpu, region) = (w.Cpu, w.Region);
                     try
                     {
@@ -288,13 +400,15 @@ public static class LlvmTier
                         try
                         {
                             // With the computed targets seen at run time taken in, when that works out; else the same code.
-                            if (_vm.Options.PredictIndirectBranches && _vm.Cache.RetranslateWithTargets(cpu, region, out long generation) is { } wide && Compile(region, wide) is { } hot
-                                && _vm.Cache.Replace(cpu, region, wide, hot, generation))
+                            if (_vm.Options.PredictIndirectBranches && _vm.Cache.RetranslateWithTargets(cpu, region, out long generation, out var targets) is { } wide
+                                && Compile(region, wide) is { } hot && _vm.Cache.Replace(cpu, region, wide, hot, generation))
                             {
+                                _vm.Cache.Hints?.Record(region.Entry, region.Mode, targets);
                                 if (s_log) Log($"installed 0x{region.Entry:x} with predicted targets ({wide.GuestInstructionCount} instructions)");
                                 continue;
                             }
                             bool swapped = _vm.Cache.Retranslate(cpu, region) is { } ir && Compile(region, ir) is { } same && _vm.Cache.Swap(region, same);
+                            if (swapped) _vm.Cache.Hints?.Record(region.Entry, region.Mode, []);
                             if (s_log) Log(swapped ? $"installed 0x{region.Entry:x}" : $"kept 0x{region.Entry:x} in the IL tier");
                         }
                         finally

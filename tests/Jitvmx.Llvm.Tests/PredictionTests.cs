@@ -153,7 +153,7 @@ public class PredictionTests
 
     public static TheoryData<string> Programs => ["interpreter", "calls", "recursion"];
 
-    private static Action<Assembler> Program(string name) => name switch
+    internal static Action<Assembler> Program(string name) => name switch
     {
         "interpreter" => Interpreter,
         "calls" => IndirectCalls,
@@ -172,7 +172,7 @@ public class PredictionTests
         {
             region.IndirectTargetCount = 0;
             foreach (var (site, target) in order) region.RecordIndirectTarget(site, target);
-            return g.Vm.Cache.RetranslateWithTargets(g.Cpu, region, out _)!.ToString();
+            return g.Vm.Cache.RetranslateWithTargets(g.Cpu, region, out _, out _)!.ToString();
         }
         Assert.Equal(Code(seen), Code([.. seen.Reverse()]));
     }

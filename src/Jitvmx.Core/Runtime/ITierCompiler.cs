@@ -11,4 +11,11 @@ internal interface ITierCompiler : IDisposable
 {
     /// <summary>Queues <paramref name="region"/> of <paramref name="cpu"/> for recompilation.</summary>
     void Enqueue(VirtualCpu cpu, Region region);
+
+    /// <summary>
+    /// Queues the region a <see cref="TierProfile"/> hint names (its entry was just translated) for
+    /// compilation ahead of the regions that became hot in this run; the tier ends the hint with
+    /// <see cref="TranslationCache.ReplaceHinted"/> or <see cref="TranslationCache.HintFailed"/>.
+    /// </summary>
+    void EnqueueHint(VirtualCpu cpu, TierProfile.Hint hint);
 }

@@ -124,6 +124,11 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
     public bool IsEmpty => !Volatile.Read(ref _used);
     private bool _used;
 
+    private long _pagesAdded;
+
+    /// <summary>Counts the times a page came to hold translated code (see <see cref="HintedTranslation.PagesNotTranslated"/>).</summary>
+    public long PagesAdded => Volatile.Read(ref _pagesAdded);
+
     /// <summary>Bumped on every invalidation; vCPUs compare it to drop their lookup caches.</summary>
     public long Generation => Volatile.Read(ref _generation);
 
@@ -199,7 +204,39 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
             }
         }
         ProtectCode(pages);
+        if (!singleStep && vm.TierCompiler is { } tier && Hints is { } profile)
+        {
+            // A region hot in earlier runs goes to the background tier now rather than after the threshold.
+            if (profile.Take(rip, mode) is { } hint)
+            {
+                region.TierQueued = true;
+                Interlocked.Increment(ref Statistics.RegionsQueuedFromProfile);
+                tier.EnqueueHint(cpu, hint);
+            }
+            else if (profile.Pending(rip)) region.TierQueued = true; // promoted while its hinted compilation waits
+        }
         return region;
+    }
+
+    private TierProfile? _profile;
+    private bool _profileLoaded;
+
+    /// <summary>The VM's tier profile (<see cref="VirtualMachineOptions.TierProfile"/>), loaded on first use; null when it has none.</summary>
+    public TierProfile? Hints
+    {
+        get
+        {
+            if (Volatile.Read(ref _profileLoaded)) return _profile;
+            lock (_lock)
+            {
+                if (!_profileLoaded)
+                {
+                    _profile = vm.Options.TierProfile is { Length: > 0 } path ? TierProfile.Load(path) : null;
+                    Volatile.Write(ref _profileLoaded, true);
+                }
+                return _profile;
+            }
+        }
     }
 
     /// <summary>
@@ -239,7 +276,11 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
         map[region.Entry] = region;
         foreach (ulong page in region.Pages)
         {
-            if (!_byPage.TryGetValue(page, out var list)) _byPage[page] = list = [];
+            if (!_byPage.TryGetValue(page, out var list))
+            {
+                _byPage[page] = list = [];
+                _pagesAdded++;
+            }
             list.Add(region);
             var r = vm.Physical.Find(page);
             if (r is not null) r.CodePages[(page - r.GuestPhysicalAddress) >> 12] = 1;
@@ -298,10 +339,14 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
     /// yet (a write to it could not be noticed before <see cref="Replace"/>). <paramref name="generation"/>
     /// is the cache's generation before the guest bytes were read, for <see cref="Replace"/>.
     /// </summary>
-    public IrRegion? RetranslateWithTargets(VirtualCpu cpu, Region region, out long generation)
+    /// <param name="cpu">The vCPU whose code view is used.</param>
+    /// <param name="region">The hot region.</param>
+    /// <param name="generation">The cache's generation before the guest bytes were read.</param>
+    /// <param name="targets">The predicted targets the region was translated with, in address order.</param>
+    public IrRegion? RetranslateWithTargets(VirtualCpu cpu, Region region, out long generation, out (ulong Site, ulong Target)[] targets)
     {
         generation = Generation;
-        var targets = PredictedTargets(region);
+        targets = PredictedTargets(region);
         if (targets.Length == 0) return null;
         // In address order, not the order they were seen in: the same targets then give the same code,
         // which LLVM's code cache finds again in the next run.
@@ -314,6 +359,62 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
                 if (!_byPage.ContainsKey(p)) return null;
         Passes.Run(ir);
         return ir;
+    }
+
+    /// <summary>What <see cref="RetranslateHinted"/> found.</summary>
+    public enum HintedTranslation { Ready, PagesNotTranslated, Gone }
+
+    /// <summary>
+    /// Translates the region a <see cref="TierProfile"/> hint names (on any thread) with the full
+    /// limits and the hint's predicted targets, as <see cref="RetranslateWithTargets"/> does with
+    /// recorded ones. <see cref="HintedTranslation.PagesNotTranslated"/> when it reaches a page that
+    /// holds no translated code yet (try again once the guest ran there), <see cref="HintedTranslation.Gone"/>
+    /// when the entry holds no region in the hint's mode or its code cannot be fetched.
+    /// </summary>
+    public HintedTranslation RetranslateHinted(VirtualCpu cpu, TierProfile.Hint hint, out IrRegion? ir, out long generation)
+    {
+        generation = Generation;
+        ir = null;
+        lock (_lock)
+            if (!_regions.TryGetValue(hint.Entry, out var current) || current.Mode != hint.Mode) return HintedTranslation.Gone;
+        var targets = vm.Options.PredictIndirectBranches ? hint.Targets.ToArray() : [];
+        Array.Sort(targets);
+        var lifted = Translator.Translate(cpu, hint.Entry, FullLimits, out _, mode: hint.Mode, predictedTargets: targets);
+        if (lifted is null) return HintedTranslation.Gone;
+        var pages = CodePages(cpu, lifted.GuestRanges);
+        lock (_lock)
+            foreach (ulong p in pages)
+                if (!_byPage.ContainsKey(p)) return HintedTranslation.PagesNotTranslated;
+        Passes.Run(lifted);
+        ir = lifted;
+        return HintedTranslation.Ready;
+    }
+
+    /// <summary>
+    /// Installs hot code compiled from <see cref="RetranslateHinted"/> in place of whatever region is
+    /// at the hint's entry now (the hinted region may have been promoted meanwhile), on the terms of
+    /// <see cref="Replace"/>; false when the entry has no region or a background tier's code already.
+    /// </summary>
+    public bool ReplaceHinted(VirtualCpu cpu, TierProfile.Hint hint, IrRegion ir, CompiledRegion code, long generation)
+    {
+        Region? current;
+        lock (_lock)
+            if (!_regions.TryGetValue(hint.Entry, out current) || current.Chainable) return false;
+        if (!Replace(cpu, current, ir, code, generation, predicted: hint.Targets.Length > 0)) return false;
+        Hints?.Finish(hint.Entry);
+        Interlocked.Increment(ref Statistics.RegionsTieredUpFromProfile);
+        return true;
+    }
+
+    /// <summary>
+    /// Ends a hint's compilation that did not install code: the region at <paramref name="entry"/>
+    /// goes back to counting toward the usual tier-up.
+    /// </summary>
+    public void HintFailed(ulong entry)
+    {
+        Hints?.Finish(entry);
+        lock (_lock)
+            if (_regions.TryGetValue(entry, out var current) && !current.Chainable) Volatile.Write(ref current.TierQueued, false);
     }
 
     /// <summary>
@@ -343,7 +444,7 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
     /// the guest bytes the code was made from might have changed. Every page the code covers held
     /// translated code already, so from here on a write to any of them discards it.
     /// </summary>
-    public bool Replace(VirtualCpu cpu, Region region, IrRegion ir, CompiledRegion code, long generation)
+    public bool Replace(VirtualCpu cpu, Region region, IrRegion ir, CompiledRegion code, long generation, bool predicted = true)
     {
         var covered = ir.Blocks.Where(b => b.ChargedInsns > 0 && b.GuestAddress != region.Entry).Select(b => b.GuestAddress).ToList();
         var pages = CodePages(cpu, ir.GuestRanges);
@@ -362,7 +463,7 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
             foreach (ulong a in covered) _coveredByHot.Add(a);
         }
         Interlocked.Increment(ref Statistics.RegionsTieredUp);
-        Interlocked.Increment(ref Statistics.RegionsPredicted);
+        if (predicted) Interlocked.Increment(ref Statistics.RegionsPredicted);
         return true;
     }
 

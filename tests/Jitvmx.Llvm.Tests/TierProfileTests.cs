@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MIT
+using Jitvmx.Runtime;
+
+namespace Jitvmx.Llvm.Tests;
+
+/// <summary>
+/// The tier profile: hot regions a background tier compiled are written down, and the next run of
+/// the same program queues them at their first translation, with the targets they were predicted with.
+/// </summary>
+[Collection(BackgroundTier.Collection)]
+public sealed class TierProfileTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), $"jitvmx-profile-{Guid.NewGuid():N}");
+    private string File1 => Path.Combine(_dir, "profiles", "program.txt");
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    [Fact]
+    public void ALineReadsBackAsWritten()
+    {
+        (ulong, ulong)[] targets = [(0x401010, 0x402000), (0x401010, 0x402040)];
+        string line = TierProfile.Format(0x401000, 3, targets);
+        Assert.Equal("v1 401000 3 401010:402000,401010:402040", line);
+        var hint = TierProfile.Parse(line)!;
+        Assert.Equal(0x401000ul, hint.Entry);
+        Assert.Equal(3, hint.Mode);
+        Assert.Equal(targets, hint.Targets);
+        Assert.Empty(TierProfile.Parse(TierProfile.Format(0x10, 0, []))!.Targets);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("v2 401000 0 -")]
+    [InlineData("v1 401000 0")]
+    [InlineData("v1 40100g 0 -")]
+    [InlineData("v1 401000 -1 -")]
+    [InlineData("v1 401000 0 401010")]
+    [InlineData("v1 401000 0 401010:")]
+    [InlineData("v1 401000 0 -,")]
+    public void ALineItDidNotWriteIsNotAHint(string line) => Assert.Null(TierProfile.Parse(line));
+
+    [Fact]
+    public void AHintIsTakenOnceAndOnlyInItsMode()
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(File1)!);
+        File.WriteAllLines(File1, ["v1 1000 2 -", "garbage", "v1 2000 0 2010:3000"]);
+        var profile = TierProfile.Load(File1);
+        Assert.Equal(2, profile.Count);
+        Assert.Null(profile.Take(0x1000, 0)); // another x87/SSE mode
+        Assert.NotNull(profile.Take(0x1000, 2));
+        Assert.True(profile.Pending(0x1000));
+        Assert.Null(profile.Take(0x1000, 2));
+        profile.Finish(0x1000);
+        Assert.False(profile.Pending(0x1000));
+        Assert.Null(profile.Take(0x1000, 2)); // once per process, installed or not
+        Assert.Equal([(0x2010ul, 0x3000ul)], profile.Take(0x2000, 0)!.Targets);
+        Assert.Null(profile.Take(0x3000, 0));
+    }
+
+    [Fact]
+    public void ARecordedRegionIsAppendedOnceAndRepeatsAreDroppedOnLoad()
+    {
+        var profile = TierProfile.Load(File1); // no file yet: an empty profile, and the directory is made on the first record
+        Assert.Equal(0, profile.Count);
+        profile.Record(0x1000, 0, []);
+        profile.Record(0x1000, 0, []);
+        profile.Record(0x2000, 0, [(0x2010, 0x3000)]);
+        Assert.Equal(["v1 1000 0 -", "v1 2000 0 2010:3000"], File.ReadAllLines(File1));
+
+        // Runs whose hot sets differ append new lines for the same entries; the last one counts.
+        File.AppendAllLines(File1, Enumerable.Range(0, 200).Select(i => $"v1 1000 0 1010:{0x4000 + i:x}"));
+        var again = TierProfile.Load(File1);
+        Assert.Equal(2, again.Count);
+        Assert.Equal(2, File.ReadAllLines(File1).Length);
+        Assert.Equal([(0x1010ul, 0x4000ul + 199)], again.Take(0x1000, 0)!.Targets);
+    }
+
+    [Theory]
+    [MemberData(nameof(PredictionTests.Programs), MemberType = typeof(PredictionTests))]
+    public void TheNextRunCompilesTheHotRegionsAtOnceWithIdenticalResults(string name)
+    {
+        using var il = new TestGuest(PredictionTests.Program(name));
+        Assert.Equal(ExitReason.Hlt, il.Cpu.Run().Reason);
+
+        using (var first = new TestGuest(PredictionTests.Program(name), options: new VirtualMachineOptions { TierUpThreshold = 20_000, TierProfile = File1 }))
+        {
+            Assert.True(LlvmTier.TryAttachBackground(first.Vm, LlvmOptLevel.O1, out string? why), why);
+            RunUntilHalt(first, () => first.Vm.Statistics.RegionsTieredUp > 0);
+            TieringTests.AssertSameAs(il, first, 65536);
+        }
+        Assert.NotEmpty(File.ReadAllLines(File1));
+
+        // The threshold is out of reach: only the profile can queue anything.
+        using var second = new TestGuest(PredictionTests.Program(name), options: new VirtualMachineOptions { TierUpThreshold = long.MaxValue, TierProfile = File1 });
+        Assert.True(LlvmTier.TryAttachBackground(second.Vm, LlvmOptLevel.O1, out string? why2), why2);
+        RunUntilHalt(second, () => second.Vm.Statistics.RegionsTieredUpFromProfile > 0);
+        Assert.Equal(0, second.Vm.Statistics.RegionsQueuedForTierUp);
+        Assert.True(second.Vm.Statistics.RegionsQueuedFromProfile > 0);
+        Assert.True(second.Vm.Statistics.RegionsTieredUpFromProfile > 0, "no region was compiled from the profile");
+        TieringTests.AssertSameAs(il, second, 65536);
+    }
+
+    [Fact]
+    public void AnotherProgramsProfileCostsTimeNotCorrectness()
+    {
+        // The profile names hot regions of one program; another one, at the same addresses, runs with it.
+        using (var first = new TestGuest(PredictionTests.Program("interpreter"), options: new VirtualMachineOptions { TierUpThreshold = 20_000, TierProfile = File1 }))
+        {
+            Assert.True(LlvmTier.TryAttachBackground(first.Vm, LlvmOptLevel.O1, out string? why), why);
+            RunUntilHalt(first, () => first.Vm.Statistics.RegionsTieredUp > 0);
+        }
+        using var il = new TestGuest(PredictionTests.Program("calls"));
+        Assert.Equal(ExitReason.Hlt, il.Cpu.Run().Reason);
+        using var other = new TestGuest(PredictionTests.Program("calls"), options: new VirtualMachineOptions { TierUpThreshold = long.MaxValue, TierProfile = File1 });
+        Assert.True(LlvmTier.TryAttachBackground(other.Vm, LlvmOptLevel.O1, out string? why2), why2);
+        Assert.Equal(ExitReason.Hlt, other.Cpu.Run().Reason);
+        TieringTests.AssertSameAs(il, other, 65536);
+    }
+
+    // Runs in small slices, waiting after each until the background tier did what the test is about.
+    private static void RunUntilHalt(TestGuest g, Func<bool> done)
+    {
+        VmExit exit;
+        var wait = System.Diagnostics.Stopwatch.StartNew();
+        while ((exit = g.Cpu.Run(10_000)).Reason == ExitReason.InstructionBudget)
+            if (!done() && wait.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(10);
+        Assert.Equal(ExitReason.Hlt, exit.Reason);
+    }
+}
