@@ -66,7 +66,8 @@ public sealed class VirtualMachine : IDisposable
     /// Code compiled through LLVM then reads guest memory at FlatAddend + address with a plain load when the
     /// address's register part is below <see cref="FlatWindow"/>, and a host fault takes the read to the
     /// software path, which makes the same checks as always: guest behaviour is unchanged.
-    /// Writes keep their software check. Set it before any code is translated; false by default.
+    /// Writes keep their software check unless <see cref="HostWriteFaults"/> is set too. Set it before any
+    /// code is translated; false by default.
     /// </summary>
     public bool HostReadFaults
     {
@@ -79,6 +80,29 @@ public sealed class VirtualMachine : IDisposable
         }
     }
     private bool _hostReadFaults;
+
+    /// <summary>
+    /// Declares, with <see cref="HostReadFaults"/>, that host memory of the flat window is also writable only
+    /// where the guest may write (read-only where it may only read or execute). The VM then keeps each page the
+    /// guest may write read-only on the host while it holds translated code, and makes it writable again when
+    /// that code is discarded. Code compiled through LLVM writes guest memory with a plain store at FlatAddend +
+    /// address, and a host fault (a page the guest may not write, or one holding translated code) takes the
+    /// write to the software path, which makes the same checks as always and discards overwritten code: guest
+    /// behaviour is unchanged. The embedder writes guest memory through <see cref="WritePhysical"/>, or calls
+    /// <see cref="InvalidateTranslations"/> for the range before it (or the host) writes it directly: a page
+    /// holding code is read-only until then. Set it before any code is translated; false by default.
+    /// </summary>
+    public bool HostWriteFaults
+    {
+        get => _hostWriteFaults;
+        set
+        {
+            if (!Cache.IsEmpty)
+                throw new InvalidOperationException("HostWriteFaults must be set before any code is translated or installed");
+            _hostWriteFaults = value;
+        }
+    }
+    private bool _hostWriteFaults;
 
     /// <summary>Bytes of guest address space that <see cref="HostReadFaults"/> code reads through the flat window (1 TiB); reads above it take the software path.</summary>
     public const ulong FlatWindow = 1UL << 40;
@@ -185,6 +209,8 @@ public sealed class VirtualMachine : IDisposable
     {
         ulong start = gpa;
         int total = source.Length;
+        // First too: with HostWriteFaults a page holding code is read-only on the host until its code is discarded.
+        if (_hostWriteFaults) Cache.InvalidatePhysical(start, (ulong)total);
         while (source.Length > 0)
         {
             var r = Physical.Find(gpa) ?? throw new ArgumentException($"guest-physical 0x{gpa:x} is not mapped");

@@ -10,10 +10,10 @@ namespace Jitvmx.Linux;
 /// <para>
 /// The reservation spans the VM's whole flat window (<see cref="VirtualMachine.FlatWindow"/> and its guards),
 /// and each page has the host protection the guest's permissions call for: read-write where the guest may
-/// write, read-only where it may only read or execute, inaccessible elsewhere. So reads in compiled code can
-/// rely on host faults (<see cref="VirtualMachine.HostReadFaults"/>); writes are still checked in software,
-/// and a slip there cannot change memory the guest may not write. A guest address up to 1 TiB never reaches
-/// host memory outside the reservation. This program's own
+/// write, read-only where it may only read or execute, inaccessible elsewhere. So reads and writes in compiled
+/// code can rely on host faults (<see cref="VirtualMachine.HostReadFaults"/>, <see cref="VirtualMachine.HostWriteFaults"/>;
+/// the VM also keeps writable pages that hold translated code read-only meanwhile), and a guest address up to
+/// 1 TiB never reaches host memory outside the reservation. This program's own
 /// writes into guest memory check the guest's permissions first (<see cref="CanAccess"/>); the loader fills
 /// read-only segments through <see cref="Fill"/>.
 /// </para>
@@ -199,7 +199,11 @@ internal sealed unsafe class AddressSpace : IDisposable
     /// <summary>Whether no page of [start, end) is mapped.</summary>
     public bool IsFree(ulong start, ulong end) => InRange(start, end) && Overlapping(start, end).Count == 0;
 
-    /// <summary>Whether the guest may access [addr, addr+len) as the kernel would on its behalf.</summary>
+    /// <summary>
+    /// Whether the guest may access [addr, addr+len) as the kernel would on its behalf. A range about to be
+    /// written (by the host kernel or this program) loses the translations of code in it first: they would be
+    /// stale, and with <see cref="VirtualMachine.HostWriteFaults"/> their pages are read-only on the host until then.
+    /// </summary>
     public bool CanAccess(ulong addr, ulong len, bool write)
     {
         if (len == 0) return true;
@@ -212,7 +216,9 @@ internal sealed unsafe class AddressSpace : IDisposable
             if (v.Start > at || (v.Perms & need) == 0) return false;
             at = v.End;
         }
-        return at >= end;
+        if (at < end) return false;
+        if (write) _vm.InvalidateTranslations(addr, len);
+        return true;
     }
 
     /// <summary>Finds a free, page-aligned range of <paramref name="length"/> bytes, top-down below <see cref="MmapTop"/>.</summary>

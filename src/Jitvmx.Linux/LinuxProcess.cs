@@ -43,6 +43,8 @@ public sealed partial class LinuxProcess : IDisposable
             // The reservation is inaccessible wherever the guest may not read (AddressSpace).
             // JITVMX_HOST_READS=0 keeps the software check on reads too (for comparisons).
             Machine.HostReadFaults = Environment.GetEnvironmentVariable("JITVMX_HOST_READS") != "0";
+            // And read-only wherever the guest may not write; JITVMX_HOST_WRITES=0 keeps LLVM code's software write check.
+            Machine.HostWriteFaults = Machine.HostReadFaults && Environment.GetEnvironmentVariable("JITVMX_HOST_WRITES") != "0";
             ExecutablePath = Path.GetFullPath(path);
             var image = ElfLoader.Load(path, _mem);
             _brkStart = _brk = image.BrkStart;

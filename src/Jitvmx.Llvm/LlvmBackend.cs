@@ -69,6 +69,8 @@ internal sealed unsafe partial class LlvmBackend
     private bool _lazyFlags = true, _chain = true;
     // Guest reads rely on host faults (IrRegion.HostReadFaults).
     private bool _hostReads;
+    // Guest writes rely on host faults (IrRegion.HostWriteFaults).
+    private bool _hostWrites;
 
     private LlvmBackend(IrRegion region, nint context, nint module)
     {
@@ -322,7 +324,8 @@ internal sealed unsafe partial class LlvmBackend
         module = LLVMModuleCreateWithNameInContext(name, context);
         LLVMSetTarget(module, jit.Triple);
         LLVMSetDataLayout(module, jit.DataLayout);
-        var backend = new LlvmBackend(region, context, module) { _lazyFlags = lazyFlags && s_lazyFlags, _chain = chain, _hostReads = hostReads && region.HostReadFaults };
+        var backend = new LlvmBackend(region, context, module) { _lazyFlags = lazyFlags && s_lazyFlags, _chain = chain, _hostReads = hostReads && region.HostReadFaults,
+            _hostWrites = hostReads && region.HostReadFaults && region.HostWriteFaults };
         successors = [];
         helpers = [];
         try
@@ -1171,20 +1174,7 @@ internal sealed unsafe partial class LlvmBackend
     /// </summary>
     private nint HostRead(IrValue address, nint type, int size, nint slow, bool intoVector = false)
     {
-        var indexIr = address;
-        long disp = 0;
-        // The addition's operands are at hand only in its own block (values cross blocks through slots).
-        if (address.Op == IrOp.Add && address.Type == IrType.I64 && _defBlock.TryGetValue(address, out var home) && home == _current)
-        {
-            // Only the non-constant part goes through a register to the load.
-            for (int k = 0; k < 2; k++)
-                if (address.Args[k].Op == IrOp.Const && (long)address.Args[k].Imm == (int)(long)address.Args[k].Imm)
-                {
-                    indexIr = address.Args[1 - k];
-                    disp = (long)address.Args[k].Imm;
-                    break;
-                }
-        }
+        var indexIr = SplitDisplacement(address, out long disp);
         bool vec = size == 16 || intoVector;
         // 8- and 16-bit reads zero-extend into a 32-bit register (no partial-register merge).
         nint result = vec ? _v128 : size == 8 ? _i64 : _i32;
@@ -1218,6 +1208,71 @@ internal sealed unsafe partial class LlvmBackend
         LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, EnumAttribute("nounwind"));
         LLVMPositionBuilderAtEnd(_b, fast);
         return result == type || vec ? call : LLVMBuildTrunc(_b, call, type, "");
+    }
+
+    /// <summary>
+    /// The part of a guest address that goes through a register to a host access, and its constant
+    /// displacement (0 if none), which goes into the addressing mode. Only an addition made in the block
+    /// being emitted splits: its operands are at hand only there (values cross blocks through slots).
+    /// </summary>
+    private IrValue SplitDisplacement(IrValue address, out long disp)
+    {
+        disp = 0;
+        if (address.Op == IrOp.Add && address.Type == IrType.I64 && _defBlock.TryGetValue(address, out var home) && home == _current)
+        {
+            for (int k = 0; k < 2; k++)
+                if (address.Args[k].Op == IrOp.Const && (long)address.Args[k].Imm == (int)(long)address.Args[k].Imm)
+                {
+                    disp = (long)address.Args[k].Imm;
+                    return address.Args[1 - k];
+                }
+        }
+        return address;
+    }
+
+    /// <summary>
+    /// A guest write that relies on host faults (<see cref="VirtualMachine.HostWriteFaults"/>), the counterpart of
+    /// <see cref="HostRead"/>: the register part of the address is compared with the window, then one host store
+    /// at FlatAddend + address, listed in <see cref="HostReadMap.Section"/> so that a host fault resumes in
+    /// <paramref name="slow"/>. The host faults where the guest may not write and on pages holding translated
+    /// code, which the VM keeps read-only (the slow path discards that code: self-modifying code). An x86 store
+    /// that faults writes nothing, even across a page boundary, so the slow path does all of it. A constant
+    /// value goes into the instruction as an immediate. Leaves the builder in the block after the store.
+    /// </summary>
+    private void HostWrite(IrValue address, IrValue valueIr, nint value, int size, nint slow)
+    {
+        var indexIr = SplitDisplacement(address, out long disp);
+        bool immediate = size <= 8 && valueIr.Op == IrOp.Const && (long)valueIr.Imm == (int)(long)valueIr.Imm;
+        // Operands: the value unless it is an immediate, then the register part, the window's size, the flat addend, the slow path.
+        int n = immediate ? 0 : 1;
+        string index = $"${n}", window = $"${n + 1}", flatBase = $"${n + 2}", label = $"${{{n + 3}:l}}";
+        ulong mask = size switch { 1 => 0xFF, 2 => 0xFFFF, 4 => 0xFFFF_FFFF, _ => ulong.MaxValue };
+        string source = immediate ? $"$${(size == 8 ? (long)valueIr.Imm : (long)(valueIr.Imm & mask))}"
+            : size switch { 1 => "${0:b}", 2 => "${0:w}", 4 => "${0:k}", _ => "$0" };
+        string store = size switch { 1 => "movb", 2 => "movw", 4 => "movl", 8 => "movq", _ => "movdqu" };
+        string text = $"cmpq {window}, {index}\njae {label}\n1: {store} {source}, {disp}({flatBase},{index})\n"
+            + $".pushsection {HostReadMap.Section},\"a\",@progbits\n.quad 1b, {label}\n.popsection";
+        string constraints = (immediate ? "" : size == 16 ? "x," : "r,") + "r,r,r,!i,~{memory},~{flags}";
+        int count = n + 3;
+        nint* types = stackalloc nint[4];
+        nint* args = stackalloc nint[4];
+        int at = 0;
+        if (!immediate)
+        {
+            types[at] = LLVMTypeOf(value);
+            args[at++] = value;
+        }
+        types[at] = _i64; args[at++] = Value(indexIr);
+        types[at] = _i64; args[at++] = I64(VirtualMachine.FlatWindow);
+        types[at] = _i64; args[at++] = _flatAddend;
+        nint fnType = LLVMFunctionType(_void, types, (uint)count, 0);
+        // Side effects: the store must stay where it is among the region's other memory accesses.
+        nint asm = LLVMGetInlineAsm(fnType, text, (nuint)Encoding.UTF8.GetByteCount(text), constraints, (nuint)constraints.Length, 1, 0, 0, 0);
+        nint fast = NewBlock("written");
+        nint* indirect = stackalloc nint[1] { slow };
+        nint call = LLVMBuildCallBr(_b, fnType, asm, fast, indirect, 1, args, (uint)count, null, 0, "");
+        LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, EnumAttribute("nounwind"));
+        LLVMPositionBuilderAtEnd(_b, fast);
     }
 
     // memory(read): the attribute packs two bits (none, ref, mod, modref) per location: argument memory,
@@ -1311,8 +1366,8 @@ internal sealed unsafe partial class LlvmBackend
         nint value = Value(valueIr);
         if (valueIr.Type == IrType.I1) value = LLVMBuildZExt(_b, value, _i8, "");
         nint slow = NewBlock("store.slow"), join = NewBlock("store.done");
-        nint host = AccessCheck(v, addr, size, 8, slow);
-        Store(value, host, 1);
+        if (_hostWrites) HostWrite(v.Args[0], valueIr, value, size, slow);
+        else Store(value, AccessCheck(v, addr, size, 8, slow), 1);
         LLVMBuildBr(_b, join);
 
         LLVMPositionBuilderAtEnd(_b, slow);

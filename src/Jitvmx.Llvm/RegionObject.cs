@@ -131,13 +131,15 @@ public sealed class RegionObject
         var helpers = helperIds.Select(id => new RegionObjectHelper(Jitvmx.Helpers.Symbol(id), Jitvmx.Helpers.IsPure(id), Signature(Jitvmx.Helpers.Method(id)!))).ToArray();
         var jit = LlvmJit.Instance;
         return new RegionObject(rip, ranges, hash, ir.GuestInstructionCount, LlvmBackend.EntryNeed(ir), successors, helpers, symbol, level,
-            BuildVersion, AbiFingerprint + (ir.HostReadFaults ? HostReadsAbi : "") + (ir.FlatMemory ? FlatAbi : ""), jit.Triple, jit.HostCpu, jit.HostFeatures, obj!);
+            BuildVersion, AbiFingerprint + (ir.HostReadFaults ? HostReadsAbi : "") + (ir.HostWriteFaults ? HostWritesAbi : "") + (ir.FlatMemory ? FlatAbi : ""), jit.Triple, jit.HostCpu, jit.HostFeatures, obj!);
     }
 
     // Marks the interface of code compiled for a VM with a flat addend (VirtualMachine.FlatAddend).
     private const string FlatAbi = "+flat";
     // Marks code whose reads may rely on host faults (VirtualMachine.HostReadFaults).
     private const string HostReadsAbi = "+hostreads";
+    // Marks code whose writes may rely on host faults (VirtualMachine.HostWriteFaults).
+    private const string HostWritesAbi = "+hostwrites";
 
     // ================= loading =================
 
@@ -154,6 +156,8 @@ public sealed class RegionObject
             throw new RegionObjectException($"region 0x{EntryRip:x}: compiled for a VM with guest memory at one host offset (FlatAddend); this VM has none");
         if (Abi.Contains(HostReadsAbi, StringComparison.Ordinal) && !cpu.Machine.HostReadFaults)
             throw new RegionObjectException($"region 0x{EntryRip:x}: compiled for a VM whose guest reads may fault on the host (HostReadFaults); this VM's may not");
+        if (Abi.Contains(HostWritesAbi, StringComparison.Ordinal) && !cpu.Machine.HostWriteFaults)
+            throw new RegionObjectException($"region 0x{EntryRip:x}: compiled for a VM whose guest writes may fault on the host (HostWriteFaults); this VM's may not");
         byte[]? now = HashGuest(cpu, GuestRanges);
         if (now is null)
             throw new RegionObjectException($"region 0x{EntryRip:x}: its guest code is no longer mapped executable");
@@ -358,7 +362,8 @@ public sealed class RegionObject
     {
         if (JitvmxVersion != BuildVersion)
             throw new RegionObjectException($"region object compiled by Jitvmx {JitvmxVersion}; this is {BuildVersion}");
-        if (Abi != AbiFingerprint && Abi != AbiFingerprint + FlatAbi && Abi != AbiFingerprint + HostReadsAbi + FlatAbi)
+        if (Abi != AbiFingerprint && Abi != AbiFingerprint + FlatAbi && Abi != AbiFingerprint + HostReadsAbi + FlatAbi
+            && Abi != AbiFingerprint + HostReadsAbi + HostWritesAbi + FlatAbi)
             throw new RegionObjectException("region object compiled for another run-time interface (context layout or trampolines differ)");
         var jit = LlvmJit.Instance;
         if (Triple != jit.Triple)

@@ -36,6 +36,8 @@ public class LibcTests
             d.Add(libc, "die_abort", []);
             foreach (string mode in new[] { "none", "unmapped", "prot_none", "edge", "high", "huge" })
                 d.Add(libc, "read_fault", [mode]);
+            foreach (string mode in new[] { "none", "readonly", "unmapped", "edge", "high", "huge", "code" })
+                d.Add(libc, "write_fault", [mode]);
         }
         return d;
     }

@@ -4,7 +4,7 @@ namespace Jitvmx.Linux.Tests;
 /// <summary>
 /// Whole programs under each single tier: the default (<c>auto</c>) runs most code in the
 /// interpreter and only hot regions in the IL tier, so both are also run on their own, and
-/// reads that fault on the host under the LLVM tier alone.
+/// reads and writes that fault on the host under the LLVM tier alone.
 /// </summary>
 public class TierTests
 {
@@ -24,6 +24,9 @@ public class TierTests
         // LLVM code reads guest memory with plain loads and takes host faults to its slow path.
         foreach (string mode in new[] { "none", "unmapped", "prot_none", "edge", "high", "huge" })
             d.Add("llvm", "linux/read_fault", [mode]);
+        // And writes with plain stores: host faults where the guest may not write and on pages holding code.
+        foreach (string mode in new[] { "none", "readonly", "unmapped", "edge", "high", "huge", "code" })
+            d.Add("llvm", "linux/write_fault", [mode]);
         return d;
     }
 

@@ -252,6 +252,8 @@ public sealed class IrRegion
     public bool FlatMemory;
     /// <summary>Translated for a VM with <see cref="VirtualMachine.HostReadFaults"/>: reads may rely on host faults.</summary>
     public bool HostReadFaults;
+    /// <summary>Translated for a VM with <see cref="VirtualMachine.HostWriteFaults"/>: writes may rely on host faults.</summary>
+    public bool HostWriteFaults;
     private int _nextId;
 
     /// <summary>Adds a new empty block.</summary>

@@ -96,6 +96,7 @@ internal sealed class Translator
         t._region.EntryRip = entry;
         t._region.FlatMemory = code is VirtualCpu { Machine.FlatAddend: not null };
         t._region.HostReadFaults = code is VirtualCpu { Machine: { FlatAddend: not null, HostReadFaults: true } };
+        t._region.HostWriteFaults = t._region.HostReadFaults && code is VirtualCpu { Machine.HostWriteFaults: true };
         t.InternalTarget(entry);
         while (t._queue.TryDequeue(out var item))
         {

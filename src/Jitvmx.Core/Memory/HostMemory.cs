@@ -38,6 +38,12 @@ internal static partial class HostMemory
         return p;
     }
 
+    /// <summary>
+    /// Makes one host page read-write or read-only (<see cref="VirtualMachine.HostWriteFaults"/>); false when
+    /// the host refuses (a shared mapping of a file opened read-only cannot become writable).
+    /// </summary>
+    public static bool ProtectPage(nint page, bool writable) => mprotect(page, 4096, writable ? ProtRead | ProtWrite : ProtRead) == 0;
+
     /// <summary>Returns memory from <see cref="Allocate"/>.</summary>
     public static void Free(nint p, ulong size)
     {

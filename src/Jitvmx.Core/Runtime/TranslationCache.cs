@@ -268,12 +268,7 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
     {
         _used = true;
         var map = region.SingleStep ? _single : _regions;
-        if (map.TryGetValue(region.Entry, out var old))
-        {
-            if (replacing) Retire(old);
-            else Remove(old);
-        }
-        map[region.Entry] = region;
+        // The new region's pages first: a page it shares with the old one stays code (and host read-only) throughout.
         foreach (ulong page in region.Pages)
         {
             if (!_byPage.TryGetValue(page, out var list))
@@ -282,9 +277,31 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
                 _pagesAdded++;
             }
             list.Add(region);
-            var r = vm.Physical.Find(page);
-            if (r is not null) r.CodePages[(page - r.GuestPhysicalAddress) >> 12] = 1;
+            SetCodePage(page, true);
         }
+        if (map.TryGetValue(region.Entry, out var old))
+        {
+            if (replacing) Retire(old);
+            else Remove(old);
+        }
+        map[region.Entry] = region;
+    }
+
+    /// <summary>
+    /// Marks whether guest-physical <paramref name="page"/> holds translated code (under the lock): its
+    /// <see cref="GuestMemoryRegion.CodePages"/> byte, which sends stores to it to the slow path, and with
+    /// <see cref="VirtualMachine.HostWriteFaults"/> its host protection (read-only while it holds code, where
+    /// the guest may write it), which does the same for compiled code's plain stores.
+    /// </summary>
+    private void SetCodePage(ulong page, bool code)
+    {
+        var r = vm.Physical.Find(page);
+        if (r is null) return;
+        ref byte mark = ref r.CodePages[(page - r.GuestPhysicalAddress) >> 12];
+        if ((mark != 0) == code) return;
+        mark = code ? (byte)1 : (byte)0;
+        if (vm.HostWriteFaults && (r.Permissions & MemoryPermissions.Write) != 0)
+            Memory.HostMemory.ProtectPage(r.HostAddress + (nint)(page - r.GuestPhysicalAddress), writable: !code);
     }
 
     /// <summary>Pages now holding code lose their writable TLB entries, so guest writes to them reach the slow path.</summary>
@@ -614,7 +631,12 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
             if (_byPage.TryGetValue(page, out var list))
             {
                 list.Remove(r);
-                if (list.Count == 0) _byPage.Remove(page);
+                if (list.Count == 0)
+                {
+                    // No code left on it: stores no longer need the slow path.
+                    _byPage.Remove(page);
+                    SetCodePage(page, false);
+                }
             }
         }
         var map = r.SingleStep ? _single : _regions;
@@ -636,8 +658,7 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
                 if (!_byPage.TryGetValue(p, out var list)) continue;
                 foreach (var r in list.ToArray()) Remove(r);
                 any = true;
-                var region = vm.Physical.Find(p);
-                if (region is not null) region.CodePages[(p - region.GuestPhysicalAddress) >> 12] = 0;
+                SetCodePage(p, false);
             }
             if (any) Interlocked.Increment(ref _generation);
         }
