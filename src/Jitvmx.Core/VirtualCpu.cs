@@ -237,8 +237,9 @@ public sealed unsafe partial class VirtualCpu : IDisposable, ICodeSource
             }
             if (current.Interpreted)
             {
-                if ((current.Retired += before - ctx->Remaining) >= Machine.Options.InterpreterTierUp
-                    || current.Function.Target is Interpreter { LeftHotLoop: true })
+                // Not while native code for it is on its way from the tier profile: the host JIT costs more.
+                if (((current.Retired += before - ctx->Remaining) >= Machine.Options.InterpreterTierUp
+                    || current.Function.Target is Interpreter { LeftHotLoop: true }) && !current.AwaitingHint)
                     Machine.Cache.Promote(this, current);
             }
             else if (Machine.TierCompiler is { } tier && !current.SingleStep)

@@ -202,6 +202,7 @@ public static class LlvmTier
             var found = _vm.Cache.RetranslateHinted(cpu, hint, out var ir, out long generation);
             if (found == TranslationCache.HintedTranslation.PagesNotTranslated)
             {
+                _vm.Cache.HintDeferred(hint.Entry);
                 _deferred.Add(new Deferred(cpu, hint, since, pages));
                 return;
             }

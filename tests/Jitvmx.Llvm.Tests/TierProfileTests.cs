@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+using Jitvmx.Lifting;
 using Jitvmx.Runtime;
 
 namespace Jitvmx.Llvm.Tests;
@@ -101,6 +102,45 @@ public sealed class TierProfileTests : IDisposable
         Assert.True(second.Vm.Statistics.RegionsQueuedFromProfile > 0);
         Assert.True(second.Vm.Statistics.RegionsTieredUpFromProfile > 0, "no region was compiled from the profile");
         TieringTests.AssertSameAs(il, second, 65536);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void AHintedRegionStaysInTheInterpreterUntilItsNativeCodeComes(bool hinted)
+    {
+        // A loop entered once, at the program's entry, which the interpreter promotes to the IL tier after
+        // 100 instructions unless a hint says native code is on its way (a tier that never delivers here).
+        static void Loop(Iced.Intel.Assembler a)
+        {
+            var loop = a.CreateLabel();
+            a.mov(Iced.Intel.AssemblerRegisters.ecx, 5000);
+            a.Label(ref loop);
+            a.add(Iced.Intel.AssemblerRegisters.rax, Iced.Intel.AssemblerRegisters.rcx);
+            a.dec(Iced.Intel.AssemblerRegisters.ecx);
+            a.jnz(loop);
+            a.hlt();
+        }
+        using var g = new TestGuest(Loop, options: new VirtualMachineOptions { InterpreterTierUp = 100, TierUpThreshold = long.MaxValue, TierProfile = File1 });
+        // The profile is read at the first translation.
+        Directory.CreateDirectory(Path.GetDirectoryName(File1)!);
+        File.WriteAllLines(File1, hinted ? [TierProfile.Format(TestGuest.CodeBase, X87SseEnable.Mode(g.Cpu.State), [])] : []);
+        var tier = new HintSink();
+        g.Vm.TierCompiler = tier;
+        Assert.Equal(ExitReason.Hlt, g.Cpu.Run().Reason);
+        Assert.Equal(5000UL * 5001 / 2, g.Cpu.State.Rax);
+        Assert.Equal(hinted ? 1 : 0, tier.Hints);
+        // Promotion would have put an IL region at the entry.
+        Assert.Equal(hinted, g.Vm.Cache.Find(TestGuest.CodeBase, false)!.Interpreted);
+    }
+
+    // A background tier that takes hints and never compiles anything.
+    private sealed class HintSink : ITierCompiler
+    {
+        public int Hints;
+        public void Enqueue(VirtualCpu cpu, Region region) { }
+        public void EnqueueHint(VirtualCpu cpu, TierProfile.Hint hint) => Hints++;
+        public void Dispose() { }
     }
 
     [Fact]

@@ -35,6 +35,12 @@ internal sealed unsafe class Region
     public bool TierQueued;
     /// <summary>Set once the background tier passed the region over as covered by hot code (<see cref="TranslationCache.RequeueIfCovered"/>).</summary>
     public bool PassedOver;
+    /// <summary>
+    /// Set while a background tier compiles this interpreted region from a <see cref="TierProfile"/> hint:
+    /// it stays in the interpreter meanwhile, since its native code comes in milliseconds (usually from the
+    /// code cache) and compiling it for the IL tier would cost the host JIT more than that.
+    /// </summary>
+    public bool AwaitingHint;
     public readonly ulong[] SuccessorRips;
     /// <summary>Per-exit successor slots, filled on first use (compiled code cannot be patched, so the dispatcher chains).</summary>
     public readonly Region?[] Successors;
@@ -210,6 +216,7 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
             if (profile.Take(rip, mode) is { } hint)
             {
                 region.TierQueued = true;
+                region.AwaitingHint = interpreted;
                 Interlocked.Increment(ref Statistics.RegionsQueuedFromProfile);
                 tier.EnqueueHint(cpu, hint);
             }
@@ -431,7 +438,18 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
     {
         Hints?.Finish(entry);
         lock (_lock)
-            if (_regions.TryGetValue(entry, out var current) && !current.Chainable) Volatile.Write(ref current.TierQueued, false);
+            if (_regions.TryGetValue(entry, out var current) && !current.Chainable)
+            {
+                Volatile.Write(ref current.TierQueued, false);
+                Volatile.Write(ref current.AwaitingHint, false);
+            }
+    }
+
+    /// <summary>A hint's compilation has to wait (<see cref="HintedTranslation.PagesNotTranslated"/>): the region at <paramref name="entry"/> may go to the IL tier meanwhile.</summary>
+    public void HintDeferred(ulong entry)
+    {
+        lock (_lock)
+            if (_regions.TryGetValue(entry, out var current)) Volatile.Write(ref current.AwaitingHint, false);
     }
 
     /// <summary>
