@@ -47,6 +47,30 @@ internal static unsafe partial class SimdOps
     /// The stub running <paramref name="code"/> on (<paramref name="dst"/>, <paramref name="src"/>)
     /// with optional immediate; xmm0/xmm1 are the vector operands, rax the integer one.
     /// </summary>
+    /// <summary>
+    /// The helpers' <c>op</c> argument: the instruction a stub runs (<see cref="Stub"/>), packed into 64 bits.
+    /// Not the stub's address: that differs from process to process, and IR holding it as a constant would
+    /// never be the same twice (no LLVM code-cache hits) nor could its object code run in another process.
+    /// </summary>
+    internal static ulong StubKey(Code code, Register dst, Register src, int imm, StubOutput output) =>
+        (ulong)(ushort)code | (ulong)(uint)(imm + 1 & 0x1FF) << 16 | (ulong)(byte)dst << 25 | (ulong)(byte)src << 33 | (ulong)output << 41;
+
+    private sealed record StubEntry(ulong Key, nint Stub);
+
+    // Stubs by key, direct-mapped: entries are immutable and replaced whole, so readers need no lock.
+    private static readonly StubEntry?[] s_stubCache = new StubEntry?[512];
+
+    /// <summary>The stub of a <see cref="StubKey"/>, made on first use.</summary>
+    internal static nint StubFor(ulong key)
+    {
+        int slot = (int)((key * 0x9E37_79B9_7F4A_7C15UL) >> 55);
+        var e = Volatile.Read(ref s_stubCache[slot]);
+        if (e is not null && e.Key == key) return e.Stub;
+        nint stub = Stub((Code)(key & 0xFFFF), (Register)(byte)(key >> 25), (Register)(byte)(key >> 33), (int)(key >> 16 & 0x1FF) - 1, (StubOutput)(key >> 41 & 3));
+        Volatile.Write(ref s_stubCache[slot], new StubEntry(key, stub));
+        return stub;
+    }
+
     internal static nint Stub(Code code, Register dst, Register src, int imm, StubOutput output)
     {
         lock (s_stubLock)
@@ -142,7 +166,7 @@ internal static unsafe partial class SimdOps
     private static partial nint mmap(nint addr, nuint length, int prot, int flags, int fd, nint offset);
 
     /// <summary>
-    /// Runs the host instruction (stub address <paramref name="op"/>) under the guest's MXCSR with
+    /// Runs the host instruction (stub key <paramref name="op"/>, see <see cref="StubKey"/>) under the guest's MXCSR with
     /// every exception masked; commits the raised flags, or (an unmasked one was raised) sets the
     /// flags the SDM says are set before #XM plus <see cref="XmPending"/> and returns
     /// <paramref name="a"/> unchanged.
@@ -150,7 +174,7 @@ internal static unsafe partial class SimdOps
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector128<byte> Exec(CpuContext* ctx, ulong op, Vector128<byte> a, Vector128<byte> b)
     {
-        var stub = (delegate* unmanaged[SuppressGCTransition]<uint*, Vector128<byte>*, Vector128<byte>*, void>)(nint)op;
+        var stub = (delegate* unmanaged[SuppressGCTransition]<uint*, Vector128<byte>*, Vector128<byte>*, void>)StubFor(op);
         uint guest = ctx->State.Mxcsr;
         uint unmasked = ~(guest >> 7) & FlagMask;
         uint run = (guest & ~FlagMask) | 0x1F80;

@@ -185,7 +185,7 @@ internal static class SseFloat
 
     /// <summary>Address of the host stub running this instruction's encoding on xmm0/xmm1 (or eax/rax).</summary>
     private static IrValue Op(Lifter l, in Instruction i, Register dst, Register src, SimdOps.StubOutput output) =>
-        l.B.I64((ulong)SimdOps.Stub(i.Code, dst, src, Imm(i), output));
+        l.B.I64(SimdOps.StubKey(i.Code, dst, src, Imm(i), output));
 
     /// <summary>Raises #XM when the helper just flagged an unmasked exception (clearing the marker; the flags it set stay).</summary>
     private static void CheckXm(Lifter l, IrValue? pending = null)

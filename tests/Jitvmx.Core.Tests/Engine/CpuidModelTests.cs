@@ -115,7 +115,7 @@ public class CpuidModelTests
             Assert.NotNull(EmitterTable.Instance.Lookup(insn));
             var unsupported = new List<Mnemonic>();
             var errors = new List<string>();
-            var ir = Translator.Translate(new Bytes(bytes), GuestBuilder.CodeBase, RegionLimits.SingleInstruction, out _, unsupported, errors);
+            var ir = Translator.Translate(new CodeBytes(bytes), GuestBuilder.CodeBase, RegionLimits.SingleInstruction, out _, unsupported, errors);
             Assert.NotNull(ir);
             Assert.True(unsupported.Count == 0 && errors.Count == 0, $"{feature.Name}: {insn} is not lifted ({string.Join(", ", errors)})");
         }
@@ -152,17 +152,5 @@ public class CpuidModelTests
         Assert.Equal(ExitReason.Cpuid, exit.Reason);
         CpuidModel.Default.Complete(g.Cpu);
         Assert.NotEqual(0UL, g.Cpu.State.Rcx & CpuidModel.OsXsaveBit);
-    }
-
-    private sealed class Bytes(byte[] code) : ICodeSource
-    {
-        public int FetchCode(ulong address, Span<byte> buffer)
-        {
-            long off = (long)(address - GuestBuilder.CodeBase);
-            if (off < 0 || off >= code.Length) return 0;
-            int n = Math.Min(buffer.Length, code.Length - (int)off);
-            code.AsSpan((int)off, n).CopyTo(buffer);
-            return n;
-        }
     }
 }
