@@ -7,6 +7,18 @@ namespace Jitvmx.Llvm.Tests;
 public unsafe class LlvmJitTests
 {
     [Fact]
+    public void OptionsFromTheEnvironmentReplaceBuiltInOnesOfTheSameName()
+    {
+        Assert.Equal(["jitvmx", .. LlvmJit.BuiltInOptions], LlvmJit.CommandLine(null));
+        string[] line = LlvmJit.CommandLine("-jump-table-density=40  -fast-isel");
+        // LLVM exits the process when an option comes twice.
+        Assert.Single(line, o => o.StartsWith("-jump-table-density", StringComparison.Ordinal));
+        Assert.Contains("-jump-table-density=40", line);
+        Assert.Contains("-max-jump-table-size=2048", line);
+        Assert.Equal("-fast-isel", line[^1]);
+    }
+
+    [Fact]
     public void LibraryLoadsByItsExactName()
     {
         Assert.True(LlvmJit.IsAvailable, "libLLVM.so.19.1 must be installed (Debian package libllvm19)");
