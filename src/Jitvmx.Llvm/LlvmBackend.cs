@@ -325,7 +325,7 @@ internal sealed unsafe partial class LlvmBackend
         LLVMSetTarget(module, jit.Triple);
         LLVMSetDataLayout(module, jit.DataLayout);
         var backend = new LlvmBackend(region, context, module) { _lazyFlags = lazyFlags && s_lazyFlags, _chain = chain, _hostReads = hostReads && region.HostReadFaults,
-            _hostWrites = hostReads && region.HostReadFaults && region.HostWriteFaults };
+            _hostWrites = hostReads && region.HostWriteFaults }; // HostWriteFaults implies HostReadFaults
         successors = [];
         helpers = [];
         try

@@ -347,6 +347,38 @@ public static class LlvmTier
             }
         }
 
+        /// <summary>Runs one compilation, counted in <see cref="CompilationsInProgress"/> and the VM's compile time.</summary>
+        private void Busy(Action compile)
+        {
+            Interlocked.Increment(ref s_inProgress);
+            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+            try
+            {
+                compile();
+            }
+            finally
+            {
+                Interlocked.Add(ref _vm.Cache.Statistics.TierCompileTicks, System.Diagnostics.Stopwatch.GetTimestamp() - t0);
+                Interlocked.Decrement(ref s_inProgress);
+            }
+        }
+
+        /// <summary>Compiles a region that became hot in this run and installs the code, recording it in the tier profile.</summary>
+        private void CompileHot(VirtualCpu cpu, Region region)
+        {
+            // With the computed targets seen at run time taken in, when that works out; else the same code.
+            if (_vm.Options.PredictIndirectBranches && _vm.Cache.RetranslateWithTargets(cpu, region, out long generation, out var targets) is { } wide
+                && Compile(region, wide) is { } hot && _vm.Cache.Replace(cpu, region, wide, hot, generation))
+            {
+                _vm.Cache.Hints?.Record(region.Entry, region.Mode, targets);
+                if (s_log) Log($"installed 0x{region.Entry:x} with predicted targets ({wide.GuestInstructionCount} instructions)");
+                return;
+            }
+            bool swapped = _vm.Cache.Retranslate(cpu, region) is { } ir && Compile(region, ir) is { } same && _vm.Cache.Swap(region, same);
+            if (swapped) _vm.Cache.Hints?.Record(region.Entry, region.Mode, []);
+            if (s_log) Log(swapped ? $"installed 0x{region.Entry:x}" : $"kept 0x{region.Entry:x} in the IL tier");
+        }
+
         private void Work()
         {
             // Load the library and make the JIT now, while the guest starts up on the other core,
@@ -367,56 +399,21 @@ public static class LlvmTier
                 _signal.Wait(_deferred.Count > 0 ? 20 : Timeout.Infinite);
                 while (!_stopping)
                 {
-                    if (TryTakeHint(out var hintCpu, out var hint, out long since))
-                    {
-                        Interlocked.Increment(ref s_inProgress);
-                        long h0 = System.Diagnostics.Stopwatch.GetTimestamp();
-                        try
-                        {
-                            CompileHint(hintCpu, hint, since);
-                        }
-                        catch (ObjectDisposedException)
-                        {
-                            return;
-                        }
-                        finally
-                        {
-                            Interlocked.Add(ref _vm.Cache.Statistics.TierCompileTicks, System.Diagnostics.Stopwatch.GetTimestamp() - h0);
-                            Interlocked.Decrement(ref s_inProgress);
-                        }
-                        continue;
-                    }
-                    if (!TryTake(out var w)) break;
-                    var (cpu, region) = (w.Cpu, w.Region);
                     try
                     {
-                        if (_vm.Options.PredictIndirectBranches && _vm.Cache.RequeueIfCovered(region))
+                        if (TryTakeHint(out var hintCpu, out var hint, out long since))
+                            Busy(() => CompileHint(hintCpu, hint, since));
+                        else if (TryTake(out var w))
                         {
-                            if (s_log) Log($"skipped 0x{region.Entry:x}: covered by hot code");
-                            continue;
-                        }
-                        if (s_log) Log($"compiling 0x{region.Entry:x} ({_waiting.Count} waiting)");
-                        Interlocked.Increment(ref s_inProgress);
-                        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-                        try
-                        {
-                            // With the computed targets seen at run time taken in, when that works out; else the same code.
-                            if (_vm.Options.PredictIndirectBranches && _vm.Cache.RetranslateWithTargets(cpu, region, out long generation, out var targets) is { } wide
-                                && Compile(region, wide) is { } hot && _vm.Cache.Replace(cpu, region, wide, hot, generation))
+                            if (_vm.Options.PredictIndirectBranches && _vm.Cache.RequeueIfCovered(w.Region))
                             {
-                                _vm.Cache.Hints?.Record(region.Entry, region.Mode, targets);
-                                if (s_log) Log($"installed 0x{region.Entry:x} with predicted targets ({wide.GuestInstructionCount} instructions)");
+                                if (s_log) Log($"skipped 0x{w.Region.Entry:x}: covered by hot code");
                                 continue;
                             }
-                            bool swapped = _vm.Cache.Retranslate(cpu, region) is { } ir && Compile(region, ir) is { } same && _vm.Cache.Swap(region, same);
-                            if (swapped) _vm.Cache.Hints?.Record(region.Entry, region.Mode, []);
-                            if (s_log) Log(swapped ? $"installed 0x{region.Entry:x}" : $"kept 0x{region.Entry:x} in the IL tier");
+                            if (s_log) Log($"compiling 0x{w.Region.Entry:x} ({_waiting.Count} waiting)");
+                            Busy(() => CompileHot(w.Cpu, w.Region));
                         }
-                        finally
-                        {
-                            Interlocked.Add(ref _vm.Cache.Statistics.TierCompileTicks, System.Diagnostics.Stopwatch.GetTimestamp() - t0);
-                            Interlocked.Decrement(ref s_inProgress);
-                        }
+                        else break;
                     }
                     catch (ObjectDisposedException)
                     {

@@ -133,12 +133,8 @@ public unsafe partial class HostReadFaultTests
     {
         using var g = new TestGuest(Program(TestGuest.RamBase));
         Window(g);
-        var ir = Lifting.Translator.Translate(g.Cpu, TestGuest.CodeBase, Lifting.RegionLimits.Default, out _)!;
-        Ir.Passes.Run(ir);
+        var (ir, obj, symbol, reads) = ListedSites(g, "host_reads");
         Assert.True(ir.HostReadFaults);
-        string symbol = LlvmJit.Instance.UniqueName("host_reads");
-        Assert.True(LlvmBackend.TryEmitObject(ir, LlvmOptLevel.O2, symbol, out var obj, out _, out _, out var reason), reason);
-        Assert.True(HostReadMap.TryRead(obj, symbol, out var reads, out var why), why);
         // Six or seven reads in the loop (the read-back may be forwarded from the store), one after it;
         // duplication by the code generator may add copies.
         Assert.InRange(reads.Count, 7, 40);
@@ -150,6 +146,17 @@ public unsafe partial class HostReadFaultTests
             Assert.NotEqual(r.FaultOffset, r.HandlerOffset);
         }
         Assert.False(HostReadMap.TryRead(obj.AsSpan(0, 100), symbol, out _, out _));
+    }
+
+    /// <summary>Compiles the region at the code's start at O2 and reads the host-fault sites its object lists.</summary>
+    internal static (Ir.IrRegion Ir, byte[] Obj, string Symbol, List<FaultMapEntry> Sites) ListedSites(TestGuest g, string name)
+    {
+        var ir = Lifting.Translator.Translate(g.Cpu, TestGuest.CodeBase, Lifting.RegionLimits.Default, out _)!;
+        Ir.Passes.Run(ir);
+        string symbol = LlvmJit.Instance.UniqueName(name);
+        Assert.True(LlvmBackend.TryEmitObject(ir, LlvmOptLevel.O2, symbol, out var obj, out _, out _, out var reason), reason);
+        Assert.True(HostReadMap.TryRead(obj, symbol, out var sites, out var why), why);
+        return (ir, obj!, symbol, sites);
     }
 
     [Fact]

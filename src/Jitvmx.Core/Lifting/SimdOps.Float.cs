@@ -44,10 +44,6 @@ internal static unsafe partial class SimdOps
     private static int s_arenaUsed, s_arenaSize;
 
     /// <summary>
-    /// The stub running <paramref name="code"/> on (<paramref name="dst"/>, <paramref name="src"/>)
-    /// with optional immediate; xmm0/xmm1 are the vector operands, rax the integer one.
-    /// </summary>
-    /// <summary>
     /// The helpers' <c>op</c> argument: the instruction a stub runs (<see cref="Stub"/>), packed into 64 bits.
     /// Not the stub's address: that differs from process to process, and IR holding it as a constant would
     /// never be the same twice (no LLVM code-cache hits) nor could its object code run in another process.
@@ -71,6 +67,10 @@ internal static unsafe partial class SimdOps
         return stub;
     }
 
+    /// <summary>
+    /// The stub running <paramref name="code"/> on (<paramref name="dst"/>, <paramref name="src"/>)
+    /// with optional immediate; xmm0/xmm1 are the vector operands, rax the integer one.
+    /// </summary>
     internal static nint Stub(Code code, Register dst, Register src, int imm, StubOutput output)
     {
         lock (s_stubLock)

@@ -183,7 +183,7 @@ internal static class SseFloat
     /// <summary>The immediate operand, or -1.</summary>
     private static int Imm(in Instruction i) => i.OpCount > 2 && i.GetOpKind(i.OpCount - 1) == OpKind.Immediate8 ? i.Immediate8 : -1;
 
-    /// <summary>Address of the host stub running this instruction's encoding on xmm0/xmm1 (or eax/rax).</summary>
+    /// <summary>Key of the host stub running this instruction's encoding on xmm0/xmm1 (or eax/rax): <see cref="SimdOps.StubKey"/>.</summary>
     private static IrValue Op(Lifter l, in Instruction i, Register dst, Register src, SimdOps.StubOutput output) =>
         l.B.I64(SimdOps.StubKey(i.Code, dst, src, Imm(i), output));
 

@@ -372,17 +372,28 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
         generation = Generation;
         targets = PredictedTargets(region);
         if (targets.Length == 0) return null;
-        // In address order, not the order they were seen in: the same targets then give the same code,
-        // which LLVM's code cache finds again in the next run.
+        return TranslateHot(cpu, region.Entry, region.Mode, targets, out var ir) == HintedTranslation.Ready ? ir : null;
+    }
+
+    /// <summary>
+    /// Translates the hot code at <paramref name="entry"/> with the full limits and <paramref name="targets"/>
+    /// (sorted in place: in address order, not the order they were seen in, the same targets give the same
+    /// code, which LLVM's code cache finds again in the next run), for <see cref="Replace"/>: refused when it
+    /// reaches a page that holds no translated code yet, since a write there would go unnoticed.
+    /// </summary>
+    private HintedTranslation TranslateHot(VirtualCpu cpu, ulong entry, int mode, (ulong Site, ulong Target)[] targets, out IrRegion? ir)
+    {
+        ir = null;
         Array.Sort(targets);
-        var ir = Translator.Translate(cpu, region.Entry, FullLimits, out _, mode: region.Mode, predictedTargets: targets);
-        if (ir is null) return null;
-        var pages = CodePages(cpu, ir.GuestRanges);
+        var lifted = Translator.Translate(cpu, entry, FullLimits, out _, mode: mode, predictedTargets: targets);
+        if (lifted is null) return HintedTranslation.Gone;
+        var pages = CodePages(cpu, lifted.GuestRanges);
         lock (_lock)
             foreach (ulong p in pages)
-                if (!_byPage.ContainsKey(p)) return null;
-        Passes.Run(ir);
-        return ir;
+                if (!_byPage.ContainsKey(p)) return HintedTranslation.PagesNotTranslated;
+        Passes.Run(lifted);
+        ir = lifted;
+        return HintedTranslation.Ready;
     }
 
     /// <summary>What <see cref="RetranslateHinted"/> found.</summary>
@@ -401,17 +412,7 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
         ir = null;
         lock (_lock)
             if (!_regions.TryGetValue(hint.Entry, out var current) || current.Mode != hint.Mode) return HintedTranslation.Gone;
-        var targets = vm.Options.PredictIndirectBranches ? hint.Targets.ToArray() : [];
-        Array.Sort(targets);
-        var lifted = Translator.Translate(cpu, hint.Entry, FullLimits, out _, mode: hint.Mode, predictedTargets: targets);
-        if (lifted is null) return HintedTranslation.Gone;
-        var pages = CodePages(cpu, lifted.GuestRanges);
-        lock (_lock)
-            foreach (ulong p in pages)
-                if (!_byPage.ContainsKey(p)) return HintedTranslation.PagesNotTranslated;
-        Passes.Run(lifted);
-        ir = lifted;
-        return HintedTranslation.Ready;
+        return TranslateHot(cpu, hint.Entry, hint.Mode, vm.Options.PredictIndirectBranches ? hint.Targets.ToArray() : [], out ir);
     }
 
     /// <summary>
