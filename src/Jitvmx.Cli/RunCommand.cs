@@ -70,6 +70,8 @@ internal static class RunCommand
                 Profile = profile,
                 // Hot regions of earlier runs are compiled as soon as they are first seen (the code cache makes that a load).
                 TierProfile = tier is "auto" or "llvm" ? Jitvmx.Llvm.LlvmTier.TierProfilePath(program) : null,
+                // The interpreter's regions of earlier runs (start-up code): taken without lifting while the bytes are the same.
+                PreparedRegions = tier is "auto" or "interp" ? Jitvmx.Llvm.LlvmTier.PreparedRegionsPath(program) : null,
             };
             process = LinuxProcess.Load(program, argv, env, new LinuxOptions { Strace = strace, Diagnostics = diagnostics, Machine = machine });
         }
@@ -97,6 +99,7 @@ internal static class RunCommand
             var sw = Stopwatch.StartNew();
             int status = process.Run();
             if (stats) diagnostics.Write(process.FormatStatistics(sw.Elapsed));
+            process.Machine.SavePreparedRegions();
             // The guest wrote its output to the descriptors itself (and may have closed them) and
             // ours is unbuffered: leave as the guest's exit_group would, without waiting for a
             // background LLVM compilation that can no longer help (disposing the VM would wait
@@ -114,7 +117,16 @@ internal static class RunCommand
     {
         try
         {
-            return File.ReadAllText("/proc/self/environ").Split('\0', StringSplitOptions.RemoveEmptyEntries);
+            // Split by hand: string.Split's separator search was JIT-compiled on every start.
+            byte[] all = File.ReadAllBytes("/proc/self/environ");
+            var env = new List<string>();
+            for (int start = 0, i = 0; i <= all.Length; i++)
+            {
+                if (i < all.Length && all[i] != 0) continue;
+                if (i > start) env.Add(Encoding.UTF8.GetString(all, start, i - start));
+                start = i + 1;
+            }
+            return [.. env];
         }
         catch (IOException)
         {

@@ -235,11 +235,19 @@ public sealed class VirtualMachine : IDisposable
         return cpu;
     }
 
+    /// <summary>
+    /// Writes the regions the interpreter tier prepared in this run to <see cref="VirtualMachineOptions.PreparedRegions"/>
+    /// (when there are new ones); returns whether it wrote. Dispose does it too: call it when the
+    /// process ends without disposing the VM.
+    /// </summary>
+    public bool SavePreparedRegions() => Cache.SavePreparedRegions();
+
     /// <inheritdoc/>
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
+        Cache.SavePreparedRegions();
         TierCompiler?.Dispose();
         foreach (var c in _cpus) c.Dispose();
         Physical.Dispose();
@@ -297,6 +305,16 @@ public sealed class VirtualMachineOptions
     public string? TierProfile { get; init; }
 
     /// <summary>
+    /// A file that keeps the interpreter tier's prepared regions across runs of one guest program:
+    /// written when the VM is disposed (or by <see cref="VirtualMachine.SavePreparedRegions"/>), read at
+    /// the first translation. A region is taken from it only while guest memory holds the very bytes
+    /// it was translated from, so a stale or foreign file costs translations, never correctness. It
+    /// spares a run the lifting of its start-up code (hundreds of regions of libc initialisation).
+    /// Null (the default): none. Used only with the interpreter tier (<see cref="InterpreterTierUp"/>).
+    /// </summary>
+    public string? PreparedRegions { get; init; }
+
+    /// <summary>
     /// Counts entries and retired guest instructions per region (a few nanoseconds per region
     /// entry), for <see cref="VirtualMachine.Profile"/>: where the guest's time goes, and in which tier.
     /// </summary>
@@ -331,6 +349,8 @@ public sealed class TranslationStatistics
     public long RegionsPromoted;
     /// <summary>Regions installed with code compiled earlier (LLVM objects loaded from files), not translated.</summary>
     public long RegionsLoaded;
+    /// <summary>Of <see cref="RegionsInterpreted"/>, those taken from <see cref="VirtualMachineOptions.PreparedRegions"/> instead of translated.</summary>
+    public long RegionsFromPreparedCache;
     /// <summary>Regions whose code a background tier replaced.</summary>
     public long RegionsTieredUp;
     /// <summary>Of <see cref="RegionsTieredUp"/>, those whose hot code continues at predicted computed-branch targets inside itself.</summary>

@@ -66,11 +66,13 @@ internal static class ElfLoader
             string interpreter = Encoding.UTF8.GetString(interp.GetFileContents()).TrimEnd('\0');
             throw new LinuxLoadException($"{path}: dynamically linked programs are not supported yet: PT_INTERP {interpreter}");
         }
-        var loads = segments.Where(s => (int)s.Type == PtLoad && s.Size > 0).OrderBy(s => s.Address).ToList();
+        var loads = segments.Where(s => (int)s.Type == PtLoad && s.Size > 0).ToList();
+        loads.Sort((a, b) => a.Address.CompareTo(b.Address)); // not OrderBy: its sorter over ulong keys was JIT-compiled on every start
         if (loads.Count == 0) throw new LinuxLoadException($"{path}: no loadable segments");
 
         ulong lo = AddressSpace.PageDown(loads[0].Address);
-        ulong hi = loads.Max(s => s.Address + s.Size);
+        ulong hi = 0;
+        foreach (var s in loads) hi = Math.Max(hi, s.Address + s.Size);
         ulong bias = type == 3 ? AddressSpace.PieBase - lo : 0;
         ulong start = lo + bias, end = AddressSpace.PageUp(hi + bias);
         if (hi < lo || !AddressSpace.InRange(start, end) || start < AddressSpace.MinAddress || end > AddressSpace.MmapTop)
@@ -105,10 +107,14 @@ internal static class ElfLoader
         }
 
         var phdrSeg = segments.FirstOrDefault(s => (int)s.Type == PtPhdr);
-        ulong phdr = phdrSeg is not null
-            ? phdrSeg.Address + bias
-            : loads.Where(s => s.Offset <= (long)phoff && phoff < (ulong)s.Offset + (ulong)s.FileSize)
-                   .Select(s => s.Address + (phoff - (ulong)s.Offset) + bias).FirstOrDefault();
+        ulong phdr = phdrSeg is not null ? phdrSeg.Address + bias : 0;
+        if (phdrSeg is null)
+            foreach (var s in loads)
+                if (s.Offset <= (long)phoff && phoff < (ulong)s.Offset + (ulong)s.FileSize)
+                {
+                    phdr = s.Address + (phoff - (ulong)s.Offset) + bias;
+                    break;
+                }
         return new LoadedImage(elf.EntryPoint + bias, phdr, phnum, phentsize, type == 3 ? bias : 0, end);
     }
 

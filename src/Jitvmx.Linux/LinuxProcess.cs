@@ -170,7 +170,7 @@ public sealed partial class LinuxProcess : IDisposable
         sb.AppendLine($"  wall time                    {wall.TotalMilliseconds:N1} ms");
         sb.AppendLine($"  tier {TierName}: regions translated {st.RegionsTranslated:N0} ({st.BlocksTranslated:N0} blocks, {st.InstructionsTranslated:N0} instructions)");
         if (st.RegionsInterpreted > 0)
-            sb.AppendLine($"  interpreted regions          {st.RegionsInterpreted:N0}; promoted to IL when hot {st.RegionsPromoted:N0}");
+            sb.AppendLine($"  interpreted regions          {st.RegionsInterpreted:N0} ({st.RegionsFromPreparedCache:N0} prepared by an earlier run); promoted to IL when hot {st.RegionsPromoted:N0}");
         if (st.RegionsQueuedForTierUp + st.RegionsQueuedFromProfile > 0)
             sb.AppendLine($"  hot regions recompiled by LLVM in the background: {st.RegionsTieredUp:N0} of {st.RegionsQueuedForTierUp + st.RegionsQueuedFromProfile:N0} queued "
                 + $"({st.RegionsQueuedFromProfile:N0} from the tier profile, {st.RegionsTieredUpFromProfile:N0} of them installed), "

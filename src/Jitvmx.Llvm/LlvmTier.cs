@@ -85,16 +85,35 @@ public static class LlvmTier
     /// Null when the code cache is off, <c>JITVMX_TIER_PROFILE=0</c> is set, or the file cannot be
     /// read (a profile without the cache would only move compilations earlier).
     /// </summary>
-    public static string? TierProfilePath(string program)
+    public static string? TierProfilePath(string program) =>
+        Environment.GetEnvironmentVariable("JITVMX_TIER_PROFILE") == "0" ? null : ProgramFile(program, ".txt");
+
+    /// <summary>
+    /// Where the CLI keeps the interpreter tier's prepared regions of <paramref name="program"/>
+    /// (<see cref="VirtualMachineOptions.PreparedRegions"/>): beside its tier profile, under the same
+    /// name with ".regions". Null when the code cache is off or JITVMX_PREPARED=0.
+    /// </summary>
+    public static string? PreparedRegionsPath(string program) =>
+        Environment.GetEnvironmentVariable("JITVMX_PREPARED") == "0" ? null : ProgramFile(program, ".regions");
+
+    // Named by the program's full path, size and modification time. The hash only names the file
+    // (what is in it is checked against guest memory), so a fast non-cryptographic one does: loading
+    // the platform's cryptography library cost the start of every run a few milliseconds.
+    private static string? ProgramFile(string program, string extension)
     {
-        if (CodeCache.Directory is not { } dir || Environment.GetEnvironmentVariable("JITVMX_TIER_PROFILE") == "0") return null;
+        if (CodeCache.Directory is not { } dir) return null;
         try
         {
             var info = new FileInfo(program);
             if (!info.Exists) return null;
             string identity = $"{info.FullName}\0{info.Length}\0{info.LastWriteTimeUtc.Ticks}";
-            byte[] hash = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(identity));
-            return Path.Combine(dir, "profiles", Convert.ToHexStringLower(hash, 0, 16) + ".txt");
+            ulong a = 0xcbf29ce484222325, b = 0x84222325cbf29ce4;
+            foreach (char c in identity)
+            {
+                a = (a ^ c) * 0x100000001b3;
+                b = (b ^ c) * 0x100000001b3 + 0x9E3779B97F4A7C15;
+            }
+            return Path.Combine(dir, "profiles", $"{a:x16}{b:x16}{extension}");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {

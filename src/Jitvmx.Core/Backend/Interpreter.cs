@@ -19,7 +19,7 @@ namespace Jitvmx.Backend;
 /// and flags are read and written in the context directly, which the IL tier's spills at every
 /// exit make equivalent.
 /// </summary>
-internal sealed unsafe class Interpreter
+internal sealed unsafe partial class Interpreter
 {
     private enum Code : byte
     {
@@ -51,7 +51,10 @@ internal sealed unsafe class Interpreter
     private readonly int[] _callArgs;
     private readonly bool[] _callArgIsVector;
     private readonly HelperThunk[] _thunks;
+    /// <summary>Helper number behind each thunk (for <see cref="Write"/>: numbers of registered helpers differ between processes).</summary>
+    private readonly int[] _thunkHelpers;
     private readonly int _maxArgs;
+    private readonly ulong[] _successors;
 
     /// <summary>Guest instructions one call may run before it leaves at a loop header, so that a hot loop returns to the dispatcher (and gets promoted) instead of being interpreted to its end.</summary>
     internal const long LoopBudget = 1 << 14;
@@ -64,8 +67,10 @@ internal sealed unsafe class Interpreter
 
     private static readonly int[] s_flagBits = [0, 2, 4, 6, 7, 11, 10];
 
-    private Interpreter(Insn[] code, ulong[] consts, int scalars, int vectors, int[] callArgs, bool[] callArgIsVector, HelperThunk[] thunks, int maxArgs)
+    private Interpreter(Insn[] code, ulong[] consts, int scalars, int vectors, int[] callArgs, bool[] callArgIsVector, HelperThunk[] thunks, int[] thunkHelpers, int maxArgs, ulong[] successors)
     {
+        _thunkHelpers = thunkHelpers;
+        _successors = successors;
         _callArgIsVector = callArgIsVector;
         _code = code;
         _consts = consts;
@@ -77,13 +82,21 @@ internal sealed unsafe class Interpreter
     }
 
     /// <summary>Prepares <paramref name="region"/> (after <see cref="Passes.Run"/>) for interpretation; null when it uses something the interpreter cannot call.</summary>
-    public static CompiledRegion? TryPrepare(IrRegion region)
+    public static CompiledRegion? TryPrepare(IrRegion region) => TryPrepare(region, out _);
+
+    /// <summary>As <see cref="TryPrepare(IrRegion)"/>, also returning the prepared code itself (for <see cref="Write"/>).</summary>
+    public static CompiledRegion? TryPrepare(IrRegion region, out Interpreter? prepared)
     {
+        prepared = null;
         var b = new Builder();
         if (!b.Build(region)) return null;
-        var interp = new Interpreter(b.Count == b.Code.Length ? b.Code : b.Code.AsSpan(0, b.Count).ToArray(), [.. b.Consts], b.Scalars, b.Vectors, [.. b.CallArgs], [.. b.CallArgIsVector], [.. b.Thunks], b.MaxArgs);
-        return new CompiledRegion(interp.Run, [.. b.Successors]);
+        prepared = new Interpreter(b.Count == b.Code.Length ? b.Code : b.Code.AsSpan(0, b.Count).ToArray(), [.. b.Consts], b.Scalars, b.Vectors,
+            [.. b.CallArgs], [.. b.CallArgIsVector], [.. b.Thunks], [.. b.ThunkHelpers], b.MaxArgs, [.. b.Successors]);
+        return prepared.Compiled();
     }
+
+    /// <summary>A compiled region that runs this code.</summary>
+    public CompiledRegion Compiled() => new(Run, _successors);
 
     // ================= preparation =================
 
@@ -98,6 +111,7 @@ internal sealed unsafe class Interpreter
         public readonly List<int> CallArgs = [];
         public readonly List<bool> CallArgIsVector = [];
         public readonly List<HelperThunk> Thunks = [];
+        public readonly List<int> ThunkHelpers = [];
         public readonly List<ulong> Successors = [];
         public int Scalars, Vectors, MaxArgs;
         private int[] _slot = [];
@@ -298,6 +312,7 @@ internal sealed unsafe class Interpreter
                 if (thunk is null) return false;
                 t = Thunks.Count;
                 Thunks.Add(thunk);
+                ThunkHelpers.Add(v.Aux);
                 _thunkIndex[v.Aux] = t;
             }
             int start = CallArgs.Count;
@@ -585,8 +600,9 @@ internal sealed unsafe class Interpreter
 internal unsafe delegate void HelperThunk(CpuContext* ctx, ulong* args, Vector128<byte>* vargs, Vector128<byte>* result);
 
 /// <summary>
-/// One small compiled adapter per helper, made on first use, so that the interpreter can call a
-/// helper of any supported signature without reflection on each call.
+/// One adapter per helper, made on first use, so that the interpreter can call a helper of any
+/// supported signature without reflection on each call: a <see cref="HelperAdapter"/> compiled
+/// ahead of time for the shapes it lists, else a small DynamicMethod.
 /// </summary>
 internal static unsafe class HelperThunks
 {
@@ -615,6 +631,15 @@ internal static unsafe class HelperThunks
         int first = ps.Length > 0 && ps[0].ParameterType == typeof(CpuContext*) ? 1 : 0;
         for (int i = first; i < ps.Length; i++)
             if (!Scalar(ps[i].ParameterType) && ps[i].ParameterType != typeof(Vector128<byte>)) return null;
+        return HelperAdapter.TryCreate(m) ?? CreateDynamic(m);
+    }
+
+    /// <summary>A DynamicMethod thunk for <paramref name="m"/>, whose parameters and result the caller checked (also what tests compare the adapters with).</summary>
+    internal static HelperThunk CreateDynamic(MethodInfo m)
+    {
+        var ps = m.GetParameters();
+        var rt = m.ReturnType;
+        int first = ps.Length > 0 && ps[0].ParameterType == typeof(CpuContext*) ? 1 : 0;
 
         var dm = new DynamicMethod($"thunk_{m.Name}", typeof(void),
             [typeof(CpuContext*), typeof(ulong*), typeof(Vector128<byte>*), typeof(Vector128<byte>*)], typeof(HelperThunks).Module, skipVisibility: true);

@@ -158,6 +158,12 @@ public static partial class Helpers
         lock (s_lock) return s_registered[id - FirstRegistered].Method;
     }
 
+    /// <summary>How many helpers were registered so far (numbers <see cref="FirstRegistered"/> on).</summary>
+    internal static int RegisteredCount
+    {
+        get { lock (s_lock) return s_registered.Count; }
+    }
+
     /// <summary>Whether helper number <paramref name="id"/> is pure.</summary>
     internal static bool IsPure(int id)
     {
@@ -210,14 +216,23 @@ public static partial class Helpers
             return false;
         }
         string typeName = symbol[SymbolPrefix.Length..dot], methodName = symbol[(dot + 1)..];
-        var type = typeof(Helpers).Assembly.GetType(typeName);
-        var methods = type?.GetMethods(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic).Where(m => m.Name == methodName).ToArray() ?? [];
-        if (methods.Length != 1)
+        MethodInfo? method;
+        try
         {
-            whyNot = methods.Length == 0 ? $"no helper {symbol} in this build" : $"helper {symbol} is ambiguous (overloaded)";
+            // One method by name: listing all of a helper family's methods cost a start-up from cached code milliseconds.
+            method = typeof(Helpers).Assembly.GetType(typeName)?.GetMethod(methodName, BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic);
+        }
+        catch (AmbiguousMatchException)
+        {
+            whyNot = $"helper {symbol} is ambiguous (overloaded)";
             return false;
         }
-        id = Register(methods[0], pure);
+        if (method is null)
+        {
+            whyNot = $"no helper {symbol} in this build";
+            return false;
+        }
+        id = Register(method, pure);
         return TryResolveSymbol(symbol, pure, out id, out whyNot);
     }
 

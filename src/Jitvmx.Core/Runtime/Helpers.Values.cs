@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;
 using Jitvmx.Runtime;
 
@@ -9,14 +10,20 @@ public static unsafe partial class Helpers
     // Compilers divide 64-bit values with RDX only extending RAX (a zeroed RDX before DIV, CQO before
     // IDIV): those take the host's 64-bit divide instead of UInt128's and Int128's long division.
     // The callers raise #DE first, so these run with a nonzero divisor and a quotient in range.
+    // The 128-bit paths are methods of their own: code using Int128 is not compiled ahead of time,
+    // and the helpers, called by the first regions of most programs, were JIT-compiled on every start.
 
     [Helper(HelperId.UDiv128Quotient, Pure = true)]
     internal static ulong UDiv128Quotient(CpuContext* ctx, ulong hi, ulong lo, ulong d) =>
-        hi == 0 && d != 0 ? lo / d : (ulong)(new UInt128(hi, lo) / d);
+        hi == 0 && d != 0 ? lo / d : WideUnsigned(hi, lo, d, remainder: false);
 
     [Helper(HelperId.UDiv128Remainder, Pure = true)]
     internal static ulong UDiv128Remainder(CpuContext* ctx, ulong hi, ulong lo, ulong d) =>
-        hi == 0 && d != 0 ? lo % d : (ulong)(new UInt128(hi, lo) % d);
+        hi == 0 && d != 0 ? lo % d : WideUnsigned(hi, lo, d, remainder: true);
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static ulong WideUnsigned(ulong hi, ulong lo, ulong d, bool remainder) =>
+        remainder ? (ulong)(new UInt128(hi, lo) % d) : (ulong)(new UInt128(hi, lo) / d);
 
     /// <summary>Whether RDX:RAX is RAX sign-extended, and the 64-bit divide of it by <paramref name="d"/> is defined in C# (no zero, no INT64_MIN / −1).</summary>
     private static bool NarrowSigned(ulong hi, ulong lo, ulong d) =>
@@ -24,11 +31,15 @@ public static unsafe partial class Helpers
 
     [Helper(HelperId.SDiv128Quotient, Pure = true)]
     internal static ulong SDiv128Quotient(CpuContext* ctx, ulong hi, ulong lo, ulong d) =>
-        NarrowSigned(hi, lo, d) ? (ulong)((long)lo / (long)d) : (ulong)(long)((Int128)new UInt128(hi, lo) / (long)d);
+        NarrowSigned(hi, lo, d) ? (ulong)((long)lo / (long)d) : WideSigned(hi, lo, d, remainder: false);
 
     [Helper(HelperId.SDiv128Remainder, Pure = true)]
     internal static ulong SDiv128Remainder(CpuContext* ctx, ulong hi, ulong lo, ulong d) =>
-        NarrowSigned(hi, lo, d) ? (ulong)((long)lo % (long)d) : (ulong)(long)((Int128)new UInt128(hi, lo) % (long)d);
+        NarrowSigned(hi, lo, d) ? (ulong)((long)lo % (long)d) : WideSigned(hi, lo, d, remainder: true);
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static ulong WideSigned(ulong hi, ulong lo, ulong d, bool remainder) =>
+        remainder ? (ulong)(long)((Int128)new UInt128(hi, lo) % (long)d) : (ulong)(long)((Int128)new UInt128(hi, lo) / (long)d);
 
     /// <summary>1 when IDIV of RDX:RAX by a 64-bit divisor raises #DE (divisor 0 or quotient out of range).</summary>
     [Helper(HelperId.SDiv128Faults, Pure = true)]
@@ -37,6 +48,12 @@ public static unsafe partial class Helpers
         if (d == 0) return 1;
         // A sign-extended dividend overflows only as INT64_MIN / -1.
         if (hi == (ulong)((long)lo >> 63)) return d == ulong.MaxValue && lo == 1UL << 63 ? 1UL : 0;
+        return WideSignedFaults(hi, lo, d);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static ulong WideSignedFaults(ulong hi, ulong lo, ulong d)
+    {
         var n = (Int128)new UInt128(hi, lo);
         long dv = (long)d;
         if (dv == -1) return n == Int128.MinValue || -n > long.MaxValue || -n < long.MinValue ? 1UL : 0;

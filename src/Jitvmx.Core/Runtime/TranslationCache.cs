@@ -162,9 +162,25 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
         var limits = singleStep ? RegionLimits.SingleInstruction
             : interpret ? InterpreterLimits
             : FullLimits;
+        int mode = X87SseEnable.Mode(cpu.State);
+        // The interpreter tier's regions of earlier runs, when the guest bytes are still the same.
+        bool cacheable = interpret && !singleStep && register;
+        if (cacheable && PreparedRegions is { } prepared && prepared.Find(cpu, rip, mode) is { } record
+            && Interpreter.TryLoad(record.Image) is { } image)
+        {
+            faultAddress = 0;
+            var code = image.Compiled();
+            var ranges = new (ulong, ulong)[record.Code.Length];
+            for (int i = 0; i < ranges.Length; i++) ranges[i] = (record.Code[i].Start, record.Code[i].Start + (ulong)record.Code[i].Bytes.Length);
+            var cached = new Region(rip, code, record.EntryInsns, CodePages(cpu, ranges), false)
+            {
+                Interpreted = true, Mode = mode, GuestInstructions = record.GuestInstructions,
+            };
+            return Register(cpu, cached, code, t0, hot: false, interpreted: true, fromCache: true, record.GuestInstructions, blocks: 0, lifted: 0, null, null);
+        }
+        long generation = Generation;
         var unsupported = new List<Iced.Intel.Mnemonic>();
         var lifterErrors = new List<string>();
-        int mode = X87SseEnable.Mode(cpu.State);
         var ir = Translator.Translate(cpu, rip, limits, out faultAddress, unsupported, lifterErrors, mode);
         if (ir is null) return null;
         int blocks = ir.Blocks.Count(b => b.ChargedInsns > 0);
@@ -172,10 +188,11 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
         long lifted = Stopwatch.GetTimestamp() - t0;
         if (s_dumpIr) Console.Error.WriteLine($"jitvmx: region 0x{rip:x}\n{ir}");
         CompiledRegion? compiled = null;
+        Interpreter? preparedCode = null;
         if (!singleStep && vm.RegionCompiler is { } other) compiled = other.TryCompile(ir, out _);
         // One-instruction regions (MMIO replay, stores into code pages, stepping to a budget
         // boundary) are often thrown away after one use: never worth a host JIT compilation.
-        else if (interpret || singleStep) compiled = Interpreter.TryPrepare(ir);
+        else if (interpret || singleStep) compiled = Interpreter.TryPrepare(ir, out preparedCode);
         bool interpreted = compiled is not null && interpret;
         compiled ??= IlBackend.Compile(ir);
         var pages = CodePages(cpu, ir.GuestRanges);
@@ -188,6 +205,41 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
             lock (_lock) Statistics.TranslationTicks += Stopwatch.GetTimestamp() - t0;
             return region;
         }
+        if (cacheable && interpreted && preparedCode is not null && unsupported.Count == 0 && lifterErrors.Count == 0 && PreparedRegions is { } keep)
+            Keep(keep, cpu, region, ir, preparedCode, generation);
+        return Register(cpu, region, compiled, t0, hot, interpreted, fromCache: false, ir.GuestInstructionCount, blocks, lifted, unsupported, lifterErrors);
+    }
+
+    /// <summary>Records a region just prepared for the interpreter in <paramref name="cache"/>, with the guest bytes it came from.</summary>
+    private void Keep(PreparedRegionCache cache, VirtualCpu cpu, Region region, Jitvmx.Ir.IrRegion ir, Interpreter code, long generation)
+    {
+        var ranges = PreparedRegionCache.Merge(ir.GuestRanges);
+        var bytes = new (ulong Start, byte[] Bytes)[ranges.Count];
+        for (int i = 0; i < ranges.Count; i++)
+        {
+            var b = new byte[ranges[i].End - ranges[i].Start];
+            if (cpu.FetchCode(ranges[i].Start, b) != b.Length) return;
+            bytes[i] = (ranges[i].Start, b);
+        }
+        // Guest code changed while it was lifted: these bytes may not be the ones translated.
+        if (Generation != generation) return;
+        using var ms = new MemoryStream();
+        using (var w = new BinaryWriter(ms)) code.Write(w);
+        cache.Add(new PreparedRegionCache.Record
+        {
+            Entry = region.Entry, Mode = region.Mode, EntryInsns = region.EntryCharge, GuestInstructions = ir.GuestInstructionCount,
+            Code = bytes, Image = ms.ToArray(),
+        });
+    }
+
+    /// <summary>Inserts a new region, counts it, protects its code and queues it when the tier profile names it.</summary>
+    private Region Register(VirtualCpu cpu, Region region, CompiledRegion compiled, long t0, bool hot, bool interpreted, bool fromCache,
+        int guestInstructions, int blocks, long lifted, List<Iced.Intel.Mnemonic>? unsupported, List<string>? lifterErrors)
+    {
+        bool singleStep = region.SingleStep;
+        ulong rip = region.Entry;
+        int mode = region.Mode;
+        var pages = region.Pages;
         lock (_lock)
         {
             if (vm.Options.Profile && !singleStep) _profiled.Add(region);
@@ -197,13 +249,14 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
             if (hot) s.RegionsPromoted++;
             else s.RegionsTranslated++;
             if (interpreted) s.RegionsInterpreted++;
-            s.InstructionsTranslated += ir.GuestInstructionCount;
+            if (fromCache) s.RegionsFromPreparedCache++;
+            s.InstructionsTranslated += guestInstructions;
             s.BlocksTranslated += blocks;
             s.TranslationTicks += Stopwatch.GetTimestamp() - t0;
             s.LiftTicks += lifted;
-            foreach (var e in lifterErrors)
+            foreach (var e in lifterErrors ?? [])
                 if (s.LifterErrors.Count < 100) s.LifterErrors.Add(e);
-            foreach (var m in unsupported)
+            foreach (var m in unsupported ?? [])
             {
                 string name = m.ToString().ToLowerInvariant();
                 s.Unsupported[name] = s.Unsupported.GetValueOrDefault(name) + 1;
@@ -227,6 +280,34 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
 
     private TierProfile? _profile;
     private bool _profileLoaded;
+    private PreparedRegionCache? _prepared;
+    private bool _preparedLoaded;
+
+    /// <summary>The VM's prepared-region file (<see cref="VirtualMachineOptions.PreparedRegions"/>), loaded on first use; null when it has none.</summary>
+    public PreparedRegionCache? PreparedRegions
+    {
+        get
+        {
+            if (Volatile.Read(ref _preparedLoaded)) return _prepared;
+            lock (_lock)
+            {
+                if (!_preparedLoaded)
+                {
+                    _prepared = vm.Options.PreparedRegions is { Length: > 0 } path ? new PreparedRegionCache(path, PreparedSettings) : null;
+                    Volatile.Write(ref _preparedLoaded, true);
+                }
+                return _prepared;
+            }
+        }
+    }
+
+    /// <summary>What prepared code depends on besides the guest bytes and the build: the interpreter tier's limits and the memory model.</summary>
+    private string PreparedSettings =>
+        $"limits {InterpreterLimits.MaxInstructions},{InterpreterLimits.MaxBlocks},{InterpreterLimits.MaxBlockInstructions},{InterpreterLimits.MaxCallDepth}; "
+        + $"flat {vm.FlatAddend is not null}; host reads {vm.HostReadFaults}; host writes {vm.HostWriteFaults}";
+
+    /// <summary>Writes the prepared-region file when this run added to it (see <see cref="VirtualMachine.SavePreparedRegions"/>).</summary>
+    public bool SavePreparedRegions() => Volatile.Read(ref _preparedLoaded) && _prepared is { } p && p.Save();
 
     /// <summary>The VM's tier profile (<see cref="VirtualMachineOptions.TierProfile"/>), loaded on first use; null when it has none.</summary>
     public TierProfile? Hints
@@ -662,6 +743,15 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
         if (map.TryGetValue(r.Entry, out var cur) && cur == r) map.Remove(r.Entry);
     }
 
+    /// <summary>Discards the regions with code on guest-physical page <paramref name="page"/> (under the lock); returns whether there were any.</summary>
+    private bool InvalidatePage(ulong page)
+    {
+        if (!_byPage.TryGetValue(page, out var list)) return false;
+        foreach (var r in list.ToArray()) Remove(r);
+        SetCodePage(page, false);
+        return true;
+    }
+
     /// <summary>Discards every region with code in the guest-physical range; returns whether any was.</summary>
     public bool InvalidatePhysical(ulong gpa, ulong length)
     {
@@ -669,15 +759,18 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
         lock (_lock)
         {
             ulong first = gpa & CpuContext.PageMask, end = gpa + length;
-            IEnumerable<ulong> pages = (end - first) / 4096 > (ulong)_byPage.Count
-                ? _byPage.Keys.Where(p => p >= first && p < end).ToList()
-                : Enumerable.Range(0, (int)((end - first + 4095) / 4096)).Select(i => first + (ulong)i * 4096);
-            foreach (ulong p in pages)
+            // Plain loops: LINQ over these key types was JIT-compiled on every start (mmap and brk invalidate).
+            if ((end - first) / 4096 > (ulong)_byPage.Count)
             {
-                if (!_byPage.TryGetValue(p, out var list)) continue;
-                foreach (var r in list.ToArray()) Remove(r);
-                any = true;
-                SetCodePage(p, false);
+                var hit = new List<ulong>();
+                foreach (var kv in _byPage)
+                    if (kv.Key >= first && kv.Key < end) hit.Add(kv.Key);
+                foreach (ulong p in hit) any |= InvalidatePage(p);
+            }
+            else
+            {
+                ulong n = (end - first + 4095) / 4096;
+                for (ulong i = 0; i < n; i++) any |= InvalidatePage(first + i * 4096);
             }
             if (any) Interlocked.Increment(ref _generation);
         }
