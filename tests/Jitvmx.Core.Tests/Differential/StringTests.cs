@@ -170,6 +170,7 @@ public class StringTests
     {
         var rng = DiffHarness.Rng(out int seed);
         var cases = new List<OracleCase>();
+        var repCompares = new HashSet<OracleCase>(ReferenceEqualityComparer.Instance);
         const ulong End = Base + HostOracle.MemorySize;
         foreach (int size in Sizes)
         {
@@ -185,13 +186,17 @@ public class StringTests
             var zeros = new byte[HostOracle.MemorySize];
             cases.Add(Case(rng, a => Emit(a, Op.Scas, size, "repe"), 0, End - 0x100, ulong.MaxValue, false, zeros).With(Gpr.Rax, 0));
             cases.Add(Case(rng, a => Emit(a, Op.Cmps, size, "repe"), Base + 0x100, End - 0x100, ulong.MaxValue, false, zeros));
+            repCompares.UnionWith(cases[^2..]);
             // An element that straddles the end of the window.
             if (size > 1) cases.Add(Case(rng, a => Emit(a, Op.Stos, size, "rep"), 0, End - (ulong)size - 1, 4, false));
             // Faulting on the first element: nothing changes.
             cases.Add(Case(rng, a => Emit(a, Op.Movs, size), End, Base, 0, false));
             cases.Add(Case(rng, a => Emit(a, Op.Cmps, size), Base, End + 8, 0, false));
         }
-        DiffHarness.Check(cases, label: "string faults", seed: seed);
+        // A REPE CMPS/SCAS that faults after completed iterations leaves the last iteration's flags (AMD, Jitvmx)
+        // or restores those from before the instruction (Intel): see HostQuirks.RepCmpsScasFaultRestoresFlags.
+        DiffHarness.Check(cases, label: "string faults", seed: seed,
+            undefinedFlagsPerCase: c => HostQuirks.RepCmpsScasFaultRestoresFlags && repCompares.Contains(c) ? OracleFlags.Status : 0);
     }
 
     [Fact]
@@ -200,6 +205,7 @@ public class StringTests
         var rng = DiffHarness.Rng(out int seed);
         var cases = new List<OracleCase>();
         const ulong Garbage = 0xA5A5_0000_0000_0000;
+        var zeroCount = new HashSet<OracleCase>(ReferenceEqualityComparer.Instance);
         for (int k = 0; k < 6; k++)
         {
             bool df = k % 2 == 1;
@@ -211,8 +217,12 @@ public class StringTests
             cases.Add(Case(rng, a => a.db(0x67, 0xF3, 0xA6), rsi, rdi, rcx, df));             // repe cmpsb
             cases.Add(Case(rng, a => a.db(0x67, 0xAD), rsi, rdi, rcx, df));                   // lodsd [esi]
             cases.Add(Case(rng, a => a.db(0x67, 0xF3, 0xA4), rsi, rdi, 0xFFFF_FFFF_0000_0000, df)); // ECX = 0
+            zeroCount.Add(cases[^1]);
         }
-        DiffHarness.Check(cases, label: "string addr32", seed: seed);
+        // With ECX = 0, Intel processors still write ECX, ESI and EDI (clearing the upper halves) and AMD ones do not:
+        // on the former only the low halves are compared (HostQuirks.A32RepWithZeroCountWritesRegisters).
+        DiffHarness.Check(cases, label: "string addr32", seed: seed,
+            normalize: (c, gprs, _) => { if (zeroCount.Contains(c)) HostQuirks.NormalizeA32RepWithZeroCount(gprs); });
     }
 
     [Fact]

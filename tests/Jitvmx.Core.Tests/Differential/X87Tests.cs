@@ -350,20 +350,31 @@ public sealed class X87Tests
             a.fnstsw(__word_ptr[rbx + Out]);
             a.fnstenv(__[rbx + Out + 0x10]);
             // FIP, FOP and FDP are compared (the oracle runs the code and data at the addresses Jitvmx
-            // uses); FCS and FDS are not: Jitvmx reports their deprecation and stores 0.
+            // uses; FOP and FDP only where the host keeps them, see X87Images); FCS and FDS are not:
+            // Jitvmx reports their deprecation and stores 0.
             a.mov(__word_ptr[rbx + Out + 0x10 + 16], 0);
             a.mov(__word_ptr[rbx + Out + 0x10 + 24], 0);
             for (int k = 0; k < 8; k++) a.fstp(__tword_ptr[rbx + Out + 0x40 + 16 * k]);
         }, gprs, rflags, mem);
     }
 
-    private static void Run(string label, Action<Assembler> body, int count = 24, int? depth = null)
+    private static void Run(string label, Action<Assembler> body, int count = 24, int? depth = null, int[]? envs = null)
     {
         var rng = DiffHarness.Rng(out int seed);
         var cases = new List<OracleCase>();
         for (int n = 0; n < count; n++) cases.Add(Case(rng, body, depth));
-        DiffHarness.Check(cases, label: label, seed: seed);
+        DiffHarness.Check(cases, label: label, seed: seed, normalize: X87Images(envs ?? []));
     }
+
+    /// <summary>
+    /// FOP and FDP where the host keeps them only for an unmasked exception (<see cref="HostQuirks"/>), in the
+    /// environment every <see cref="Case"/> ends by storing and in the FNSTENV/FNSAVE images at <paramref name="envs"/>.
+    /// </summary>
+    private static ResultNormalizer X87Images(params int[] envs) => (_, _, memory) =>
+    {
+        HostQuirks.NormalizeX87Env(memory, Out + 0x10);
+        foreach (int at in envs) HostQuirks.NormalizeX87Env(memory, at);
+    };
 
     private static readonly AssemblerMemoryOperand M80 = __tword_ptr[rbx + 0x20], M64 = __qword_ptr[rbx + 0x200], M32 = __dword_ptr[rbx + 0x280];
     private static readonly AssemblerMemoryOperand I16 = __word_ptr[rbx + 0x2C0], I32 = __dword_ptr[rbx + 0x2C0], I64 = __qword_ptr[rbx + 0x2C0];
@@ -392,7 +403,7 @@ public sealed class X87Tests
 
     [Theory]
     [MemberData(nameof(Forms))]
-    public void Instruction(string form) => Run(form, Emit(form));
+    public void Instruction(string form) => Run(form, Emit(form), envs: form is "fnstenv" or "fnsave" ? [0x380] : null);
 
     private static Action<Assembler> Emit(string form) => form switch
     {
@@ -525,7 +536,7 @@ public sealed class X87Tests
         a.fnsave(__[rbx + 0x3A0]);
         a.mov(__word_ptr[rbx + 0x3A0 + 16], 0); // FCS and FDS (deprecated: Jitvmx stores 0)
         a.mov(__word_ptr[rbx + 0x3A0 + 24], 0);
-    }), label: form);
+    }), label: form, normalize: X87Images(0x3A0));
 
     /// <summary>A pending unmasked exception is #MF (the host's SIGFPE) at the next waiting instruction.</summary>
     [Theory]
@@ -543,10 +554,10 @@ public sealed class X87Tests
         {
             var j = DiffHarness.RunJitvmx(cases[n]);
             if (j.Exit.Reason == ExitReason.ExceptionOrNmi && j.Exit.Vector == ExceptionVector.MF) j = j with { Signal = OracleSignal.Sigfpe };
-            string? diff = DiffHarness.Compare(native[n], j, 0);
+            string? diff = DiffHarness.Compare(native[n], j, 0, cases[n], X87Images());
             // A host run preempted between the x87 instruction and the save loses FIP/FDP/FOP (see DiffHarness.Check).
             for (int retry = 0; diff is not null && retry < 3; retry++)
-                if (DiffHarness.Compare(HostOracle.Run(cases[n]), j, 0) is null) diff = null;
+                if (DiffHarness.Compare(HostOracle.Run(cases[n]), j, 0, cases[n], X87Images()) is null) diff = null;
             if (diff is not null) report.AppendLine($"case {n}: {diff}\n  {DiffHarness.Disassemble(cases[n].Code)}\n  cw {BitConverter.ToUInt16(cases[n].Memory, 0x300):x4} m32 {BitConverter.ToUInt32(cases[n].Memory, 0x280):x8} st0 {Convert.ToHexString(cases[n].Memory.AsSpan(0, 10))}");
         }
         Assert.True(report.Length == 0, $"seed {seed}:\n{report}");
@@ -599,7 +610,7 @@ public sealed class X87Tests
             BitConverter.TryWriteBytes(m.AsSpan(0x600 + 24), mx);
             cases.Add(c);
         }
-        DiffHarness.Check(cases, label: "fxsave/fxrstor", seed: seed);
+        DiffHarness.Check(cases, label: "fxsave/fxrstor", seed: seed, normalize: X87Images());
     }
 
     /// <summary>
@@ -651,6 +662,11 @@ public sealed class X87Tests
         var native = HostOracle.Run(cases);
         var pending = cases.Where((c, k) => native[k].Signal == OracleSignal.None && (native[k].Memory[0x3C4] & 0x80) != 0).ToList();
         Assert.True(pending.Count >= cases.Count / 2, $"only {pending.Count} of {cases.Count} cases left an exception pending");
-        DiffHarness.Check(pending, label: "fxsave pointers", seed: seed);
+        DiffHarness.Check(pending, label: "fxsave pointers", seed: seed, normalize: (c, gprs, memory) =>
+        {
+            X87Images(0x3C0)(c, gprs, memory);
+            HostQuirks.NormalizeFxsave(memory, 0x800, rex64: false);
+            HostQuirks.NormalizeFxsave(memory, 0xA00, rex64: true);
+        });
     }
 }
