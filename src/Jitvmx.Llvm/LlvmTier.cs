@@ -411,7 +411,11 @@ public static class LlvmTier
             {
                 return; // it was there when attaching; nothing to compile with now
             }
-            WarmUp();
+            // With a tier profile the first compilations are its regions, loads from the code cache that
+            // generate no code: warming LLVM's code generation up in front of them only delayed them
+            // (`listwalk`'s hot loop waited 85 ms). The warm-up then runs when the queues first run dry.
+            bool warm = _vm.Cache.Hints is { Count: > 0 };
+            if (!warm) WarmUp();
             while (true)
             {
                 // Deferred hints are looked at again now and then, when new pages may hold code.
@@ -431,6 +435,11 @@ public static class LlvmTier
                             }
                             if (s_log) Log($"compiling 0x{w.Region.Entry:x} ({_waiting.Count} waiting)");
                             Busy(() => CompileHot(w.Cpu, w.Region));
+                        }
+                        else if (warm)
+                        {
+                            warm = false;
+                            WarmUp();
                         }
                         else break;
                     }

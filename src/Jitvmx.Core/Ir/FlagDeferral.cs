@@ -37,7 +37,7 @@ internal sealed class FlagDeferral
     private readonly HashSet<IrValue> _private = [];
 
     /// <summary>Kinds of each <see cref="Flag"/>.</summary>
-    public List<Kind>[] Kinds { get; } = Enumerable.Range(0, 7).Select(_ => new List<Kind>()).ToArray();
+    public List<Kind>[] Kinds { get; } = [[], [], [], [], [], [], []];
 
     /// <summary>Largest number of leaves of any site.</summary>
     public int LeafSlots { get; private set; }
@@ -83,9 +83,11 @@ internal sealed class FlagDeferral
             for (int i = b.Nodes.Count - 1; i >= 0; i--)
             {
                 var v = b.Nodes[i];
-                if (!Recomputable(v.Op) || v.Type is IrType.Void or IrType.V128 || v.Args.Any(a => a.Type == IrType.V128)) continue;
+                if (!Recomputable(v.Op) || v.Type is IrType.Void or IrType.V128 || HasVectorArg(v)) continue;
                 if (!users.TryGetValue(v, out var us) || us.Count == 0) continue;
-                if (us.All(u => blockOf[u] == b && (u.Op == IrOp.SetFlag || d._private.Contains(u)))) d._private.Add(v);
+                bool onlyFlags = true;
+                foreach (var u in us) onlyFlags &= blockOf[u] == b && (u.Op == IrOp.SetFlag || d._private.Contains(u));
+                if (onlyFlags) d._private.Add(v);
             }
 
         // Group the writes by guest instruction; the instruction's leaves are the union of its flags'.
@@ -98,21 +100,28 @@ internal sealed class FlagDeferral
                     if (!groups.TryGetValue(key, out var g)) groups[key] = g = [];
                     g.Add(v);
                 }
-        var kindIndex = Enumerable.Range(0, 7).Select(_ => new Dictionary<string, int>()).ToArray();
+        // Loops, not LINQ, in this file: its generic instantiations were JIT-compiled in front of the first hot region.
+        Dictionary<string, int>[] kindIndex = [[], [], [], [], [], [], []];
         int nextSite = 1;
         var pending = new List<(IrValue Set, IrValue[] Leaves, string Key)>();
         foreach (var g in groups.Values)
         {
             // Every write of the instruction stores all its leaves, so they must all be at hand: one block.
-            if (g.Any(s => blockOf[s] != blockOf[g[0]])) continue;
+            bool oneBlock = true;
+            foreach (var s in g) oneBlock &= blockOf[s] == blockOf[g[0]];
+            if (!oneBlock) continue;
             var leaves = new List<IrValue>();
             foreach (var s in g) d.CollectLeaves(s.Args[0], leaves);
-            if (leaves.Count > MaxLeaves || leaves.Any(l => l.Type is IrType.V128 or IrType.Void)) continue;
+            bool scalarLeaves = true;
+            foreach (var l in leaves) scalarLeaves &= l.Type is not (IrType.V128 or IrType.Void);
+            if (leaves.Count > MaxLeaves || !scalarLeaves) continue;
             var arr = leaves.ToArray();
             foreach (var s in g) pending.Add((s, arr, d.KeyOf(s.Args[0], arr)));
         }
         // Each dispatch computes every kind of every flag; bound that code.
-        int kinds = pending.Select(p => (p.Set.Aux, p.Key)).Distinct().Count();
+        var distinct = new HashSet<string>();
+        foreach (var p in pending) distinct.Add($"{p.Set.Aux}|{p.Key}");
+        int kinds = distinct.Count;
         if ((long)kinds * Math.Max(1, materializations) > 2400) return new FlagDeferral();
         var siteOfGroup = new Dictionary<IrValue[], int>(ReferenceEqualityComparer.Instance);
         foreach (var (s, leaves, key) in pending)
@@ -120,7 +129,8 @@ internal sealed class FlagDeferral
             if (!siteOfGroup.TryGetValue(leaves, out int id)) siteOfGroup[leaves] = id = nextSite++;
             var own = new List<IrValue>();
             d.CollectLeaves(s.Args[0], own);
-            int[] used = [.. own.Select(l => Array.IndexOf(leaves, l))];
+            var used = new int[own.Count];
+            for (int u = 0; u < used.Length; u++) used[u] = Array.IndexOf(leaves, own[u]);
             int f = s.Aux;
             if (!kindIndex[f].TryGetValue(key, out int k))
             {
@@ -132,6 +142,13 @@ internal sealed class FlagDeferral
             d.LeafSlots = Math.Max(d.LeafSlots, leaves.Length);
         }
         return d;
+    }
+
+    private static bool HasVectorArg(IrValue v)
+    {
+        foreach (var a in v.Args)
+            if (a.Type == IrType.V128) return true;
+        return false;
     }
 
     private void CollectLeaves(IrValue v, List<IrValue> leaves)

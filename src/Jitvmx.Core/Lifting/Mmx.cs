@@ -3,6 +3,7 @@ using Iced.Intel;
 using Jitvmx.Ir;
 using Jitvmx.Runtime;
 using static Jitvmx.Ir.IrType;
+using static Jitvmx.Lifting.EmitterTable;
 
 namespace Jitvmx.Lifting;
 
@@ -36,16 +37,20 @@ internal static class Mmx
     public static void RegisterFamily(EmitterTable t)
     {
         var forms = new Dictionary<Mnemonic, Emitter>();
-        foreach (var name in (string[])[
-            "Paddb", "Paddw", "Paddd", "Paddq", "Psubb", "Psubw", "Psubd", "Psubq",
-            "Paddsb", "Paddsw", "Paddusb", "Paddusw", "Psubsb", "Psubsw", "Psubusb", "Psubusw",
-            "Pmullw", "Pmulhw", "Pmulhuw", "Pmuludq", "Pmaddwd", "Psadbw", "Pavgb", "Pavgw",
-            "Pminub", "Pmaxub", "Pminsw", "Pmaxsw", "Pcmpeqb", "Pcmpeqw", "Pcmpeqd", "Pcmpgtb", "Pcmpgtw", "Pcmpgtd",
-            "Punpcklbw", "Punpcklwd", "Punpckldq",
-            "Pmaddubsw", "Pmulhrsw", "Psignb", "Psignw", "Psignd"])
+        foreach (var (m, name) in ((Mnemonic, string)[])[
+            Named(Mnemonic.Paddb), Named(Mnemonic.Paddw), Named(Mnemonic.Paddd), Named(Mnemonic.Paddq), Named(Mnemonic.Psubb), Named(Mnemonic.Psubw),
+            Named(Mnemonic.Psubd), Named(Mnemonic.Psubq),
+            Named(Mnemonic.Paddsb), Named(Mnemonic.Paddsw), Named(Mnemonic.Paddusb), Named(Mnemonic.Paddusw), Named(Mnemonic.Psubsb), Named(Mnemonic.Psubsw),
+            Named(Mnemonic.Psubusb), Named(Mnemonic.Psubusw),
+            Named(Mnemonic.Pmullw), Named(Mnemonic.Pmulhw), Named(Mnemonic.Pmulhuw), Named(Mnemonic.Pmuludq), Named(Mnemonic.Pmaddwd), Named(Mnemonic.Psadbw),
+            Named(Mnemonic.Pavgb), Named(Mnemonic.Pavgw),
+            Named(Mnemonic.Pminub), Named(Mnemonic.Pmaxub), Named(Mnemonic.Pminsw), Named(Mnemonic.Pmaxsw), Named(Mnemonic.Pcmpeqb), Named(Mnemonic.Pcmpeqw),
+            Named(Mnemonic.Pcmpeqd), Named(Mnemonic.Pcmpgtb), Named(Mnemonic.Pcmpgtw), Named(Mnemonic.Pcmpgtd),
+            Named(Mnemonic.Punpcklbw), Named(Mnemonic.Punpcklwd), Named(Mnemonic.Punpckldq),
+            Named(Mnemonic.Pmaddubsw), Named(Mnemonic.Pmulhrsw), Named(Mnemonic.Psignb), Named(Mnemonic.Psignw), Named(Mnemonic.Psignd)])
         {
             int op = SseMove.Op(name);
-            forms[Enum.Parse<Mnemonic>(name)] = (Lifter l, in Instruction i) => Lane(l, i, op);
+            forms[m] = (Lifter l, in Instruction i) => Lane(l, i, op);
         }
         forms[Mnemonic.Pand] = Lanes(nameof(SimdIntOps.And));
         forms[Mnemonic.Pandn] = Lanes(nameof(SimdIntOps.AndNot));
@@ -57,20 +62,24 @@ internal static class Mmx
             int op = SseMove.Op(name);
             forms[m] = (Lifter l, in Instruction i) => High(l, i, op);
         }
-        foreach (var name in (string[])["Packsswb", "Packssdw", "Packuswb", "Phaddw", "Phaddd", "Phaddsw", "Phsubw", "Phsubd", "Phsubsw"])
+        foreach (var (m, name) in ((Mnemonic, string)[])[
+            Named(Mnemonic.Packsswb), Named(Mnemonic.Packssdw), Named(Mnemonic.Packuswb), Named(Mnemonic.Phaddw), Named(Mnemonic.Phaddd), Named(Mnemonic.Phaddsw),
+            Named(Mnemonic.Phsubw), Named(Mnemonic.Phsubd), Named(Mnemonic.Phsubsw)])
         {
             int op = SseMove.Op(name);
-            forms[Enum.Parse<Mnemonic>(name)] = (Lifter l, in Instruction i) => Joined(l, i, op);
+            forms[m] = (Lifter l, in Instruction i) => Joined(l, i, op);
         }
-        foreach (var name in (string[])["Pabsb", "Pabsw", "Pabsd"])
+        foreach (var (m, name) in ((Mnemonic, string)[])[Named(Mnemonic.Pabsb), Named(Mnemonic.Pabsw), Named(Mnemonic.Pabsd)])
         {
             int op = SseMove.Op(name);
-            forms[Enum.Parse<Mnemonic>(name)] = (Lifter l, in Instruction i) => Unary(l, i, op);
+            forms[m] = (Lifter l, in Instruction i) => Unary(l, i, op);
         }
-        foreach (var name in (string[])["Psllw", "Pslld", "Psllq", "Psrlw", "Psrld", "Psrlq", "Psraw", "Psrad"])
+        foreach (var (m, name) in ((Mnemonic, string)[])[
+            Named(Mnemonic.Psllw), Named(Mnemonic.Pslld), Named(Mnemonic.Psllq), Named(Mnemonic.Psrlw), Named(Mnemonic.Psrld), Named(Mnemonic.Psrlq),
+            Named(Mnemonic.Psraw), Named(Mnemonic.Psrad)])
         {
             int op = SseMove.Op(name);
-            forms[Enum.Parse<Mnemonic>(name)] = (Lifter l, in Instruction i) => Shift(l, i, op);
+            forms[m] = (Lifter l, in Instruction i) => Shift(l, i, op);
         }
         forms[Mnemonic.Movd] = Move;
         forms[Mnemonic.Movq] = Move;

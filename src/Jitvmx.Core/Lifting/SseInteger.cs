@@ -2,6 +2,7 @@
 using Iced.Intel;
 using Jitvmx.Ir;
 using static Jitvmx.Ir.IrType;
+using static Jitvmx.Lifting.EmitterTable;
 
 namespace Jitvmx.Lifting;
 
@@ -16,14 +17,19 @@ internal static class SseInteger
 {
     public static void RegisterFamily(EmitterTable t)
     {
-        foreach (var name in (string[])[
-            "Paddb", "Paddw", "Paddd", "Paddq", "Psubb", "Psubw", "Psubd", "Psubq",
-            "Paddsb", "Paddsw", "Paddusb", "Paddusw", "Psubsb", "Psubsw", "Psubusb", "Psubusw",
-            "Pmullw", "Pmulhw", "Pmulhuw", "Pmuludq", "Pmaddwd", "Psadbw", "Pavgb", "Pavgw",
-            "Pminub", "Pmaxub", "Pminsw", "Pmaxsw", "Pcmpeqb", "Pcmpeqw", "Pcmpeqd", "Pcmpgtb", "Pcmpgtw", "Pcmpgtd",
-            "Punpcklbw", "Punpckhbw", "Punpcklwd", "Punpckhwd", "Punpckldq", "Punpckhdq", "Punpcklqdq", "Punpckhqdq",
-            "Packsswb", "Packssdw", "Packuswb"])
-            Binary(t, Enum.Parse<Mnemonic>(name), name);
+        foreach (var (m, name) in ((Mnemonic, string)[])[
+            Named(Mnemonic.Paddb), Named(Mnemonic.Paddw), Named(Mnemonic.Paddd), Named(Mnemonic.Paddq), Named(Mnemonic.Psubb), Named(Mnemonic.Psubw),
+            Named(Mnemonic.Psubd), Named(Mnemonic.Psubq),
+            Named(Mnemonic.Paddsb), Named(Mnemonic.Paddsw), Named(Mnemonic.Paddusb), Named(Mnemonic.Paddusw), Named(Mnemonic.Psubsb), Named(Mnemonic.Psubsw),
+            Named(Mnemonic.Psubusb), Named(Mnemonic.Psubusw),
+            Named(Mnemonic.Pmullw), Named(Mnemonic.Pmulhw), Named(Mnemonic.Pmulhuw), Named(Mnemonic.Pmuludq), Named(Mnemonic.Pmaddwd), Named(Mnemonic.Psadbw),
+            Named(Mnemonic.Pavgb), Named(Mnemonic.Pavgw),
+            Named(Mnemonic.Pminub), Named(Mnemonic.Pmaxub), Named(Mnemonic.Pminsw), Named(Mnemonic.Pmaxsw), Named(Mnemonic.Pcmpeqb), Named(Mnemonic.Pcmpeqw),
+            Named(Mnemonic.Pcmpeqd), Named(Mnemonic.Pcmpgtb), Named(Mnemonic.Pcmpgtw), Named(Mnemonic.Pcmpgtd),
+            Named(Mnemonic.Punpcklbw), Named(Mnemonic.Punpckhbw), Named(Mnemonic.Punpcklwd), Named(Mnemonic.Punpckhwd), Named(Mnemonic.Punpckldq), Named(Mnemonic.Punpckhdq),
+            Named(Mnemonic.Punpcklqdq), Named(Mnemonic.Punpckhqdq),
+            Named(Mnemonic.Packsswb), Named(Mnemonic.Packssdw), Named(Mnemonic.Packuswb)])
+            Binary(t, m, name);
         foreach (var m in (Mnemonic[])[Mnemonic.Pand, Mnemonic.Andps, Mnemonic.Andpd]) Binary(t, m, nameof(SimdIntOps.And));
         foreach (var m in (Mnemonic[])[Mnemonic.Pandn, Mnemonic.Andnps, Mnemonic.Andnpd]) Binary(t, m, nameof(SimdIntOps.AndNot));
         foreach (var m in (Mnemonic[])[Mnemonic.Por, Mnemonic.Orps, Mnemonic.Orpd]) Binary(t, m, nameof(SimdIntOps.Or));
@@ -32,13 +38,16 @@ internal static class SseInteger
         Binary(t, Mnemonic.Unpckhps, nameof(SimdIntOps.Punpckhdq));
         Binary(t, Mnemonic.Unpcklpd, nameof(SimdIntOps.Punpcklqdq));
         Binary(t, Mnemonic.Unpckhpd, nameof(SimdIntOps.Punpckhqdq));
-        foreach (var name in (string[])["Psllw", "Pslld", "Psllq", "Psrlw", "Psrld", "Psrlq", "Psraw", "Psrad"])
+        foreach (var (m, name) in ((Mnemonic, string)[])[
+            Named(Mnemonic.Psllw), Named(Mnemonic.Pslld), Named(Mnemonic.Psllq), Named(Mnemonic.Psrlw), Named(Mnemonic.Psrld), Named(Mnemonic.Psrlq),
+            Named(Mnemonic.Psraw), Named(Mnemonic.Psrad)])
         {
             int op = SseMove.Op(name);
-            t.Add(Enum.Parse<Mnemonic>(name), (Lifter l, in Instruction i) => Shift(l, i, op));
+            t.Add(m, (Lifter l, in Instruction i) => Shift(l, i, op));
         }
-        foreach (var name in (string[])["Pslldq", "Psrldq", "Pshufd", "Pshufhw", "Pshuflw"])
-            UnaryImm(t, Enum.Parse<Mnemonic>(name), name);
+        foreach (var (m, name) in ((Mnemonic, string)[])[
+            Named(Mnemonic.Pslldq), Named(Mnemonic.Psrldq), Named(Mnemonic.Pshufd), Named(Mnemonic.Pshufhw), Named(Mnemonic.Pshuflw)])
+            UnaryImm(t, m, name);
         BinaryImm(t, Mnemonic.Shufps, nameof(SimdIntOps.Shufps));
         BinaryImm(t, Mnemonic.Shufpd, nameof(SimdIntOps.Shufpd));
         t.Add(Mnemonic.Pmovmskb, (Lifter l, in Instruction i) => Mask(l, i, s_pmovmskb));

@@ -2,6 +2,7 @@
 using Iced.Intel;
 using Jitvmx.Ir;
 using static Jitvmx.Ir.IrType;
+using static Jitvmx.Lifting.EmitterTable;
 
 namespace Jitvmx.Lifting;
 
@@ -15,20 +16,25 @@ internal static class Ssse3Sse41Integer
 {
     public static void RegisterFamily(EmitterTable t)
     {
-        foreach (var name in (string[])[
-            "Pshufb", "Phaddw", "Phaddd", "Phaddsw", "Phsubw", "Phsubd", "Phsubsw", "Pmaddubsw", "Pmulhrsw",
-            "Psignb", "Psignw", "Psignd", "Pminsb", "Pminsd", "Pminuw", "Pminud", "Pmaxsb", "Pmaxsd", "Pmaxuw", "Pmaxud",
-            "Pmulld", "Pmuldq", "Pcmpeqq", "Pcmpgtq", "Packusdw"])
-            SseInteger.Binary(t, Enum.Parse<Mnemonic>(name), name);
-        foreach (var name in (string[])["Pabsb", "Pabsw", "Pabsd", "Phminposuw"])
-            SseInteger.Unary(t, Enum.Parse<Mnemonic>(name), name);
-        foreach (var name in (string[])["Palignr", "Pblendw", "Mpsadbw"])
-            SseInteger.BinaryImm(t, Enum.Parse<Mnemonic>(name), name);
-        foreach (var name in (string[])["Pmovzxbw", "Pmovzxbd", "Pmovzxbq", "Pmovzxwd", "Pmovzxwq", "Pmovzxdq",
-            "Pmovsxbw", "Pmovsxbd", "Pmovsxbq", "Pmovsxwd", "Pmovsxwq", "Pmovsxdq"])
+        foreach (var (m, name) in ((Mnemonic, string)[])[
+            Named(Mnemonic.Pshufb), Named(Mnemonic.Phaddw), Named(Mnemonic.Phaddd), Named(Mnemonic.Phaddsw), Named(Mnemonic.Phsubw), Named(Mnemonic.Phsubd),
+            Named(Mnemonic.Phsubsw), Named(Mnemonic.Pmaddubsw), Named(Mnemonic.Pmulhrsw),
+            Named(Mnemonic.Psignb), Named(Mnemonic.Psignw), Named(Mnemonic.Psignd), Named(Mnemonic.Pminsb), Named(Mnemonic.Pminsd), Named(Mnemonic.Pminuw),
+            Named(Mnemonic.Pminud), Named(Mnemonic.Pmaxsb), Named(Mnemonic.Pmaxsd), Named(Mnemonic.Pmaxuw), Named(Mnemonic.Pmaxud),
+            Named(Mnemonic.Pmulld), Named(Mnemonic.Pmuldq), Named(Mnemonic.Pcmpeqq), Named(Mnemonic.Pcmpgtq), Named(Mnemonic.Packusdw)])
+            SseInteger.Binary(t, m, name);
+        foreach (var (m, name) in ((Mnemonic, string)[])[
+            Named(Mnemonic.Pabsb), Named(Mnemonic.Pabsw), Named(Mnemonic.Pabsd), Named(Mnemonic.Phminposuw)])
+            SseInteger.Unary(t, m, name);
+        foreach (var (m, name) in ((Mnemonic, string)[])[
+            Named(Mnemonic.Palignr), Named(Mnemonic.Pblendw), Named(Mnemonic.Mpsadbw)])
+            SseInteger.BinaryImm(t, m, name);
+        foreach (var (m, name) in ((Mnemonic, string)[])[
+            Named(Mnemonic.Pmovzxbw), Named(Mnemonic.Pmovzxbd), Named(Mnemonic.Pmovzxbq), Named(Mnemonic.Pmovzxwd), Named(Mnemonic.Pmovzxwq), Named(Mnemonic.Pmovzxdq),
+            Named(Mnemonic.Pmovsxbw), Named(Mnemonic.Pmovsxbd), Named(Mnemonic.Pmovsxbq), Named(Mnemonic.Pmovsxwd), Named(Mnemonic.Pmovsxwq), Named(Mnemonic.Pmovsxdq)])
         {
             int op = SseMove.Op(name);
-            t.Add(Enum.Parse<Mnemonic>(name), (Lifter l, in Instruction i) => Widen(l, i, op));
+            t.Add(m, (Lifter l, in Instruction i) => Widen(l, i, op));
         }
         t.Add(Mnemonic.Pblendvb, Pblendvb);
         t.Add(Mnemonic.Ptest, Ptest);
