@@ -269,6 +269,28 @@ internal sealed unsafe partial class LlvmBackend
     /// <summary>Codegen optimisation level used with an IR level.</summary>
     public static int CodegenLevel(LlvmOptLevel level) => level == LlvmOptLevel.O0 ? 0 : 2;
 
+    /// <summary>
+    /// Lowers <paramref name="region"/> and computes its code-cache key, generating no code: the first
+    /// run of those paths (the LLVM C API's types and builders, the key's hash) for a tier whose first
+    /// compilations are code-cache loads. Whether it lowered.
+    /// </summary>
+    public static bool WarmUpLowering(IrRegion region)
+    {
+        nint context = LLVMContextCreate();
+        try
+        {
+            string name = LlvmJit.Instance.UniqueName("warm_up");
+            if (!TryLower(region, context, name, out nint module, out _, out _, out _)) return false;
+            _ = CodeCache.Key(Print(module), name, CacheSettings(LlvmOptLevel.O1, region));
+            LLVMDisposeModule(module);
+            return true;
+        }
+        finally
+        {
+            LLVMContextDispose(context);
+        }
+    }
+
     /// <summary>What shapes an object besides its lowered IR and this build (<see cref="CodeCache.Key"/>).</summary>
     private static string CacheSettings(LlvmOptLevel level, IrRegion region) =>
         $"{level} codegen {CodegenLevel(level)} fpenv {SwitchesFpEnv(region)} options {Environment.GetEnvironmentVariable("JITVMX_LLVM_OPTIONS")}";

@@ -318,15 +318,18 @@ public static class LlvmTier
         /// starts, the first hot region no longer waits for it. A VM disposed meanwhile waits for it
         /// (LLVM must not be running when the process exits); the CLI leaves without disposing.
         /// </summary>
-        private void WarmUp()
+        private void WarmUp(bool codegen)
         {
             // The costs are the process's, not the VM's: once is enough.
             if (Interlocked.Exchange(ref s_warmedUp, 1) != 0) return;
             try
             {
-                // Past the code cache: the point is LLVM's first code generation.
-                bool done = WarmUpRegion() is { } ir && LlvmBackend.TryCompile(ir, _level, out _, out _, out _, useCache: false);
-                if (s_log) Log(done ? "warmed up" : "warm-up region did not compile");
+                // Past the code cache: the point is LLVM's first code generation. Without it, the
+                // lifting, lowering and cache key that a code-cache load goes through.
+                bool done = WarmUpRegion() is { } ir && (codegen
+                    ? LlvmBackend.TryCompile(ir, _level, out _, out _, out _, useCache: false)
+                    : LlvmBackend.WarmUpLowering(ir));
+                if (s_log) Log(done ? (codegen ? "warmed up" : "warmed up (lowering only)") : "warm-up region did not compile");
             }
             catch (Exception e)
             {
@@ -413,9 +416,9 @@ public static class LlvmTier
             }
             // With a tier profile the first compilations are its regions, loads from the code cache that
             // generate no code: warming LLVM's code generation up in front of them only delayed them
-            // (`listwalk`'s hot loop waited 85 ms). The warm-up then runs when the queues first run dry.
-            bool warm = _vm.Cache.Hints is { Count: > 0 };
-            if (!warm) WarmUp();
+            // (`listwalk`'s hot loop waited 85 ms, and a warm-up between two hints delayed the second).
+            // What they do need warm (the lifter, the lowering, the cache's hash) is warmed instead.
+            WarmUp(codegen: _vm.Cache.Hints is not { Count: > 0 });
             while (true)
             {
                 // Deferred hints are looked at again now and then, when new pages may hold code.
@@ -435,11 +438,6 @@ public static class LlvmTier
                             }
                             if (s_log) Log($"compiling 0x{w.Region.Entry:x} ({_waiting.Count} waiting)");
                             Busy(() => CompileHot(w.Cpu, w.Region));
-                        }
-                        else if (warm)
-                        {
-                            warm = false;
-                            WarmUp();
                         }
                         else break;
                     }
