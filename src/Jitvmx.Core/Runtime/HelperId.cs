@@ -115,6 +115,30 @@ public static partial class Helpers
 
     private static readonly Lock s_lock = new();
     private static readonly Dictionary<string, int> s_bySymbol = [];
+    // The table's helpers, named here with their purity: the table used to be read from the [Helper]
+    // attributes, and the process's first enum and attribute reflection cost every start 4 ms more
+    // than this list does (the first reflection over Helpers' methods still costs about 10 ms). The
+    // attributes stay at the methods (a test checks that this list says the same), and each method is
+    // named as its number.
+    private static readonly (HelperId Id, string Name, bool Pure)[] s_declared =
+    [
+        D(HelperId.UDiv128Quotient, pure: true), D(HelperId.UDiv128Remainder, pure: true), D(HelperId.SDiv128Quotient, pure: true), D(HelperId.SDiv128Remainder, pure: true),
+        D(HelperId.SDiv128Faults, pure: true), D(HelperId.Pdep, pure: true), D(HelperId.Pext, pure: true), D(HelperId.ReadTsc, pure: true),
+        D(HelperId.Cpuid), D(HelperId.CrAccess), D(HelperId.DescriptorTable), D(HelperId.Hlt), D(HelperId.InterruptFlag),
+        D(HelperId.Invd), D(HelperId.Invlpg), D(HelperId.Io), D(HelperId.Iret), D(HelperId.LoadSegment),
+        D(HelperId.Monitor), D(HelperId.Mwait), D(HelperId.Pause), D(HelperId.RaiseException), D(HelperId.Rdmsr),
+        D(HelperId.Rdpmc), D(HelperId.Rdrand), D(HelperId.Rdseed), D(HelperId.Rdtsc), D(HelperId.Rdtscp),
+        D(HelperId.SoftwareInterrupt), D(HelperId.StopAt), D(HelperId.Swapgs), D(HelperId.Syscall), D(HelperId.Sysret),
+        D(HelperId.Vmcall), D(HelperId.VmxInstruction), D(HelperId.Wbinvd), D(HelperId.Wrmsr), D(HelperId.Xgetbv),
+        D(HelperId.Xsetbv),
+    ];
+
+    private static (HelperId, string, bool) D(HelperId id, bool pure = false, [System.Runtime.CompilerServices.CallerArgumentExpression(nameof(id))] string expression = "") =>
+        (id, expression[(expression.LastIndexOf('.') + 1)..], pure);
+
+    /// <summary>Number of <see cref="HelperId"/> values (the last is <see cref="HelperId.Reserved"/>).</summary>
+    internal const int TableSize = (int)HelperId.Reserved + 1;
+
     private static readonly (MethodInfo Method, bool Pure)[] s_table = BuildTable();
     private static readonly List<(MethodInfo Method, bool Pure)> s_registered = [];
     private static readonly Dictionary<MethodInfo, int> s_registeredIds = [];
@@ -253,22 +277,20 @@ public static partial class Helpers
 
     private static (MethodInfo, bool)[] BuildTable()
     {
-        var table = new (MethodInfo, bool)[Enum.GetValues<HelperId>().Length];
-        foreach (var m in typeof(Helpers).GetMethods(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic))
+        var table = new (MethodInfo, bool)[TableSize];
+        foreach (var (id, name, pure) in s_declared)
         {
-            // The attribute's data, not an instance of it: making hundreds of instances at start-up
-            // (each setting Pure through reflection) cost about 5 % of a small program's run.
-            // IsDefined first: reading every method's attribute data cost start-up milliseconds.
-            if (!m.IsDefined(typeof(HelperAttribute), inherit: false)) continue;
-            var data = m.CustomAttributes.First(d => d.AttributeType == typeof(HelperAttribute));
-            int id = Convert.ToInt32(data.ConstructorArguments[0].Value);
-            bool pure = data.NamedArguments.Any(n => n.MemberName == nameof(HelperAttribute.Pure) && n.TypedValue.Value is true);
-            if (table[id].Item1 is not null) throw new InvalidOperationException($"helper {(HelperId)id} is defined twice");
-            table[id] = (m, pure);
-            AddSymbol(m, id);
+            var m = typeof(Helpers).GetMethod(name, BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic)
+                ?? throw new InvalidOperationException($"helper {name} has no method");
+            if (table[(int)id].Item1 is not null) throw new InvalidOperationException($"helper {name} is declared twice");
+            table[(int)id] = (m, pure);
+            AddSymbol(m, (int)id);
         }
         return table;
     }
+
+    /// <summary>The table's helpers as declared (number, method name, purity), for the test that compares them with the attributes.</summary>
+    internal static IEnumerable<(HelperId Id, string Name, bool Pure)> Declared => s_declared;
 
     /// <summary>The method implementing a helper (null while unimplemented).</summary>
     internal static MethodInfo? Method(HelperId id) => s_table[(int)id].Method;
