@@ -20,6 +20,7 @@ public sealed class VirtualMachine : IDisposable
     {
         Options = options ?? new VirtualMachineOptions();
         Cache = new TranslationCache(this);
+        Cache.StartPreload();
     }
 
     /// <summary>Options the VM was created with.</summary>

@@ -29,7 +29,8 @@ internal sealed class PreparedRegionCache
     private const int FormatVersion = 1;
 
     private readonly string _path;
-    private readonly string _settings;
+    private string? _settings;
+    private string? _fileSettings;
     private readonly Dictionary<(ulong Entry, int Mode), Record> _records = [];
     private readonly Lock _lock = new();
 
@@ -50,10 +51,11 @@ internal sealed class PreparedRegionCache
     /// <summary>Loads <paramref name="path"/> (nothing when it is missing or from another build or setting; the records before a damaged one).</summary>
     /// <param name="path">The file.</param>
     /// <param name="settings">Everything besides the guest bytes that the prepared code depends on (region limits, memory model).</param>
-    public PreparedRegionCache(string path, string settings)
+    public PreparedRegionCache(string path, string settings) : this(path) => Bind(settings);
+
+    private PreparedRegionCache(string path)
     {
         _path = path;
-        _settings = settings;
         try
         {
             if (File.Exists(path)) Parse(File.ReadAllBytes(path));
@@ -62,11 +64,34 @@ internal sealed class PreparedRegionCache
         {
             _records.Clear();
         }
-        LoadedRecords = _records.Count;
+    }
+
+    /// <summary>
+    /// Reads <paramref name="path"/> before the settings are known (on another thread while the VM is
+    /// set up: the front end sets the memory model after creating it); <see cref="Bind"/> then keeps
+    /// the records only if the file was written with the same settings.
+    /// </summary>
+    public static PreparedRegionCache Preload(string path) => new(path);
+
+    /// <summary>Fixes the settings: records written under others are dropped (and the file is written anew). Returns this.</summary>
+    public PreparedRegionCache Bind(string settings)
+    {
+        lock (_lock)
+        {
+            _settings = settings;
+            if (_fileSettings != settings)
+            {
+                _records.Clear();
+                _headerValid = false;
+                _fileRecords = 0;
+            }
+            LoadedRecords = _records.Count;
+        }
+        return this;
     }
 
     /// <summary>Records the file held when it was loaded.</summary>
-    public int LoadedRecords { get; }
+    public int LoadedRecords { get; private set; }
 
     /// <summary>The build the file must come from: the core assembly's module version (new on every compilation).</summary>
     private static readonly Guid s_build = typeof(PreparedRegionCache).Module.ModuleVersionId;
@@ -165,7 +190,7 @@ internal sealed class PreparedRegionCache
             w.Write(Magic);
             w.Write(FormatVersion);
             w.Write(s_build.ToByteArray());
-            w.Write(_settings);
+            w.Write(_settings ?? throw new InvalidOperationException("prepared regions saved before Bind"));
         }
         using var one = new MemoryStream();
         using var rw = new BinaryWriter(one);
@@ -201,7 +226,8 @@ internal sealed class PreparedRegionCache
         try
         {
             if (r.ReadUInt32() != Magic || r.ReadInt32() != FormatVersion) return;
-            if (new Guid(r.ReadBytes(16)) != s_build || r.ReadString() != _settings) return;
+            if (new Guid(r.ReadBytes(16)) != s_build) return;
+            _fileSettings = r.ReadString();
         }
         catch (Exception e) when (e is EndOfStreamException or IOException or ArgumentException)
         {

@@ -293,7 +293,7 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
             {
                 if (!_preparedLoaded)
                 {
-                    _prepared = vm.Options.PreparedRegions is { Length: > 0 } path ? new PreparedRegionCache(path, PreparedSettings) : null;
+                    _prepared = vm.Options.PreparedRegions is { Length: > 0 } path ? Preloaded(path).Bind(PreparedSettings) : null;
                     Volatile.Write(ref _preparedLoaded, true);
                 }
                 return _prepared;
@@ -301,10 +301,43 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
         }
     }
 
+    private Task<PreparedRegionCache>? _preload;
+
+    /// <summary>
+    /// Starts reading the prepared-region file, and the helper table that taking regions from it
+    /// needs, on a pool thread: the front end loads the guest program meanwhile (they took 15–20 ms
+    /// of a short program's start on the main thread).
+    /// </summary>
+    public void StartPreload()
+    {
+        if (vm.Options.PreparedRegions is not { Length: > 0 } path) return;
+        _preload = Task.Run(() =>
+        {
+            System.Runtime.CompilerServices.RuntimeHelpers.RunClassConstructor(typeof(Helpers).TypeHandle);
+            return PreparedRegionCache.Preload(path);
+        });
+    }
+
+    private PreparedRegionCache Preloaded(string path)
+    {
+        try
+        {
+            if (_preload is { } t) return t.GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Read again on this thread: whatever failed there fails here with its own exception.
+        }
+        return PreparedRegionCache.Preload(path);
+    }
+
     /// <summary>What prepared code depends on besides the guest bytes and the build: the interpreter tier's limits and the memory model.</summary>
     private string PreparedSettings =>
         $"limits {InterpreterLimits.MaxInstructions},{InterpreterLimits.MaxBlocks},{InterpreterLimits.MaxBlockInstructions},{InterpreterLimits.MaxCallDepth}; "
         + $"flat {vm.FlatAddend is not null}; host reads {vm.HostReadFaults}; host writes {vm.HostWriteFaults}";
+
+    /// <summary>The settings string a VM like this one binds its prepared regions to (tests).</summary>
+    internal string PreparedSettingsForTests => PreparedSettings;
 
     /// <summary>Writes the prepared-region file when this run added to it (see <see cref="VirtualMachine.SavePreparedRegions"/>).</summary>
     public bool SavePreparedRegions() => Volatile.Read(ref _preparedLoaded) && _prepared is { } p && p.Save();

@@ -162,6 +162,19 @@ public sealed class PreparedRegionTests : IDisposable
     }
 
     [Fact]
+    public void AFileWrittenUnderOtherSettingsIsDroppedWhenTheSettingsAreKnown()
+    {
+        Run(File);
+        // The VM reads the file before the front end fixes the memory model; Bind decides.
+        var same = Jitvmx.Runtime.PreparedRegionCache.Preload(File);
+        var other = Jitvmx.Runtime.PreparedRegionCache.Preload(File);
+        using var vm = new VirtualMachine();
+        string settings = vm.Cache.PreparedSettingsForTests;
+        Assert.True(same.Bind(settings).LoadedRecords > 2);
+        Assert.Equal(0, other.Bind(settings + " and more").LoadedRecords);
+    }
+
+    [Fact]
     public void AnUnwritablePlaceLosesOnlyTheSpeedUp()
     {
         System.IO.Directory.CreateDirectory(_dir);
