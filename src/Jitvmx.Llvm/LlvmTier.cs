@@ -97,8 +97,8 @@ public static class LlvmTier
         Environment.GetEnvironmentVariable("JITVMX_PREPARED") == "0" ? null : ProgramFile(program, ".regions");
 
     // Named by the program's full path, size and modification time. The hash only names the file
-    // (what is in it is checked against guest memory), so a fast non-cryptographic one does: loading
-    // the platform's cryptography library cost the start of every run a few milliseconds.
+    // (what is in it is checked against guest memory), so the prepared-region file's checksum does:
+    // SHA-256 loaded the platform's cryptography library at the start of every run.
     private static string? ProgramFile(string program, string extension)
     {
         if (CodeCache.Directory is not { } dir) return null;
@@ -106,14 +106,8 @@ public static class LlvmTier
         {
             var info = new FileInfo(program);
             if (!info.Exists) return null;
-            string identity = $"{info.FullName}\0{info.Length}\0{info.LastWriteTimeUtc.Ticks}";
-            ulong a = 0xcbf29ce484222325, b = 0x84222325cbf29ce4;
-            foreach (char c in identity)
-            {
-                a = (a ^ c) * 0x100000001b3;
-                b = (b ^ c) * 0x100000001b3 + 0x9E3779B97F4A7C15;
-            }
-            return Path.Combine(dir, "profiles", $"{a:x16}{b:x16}{extension}");
+            ulong name = PreparedRegionCache.Checksum(System.Text.Encoding.UTF8.GetBytes($"{info.FullName}\0{info.Length}\0{info.LastWriteTimeUtc.Ticks}"));
+            return Path.Combine(dir, "profiles", $"{name:x16}{extension}");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {

@@ -122,7 +122,7 @@ public sealed class RegionObject
         var ir = Translator.Translate(cpu, rip, limits, out ulong fault)
             ?? throw new RegionObjectException($"no code to compile at 0x{rip:x} (fetch fault at 0x{fault:x})");
         Ir.Passes.Run(ir);
-        var ranges = Merge(ir.GuestRanges);
+        var ranges = ir.MergedGuestRanges();
         byte[] hash = HashGuest(cpu, ranges) ?? throw new RegionObjectException($"guest code at 0x{rip:x} changed while it was compiled");
         // Named after what it computes, so loading the same object twice links it once.
         string symbol = $"jitvmx_region_{rip:x}_{level}{(ir.FlatMemory ? "_flat" : "")}{(ir.HostReadFaults ? "_hr" : "")}_{Convert.ToHexStringLower(hash, 0, 8)}";
@@ -203,19 +203,6 @@ public sealed class RegionObject
             }
         }
         return sha.GetHashAndReset();
-    }
-
-    private static (ulong Start, ulong End)[] Merge(IEnumerable<(ulong Start, ulong End)> ranges)
-    {
-        var merged = new List<(ulong Start, ulong End)>();
-        foreach (var r in ranges.OrderBy(r => r.Start))
-        {
-            if (merged.Count > 0 && r.Start <= merged[^1].End)
-                merged[^1] = (merged[^1].Start, Math.Max(merged[^1].End, r.End));
-            else
-                merged.Add(r);
-        }
-        return [.. merged];
     }
 
     private static string Describe(IReadOnlyList<(ulong Start, ulong End)> ranges) =>

@@ -619,20 +619,9 @@ internal static unsafe class HelperThunks
         }
     }
 
-    private static bool Scalar(Type t) =>
-        t == typeof(ulong) || t == typeof(long) || t == typeof(uint) || t == typeof(int) || t == typeof(ushort)
-        || t == typeof(short) || t == typeof(byte) || t == typeof(sbyte) || t == typeof(bool);
-
-    private static HelperThunk? Create(MethodInfo m)
-    {
-        var ps = m.GetParameters();
-        var rt = m.ReturnType;
-        if (rt != typeof(void) && rt != typeof(Vector128<byte>) && !Scalar(rt)) return null;
-        int first = ps.Length > 0 && ps[0].ParameterType == typeof(CpuContext*) ? 1 : 0;
-        for (int i = first; i < ps.Length; i++)
-            if (!Scalar(ps[i].ParameterType) && ps[i].ParameterType != typeof(Vector128<byte>)) return null;
-        return HelperAdapter.TryCreate(m) ?? CreateDynamic(m);
-    }
+    // One classification of helper signatures (HelperAdapter.Shape): null when a type is not supported.
+    private static HelperThunk? Create(MethodInfo m) =>
+        HelperAdapter.Shape(m) is null ? null : HelperAdapter.TryCreate(m) ?? CreateDynamic(m);
 
     /// <summary>A DynamicMethod thunk for <paramref name="m"/>, whose parameters and result the caller checked (also what tests compare the adapters with).</summary>
     internal static HelperThunk CreateDynamic(MethodInfo m)

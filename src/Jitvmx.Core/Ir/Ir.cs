@@ -248,6 +248,34 @@ public sealed class IrRegion
     public int GuestInstructionCount;
     /// <summary>Guest-linear ranges the region's code was read from.</summary>
     public readonly List<(ulong Start, ulong End)> GuestRanges = [];
+
+    /// <summary>
+    /// <see cref="GuestRanges"/> (one per instruction) merged into contiguous ranges in address order:
+    /// what a record of the code's bytes covers (prepared regions, region objects).
+    /// </summary>
+    public (ulong Start, ulong End)[] MergedGuestRanges()
+    {
+        // An insertion sort by start: a region has a few hundred instructions at most, and a generic
+        // sort of these tuples would be JIT-compiled at start-up.
+        var sorted = GuestRanges.ToArray();
+        for (int i = 1; i < sorted.Length; i++)
+        {
+            var x = sorted[i];
+            int j = i - 1;
+            for (; j >= 0 && sorted[j].Start > x.Start; j--) sorted[j + 1] = sorted[j];
+            sorted[j + 1] = x;
+        }
+        var merged = new List<(ulong Start, ulong End)>();
+        foreach (var (s, e) in sorted)
+        {
+            if (merged.Count > 0 && s <= merged[^1].End)
+            {
+                if (e > merged[^1].End) merged[^1] = (merged[^1].Start, e);
+            }
+            else merged.Add((s, e));
+        }
+        return [.. merged];
+    }
     /// <summary>Translated for a VM with <see cref="VirtualMachine.FlatAddend"/>: every TLB hit has that addend.</summary>
     public bool FlatMemory;
     /// <summary>Translated for a VM with <see cref="VirtualMachine.HostReadFaults"/>: reads may rely on host faults.</summary>

@@ -298,29 +298,4 @@ internal sealed class PreparedRegionCache
         h ^= h >> 32;
         return h * k ^ (h >> 29);
     }
-
-    /// <summary>Merges the per-instruction ranges of a translation into contiguous ranges in address order.</summary>
-    public static List<(ulong Start, ulong End)> Merge(List<(ulong Start, ulong End)> ranges)
-    {
-        // An insertion sort by start: a region has a few dozen instructions, and a generic sort of
-        // these tuples would be JIT-compiled in the run that saves.
-        var sorted = ranges.ToArray();
-        for (int i = 1; i < sorted.Length; i++)
-        {
-            var x = sorted[i];
-            int j = i - 1;
-            for (; j >= 0 && sorted[j].Start > x.Start; j--) sorted[j + 1] = sorted[j];
-            sorted[j + 1] = x;
-        }
-        var merged = new List<(ulong Start, ulong End)>();
-        foreach (var (s, e) in sorted)
-        {
-            if (merged.Count > 0 && s <= merged[^1].End)
-            {
-                if (e > merged[^1].End) merged[^1] = (merged[^1].Start, e);
-            }
-            else merged.Add((s, e));
-        }
-        return merged;
-    }
 }

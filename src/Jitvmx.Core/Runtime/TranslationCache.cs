@@ -213,9 +213,9 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
     /// <summary>Records a region just prepared for the interpreter in <paramref name="cache"/>, with the guest bytes it came from.</summary>
     private void Keep(PreparedRegionCache cache, VirtualCpu cpu, Region region, Jitvmx.Ir.IrRegion ir, Interpreter code, long generation)
     {
-        var ranges = PreparedRegionCache.Merge(ir.GuestRanges);
-        var bytes = new (ulong Start, byte[] Bytes)[ranges.Count];
-        for (int i = 0; i < ranges.Count; i++)
+        var ranges = ir.MergedGuestRanges();
+        var bytes = new (ulong Start, byte[] Bytes)[ranges.Length];
+        for (int i = 0; i < ranges.Length; i++)
         {
             var b = new byte[ranges[i].End - ranges[i].Start];
             if (cpu.FetchCode(ranges[i].Start, b) != b.Length) return;
