@@ -372,6 +372,8 @@ public sealed class TranslationStatistics
     public long RegionsQueuedFromProfile;
     /// <summary>Of <see cref="RegionsTieredUp"/>, those queued from the tier profile.</summary>
     public long RegionsTieredUpFromProfile;
+    /// <summary>Of <see cref="RegionsTieredUpFromProfile"/>, those whose code was loaded as an earlier run recorded it, without translating the region again.</summary>
+    public long RegionsLoadedFromProfile;
     /// <summary>Regions discarded by invalidation (self-modifying code, remapping).</summary>
     public long RegionsInvalidated;
     /// <summary>Region lookups satisfied without translating.</summary>

@@ -173,7 +173,7 @@ public sealed partial class LinuxProcess : IDisposable
             sb.AppendLine($"  interpreted regions          {st.RegionsInterpreted:N0} ({st.RegionsFromPreparedCache:N0} prepared by an earlier run); promoted to IL when hot {st.RegionsPromoted:N0}");
         if (st.RegionsQueuedForTierUp + st.RegionsQueuedFromProfile > 0)
             sb.AppendLine($"  hot regions recompiled by LLVM in the background: {st.RegionsTieredUp:N0} of {st.RegionsQueuedForTierUp + st.RegionsQueuedFromProfile:N0} queued "
-                + $"({st.RegionsQueuedFromProfile:N0} from the tier profile, {st.RegionsTieredUpFromProfile:N0} of them installed), "
+                + $"({st.RegionsQueuedFromProfile:N0} from the tier profile, {st.RegionsTieredUpFromProfile:N0} of them installed, {st.RegionsLoadedFromProfile:N0} without translating), "
                 + $"{st.TierCompileTicks * 1000.0 / Stopwatch.Frequency:N1} ms compiling; {st.RegionsPredicted:N0} with predicted indirect targets, "
                 + $"{st.RegionsRequeued:N0} skipped as covered; {st.TierCompilesCached:N0} compilations taken from the code cache");
         if (st.ChainLinks + st.JumpsCached > 0)

@@ -20,8 +20,11 @@ public enum LlvmOptLevel
     O2,
 }
 
-/// <summary>Timing of one LLVM compilation, in Stopwatch ticks.</summary>
-internal readonly record struct LlvmCompileTimes(long Lower, long Optimize, long CodeGen, long Link, bool Cached = false)
+/// <summary>
+/// Timing of one LLVM compilation, in Stopwatch ticks, and what a record of it for a later run needs:
+/// the object's code-cache key (null when the cache is not used) and the helpers the code imports.
+/// </summary>
+internal readonly record struct LlvmCompileTimes(long Lower, long Optimize, long CodeGen, long Link, bool Cached = false, string? Key = null, int[]? Helpers = null)
 {
     public double TotalMs => (Lower + Optimize + CodeGen + Link) * 1000.0 / Stopwatch.Frequency;
 }
@@ -128,6 +131,7 @@ internal sealed unsafe partial class LlvmBackend
             int[] helpers;
             long t1, t2;
             bool cached = false;
+            string? key;
             while (true)
             {
                 if (!TryLower(region, context, name, out nint module, out successors, out helpers, out reason, lazyFlags: level != LlvmOptLevel.O0, chain: chain, hostReads: hostReads))
@@ -136,7 +140,7 @@ internal sealed unsafe partial class LlvmBackend
                 // Compiled before, by this process or an earlier one: the stored object (see CodeCache).
                 // Not O0 code, which compiles in a few milliseconds (--tier llvm would store every region of every
                 // program), nor when dumping: the dump shows the optimised IR, which a hit skips.
-                string? key = CodeCache.Directory is null || !useCache || level == LlvmOptLevel.O0 || s_dump ? null : CodeCache.Key(Print(module), name, CacheSettings(level, region));
+                key = CodeCache.Directory is null || !useCache || level == LlvmOptLevel.O0 || s_dump ? null : CodeCache.Key(Print(module), name, CacheSettings(level, region));
                 if (key is not null && CodeCache.TryLoad(key, name) is { } stored)
                 {
                     faults = [];
@@ -174,7 +178,7 @@ internal sealed unsafe partial class LlvmBackend
             nint fn = jit.Lookup(name);        // links against the runtime and helper symbols
             if (objBytes is not null) PerfMap.Record(name, fn, objBytes);
             ulong[] faultKeys = HostFaults.Register(fn, faults); // before the code can run
-            times = new LlvmCompileTimes(t1 - t0, t2 - t1, t3 - t2, Stopwatch.GetTimestamp() - t3, cached);
+            times = new LlvmCompileTimes(t1 - t0, t2 - t1, t3 - t2, Stopwatch.GetTimestamp() - t3, cached, key, helpers);
             compiled = Native(fn, tracker, successors, cells, EntryNeed(region), faultKeys);
             return true;
         }
@@ -218,7 +222,7 @@ internal sealed unsafe partial class LlvmBackend
     /// Links an object from <see cref="TryEmitObject"/> into the process JIT and returns the region.
     /// <paramref name="helpers"/> are this process's numbers of the helpers the object imports.
     /// </summary>
-    public static CompiledRegion LoadObject(ReadOnlySpan<byte> obj, string symbol, ulong[] successors, IEnumerable<int> helpers)
+    public static CompiledRegion LoadObject(ReadOnlySpan<byte> obj, string symbol, ulong[] successors, IEnumerable<int> helpers, int entryCharge = 0)
     {
         var jit = LlvmJit.Instance;
         jit.DefineHelpers(helpers);
@@ -227,7 +231,8 @@ internal sealed unsafe partial class LlvmBackend
             throw new InvalidOperationException($"LLVM object {symbol}: {why}");
         nint tracker = jit.AddObject(obj, symbol);
         nint fn = jit.Lookup(symbol);
-        return Native(fn, tracker, successors, cells, faultKeys: HostFaults.Register(fn, faults));
+        if (PerfMap.Enabled) PerfMap.Record(symbol, fn, obj);
+        return Native(fn, tracker, successors, cells, entryCharge, HostFaults.Register(fn, faults));
     }
 
     /// <summary>Regions whose reads were compiled again with software checks (<see cref="CheckHostReads"/>).</summary>

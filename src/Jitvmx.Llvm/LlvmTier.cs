@@ -212,6 +212,15 @@ public static class LlvmTier
         private void CompileHint(VirtualCpu cpu, TierProfile.Hint hint, long since)
         {
             long pages = _vm.Cache.PagesAdded;
+            switch (LoadHinted(cpu, hint))
+            {
+                case TranslationCache.HintedTranslation.Ready:
+                    return;
+                case TranslationCache.HintedTranslation.PagesNotTranslated:
+                    _vm.Cache.HintDeferred(hint.Entry);
+                    _deferred.Add(new Deferred(cpu, hint, since, pages));
+                    return;
+            }
             var found = _vm.Cache.RetranslateHinted(cpu, hint, out var ir, out long generation);
             if (found == TranslationCache.HintedTranslation.PagesNotTranslated)
             {
@@ -219,14 +228,68 @@ public static class LlvmTier
                 _deferred.Add(new Deferred(cpu, hint, since, pages));
                 return;
             }
-            if (found == TranslationCache.HintedTranslation.Ready && Compile(hint.Entry, native: false, ir!) is { } hot
+            if (found == TranslationCache.HintedTranslation.Ready && Compile(hint.Entry, native: false, ir!, out var times) is { } hot
                 && _vm.Cache.ReplaceHinted(cpu, hint, ir!, hot, generation))
             {
                 if (s_log) Log($"installed 0x{hint.Entry:x} from the tier profile ({ir!.GuestInstructionCount} instructions)");
+                // Next time without translating (a line already in the file is not written again).
+                RecordHot(cpu, hint.Entry, hint.Mode, hint.Targets, ir!, hot, times, generation);
                 return;
             }
             _vm.Cache.HintFailed(hint.Entry);
             if (s_log) Log($"tier profile's 0x{hint.Entry:x} not installed ({found})");
+        }
+
+        private string? _stamp;
+
+        /// <summary>The <see cref="HotRecord.Stamp"/> of this tier's code (made on first use, on this thread).</summary>
+        private string Stamp => _stamp ??= HotRecord.Stamp(_vm, _level);
+
+        /// <summary>
+        /// Installs the code the hint's record names (<see cref="HotRecord"/>) without translating: Ready
+        /// when it did, PagesNotTranslated when the hint has to wait, Gone when the hint has to go the long way.
+        /// </summary>
+        private TranslationCache.HintedTranslation LoadHinted(VirtualCpu cpu, TierProfile.Hint hint)
+        {
+            const TranslationCache.HintedTranslation LongWay = TranslationCache.HintedTranslation.Gone;
+            if (hint.Payload is null || CodeCache.Directory is null || HotRecord.Parse(hint.Payload, Stamp) is not { } record) return LongWay;
+            var state = _vm.Cache.PrepareHinted(cpu, hint, record.Shape.GuestRanges, out long generation);
+            if (state != TranslationCache.HintedTranslation.Ready) return state == TranslationCache.HintedTranslation.PagesNotTranslated ? state : LongWay;
+            if (!record.GuestMatches(cpu))
+            {
+                if (s_log) Log($"tier profile's record of 0x{hint.Entry:x} is of other guest bytes");
+                return LongWay;
+            }
+            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+            CompiledRegion? code;
+            try
+            {
+                code = record.Load(LlvmJit.Instance.UniqueName($"region_{hint.Entry:x}"));
+            }
+            catch (InvalidOperationException e)
+            {
+                // A damaged object the cache's checksum let through; the long way compiles it again.
+                if (s_log) Log($"tier profile's record of 0x{hint.Entry:x} did not load: {e.Message}");
+                return LongWay;
+            }
+            if (code is null || !_vm.Cache.InstallHinted(cpu, hint, record.Shape, code, generation)) return LongWay;
+            Interlocked.Increment(ref _vm.Cache.Statistics.RegionsLoadedFromProfile);
+            Interlocked.Increment(ref _vm.Cache.Statistics.TierCompilesCached);
+            if (s_log) Log($"installed 0x{hint.Entry:x} from the tier profile's record ({record.Shape.GuestInstructions} instructions, {System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds:F1} ms)");
+            return TranslationCache.HintedTranslation.Ready;
+        }
+
+        /// <summary>
+        /// Writes the profile line for hot code just installed, with its <see cref="HotRecord"/> when the
+        /// guest bytes are still those translated (nothing was invalidated since <paramref name="generation"/>).
+        /// </summary>
+        private void RecordHot(VirtualCpu cpu, ulong entry, int mode, (ulong Site, ulong Target)[] targets, Jitvmx.Ir.IrRegion ir, CompiledRegion code,
+            LlvmCompileTimes times, long generation)
+        {
+            if (_vm.Cache.Hints is not { } profile) return;
+            string? payload = HotRecord.Format(Stamp, cpu, HotShape.Of(ir), code, times);
+            if (payload is not null && _vm.Cache.Generation != generation) payload = null;
+            profile.Record(entry, mode, targets, payload);
         }
 
         public void Enqueue(VirtualCpu cpu, Region region)
@@ -272,14 +335,15 @@ public static class LlvmTier
             return true;
         }
 
-        private CompiledRegion? Compile(Region region, IrRegion ir) => Compile(region.Entry, region.Native, ir);
+        private CompiledRegion? Compile(Region region, IrRegion ir, out LlvmCompileTimes times) => Compile(region.Entry, region.Native, ir, out times);
 
-        private CompiledRegion? Compile(ulong entry, bool native, IrRegion ir)
+        private CompiledRegion? Compile(ulong entry, bool native, IrRegion ir, out LlvmCompileTimes times)
         {
+            times = default;
             // Helper-bound regions run faster in the IL tier than in LLVM code, but not than in
             // a lower level's LLVM code (the two-level LLVM tier).
             if (!native && HelperBound(ir)) return null;
-            if (!LlvmBackend.TryCompile(ir, _level, out var compiled, out string? reason, out var times))
+            if (!LlvmBackend.TryCompile(ir, _level, out var compiled, out string? reason, out times))
             {
                 if (s_log) Log($"cannot compile 0x{entry:x}: {reason}");
                 return null;
@@ -384,13 +448,15 @@ public static class LlvmTier
         {
             // With the computed targets seen at run time taken in, when that works out; else the same code.
             if (_vm.Options.PredictIndirectBranches && _vm.Cache.RetranslateWithTargets(cpu, region, out long generation, out var targets) is { } wide
-                && Compile(region, wide) is { } hot && _vm.Cache.Replace(cpu, region, wide, hot, generation))
+                && Compile(region, wide, out var times) is { } hot && _vm.Cache.Replace(cpu, region, wide, hot, generation))
             {
-                _vm.Cache.Hints?.Record(region.Entry, region.Mode, targets);
+                RecordHot(cpu, region.Entry, region.Mode, targets, wide, hot, times, generation);
                 if (s_log) Log($"installed 0x{region.Entry:x} with predicted targets ({wide.GuestInstructionCount} instructions)");
                 return;
             }
-            bool swapped = _vm.Cache.Retranslate(cpu, region) is { } ir && Compile(region, ir) is { } same && _vm.Cache.Swap(region, same);
+            // The next run's hint for this region translates it with no targets, as a new region (the
+            // translation here keeps the region's own limits and slots), so the line gets no record.
+            bool swapped = _vm.Cache.Retranslate(cpu, region) is { } ir && Compile(region, ir, out _) is { } same && _vm.Cache.Swap(region, same);
             if (swapped) _vm.Cache.Hints?.Record(region.Entry, region.Mode, []);
             if (s_log) Log(swapped ? $"installed 0x{region.Entry:x}" : $"kept 0x{region.Entry:x} in the IL tier");
         }
@@ -412,7 +478,8 @@ public static class LlvmTier
             // generate no code: warming LLVM's code generation up in front of them only delayed them
             // (`listwalk`'s hot loop waited 85 ms, and a warm-up between two hints delayed the second).
             // What they do need warm (the lifter, the lowering, the cache's hash) is warmed instead.
-            WarmUp(codegen: _vm.Cache.Hints is not { Count: > 0 });
+            // Hints with records (HotRecord) need neither: they link objects. Their regions would only wait.
+            if (_vm.Cache.Hints is not { Recorded: > 0 }) WarmUp(codegen: _vm.Cache.Hints is not { Count: > 0 });
             while (true)
             {
                 // Deferred hints are looked at again now and then, when new pages may hold code.

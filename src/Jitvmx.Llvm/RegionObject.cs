@@ -188,7 +188,7 @@ public sealed class RegionObject
     private static readonly Dictionary<string, CompiledRegion> s_linked = [];
 
     /// <summary>SHA-256 of the guest code bytes of <paramref name="ranges"/> as fetched now; null when one is not fully fetchable.</summary>
-    private static byte[]? HashGuest(VirtualCpu cpu, IEnumerable<(ulong Start, ulong End)> ranges)
+    internal static byte[]? HashGuest(VirtualCpu cpu, IEnumerable<(ulong Start, ulong End)> ranges)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var buffer = new byte[4096];

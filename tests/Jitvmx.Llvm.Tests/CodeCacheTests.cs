@@ -10,7 +10,10 @@ namespace Jitvmx.Llvm.Tests;
 /// <summary>
 /// LLVM's code cache (<see cref="CodeCache"/>): a second compilation of the same IR takes the stored
 /// object, renamed for this compilation, and runs as the compiled code does; damaged files are dropped.
+/// In the background tier's collection: it points the process's cache elsewhere while it runs, and the
+/// tier-profile tests count loads from the cache.
 /// </summary>
+[Collection(BackgroundTier.Collection)]
 public sealed class CodeCacheTests : IDisposable
 {
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "jitvmx-code-cache-" + Guid.NewGuid().ToString("N"));

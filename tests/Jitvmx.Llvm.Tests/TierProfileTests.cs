@@ -30,6 +30,14 @@ public sealed class TierProfileTests : IDisposable
         Assert.Equal(3, hint.Mode);
         Assert.Equal(targets, hint.Targets);
         Assert.Empty(TierProfile.Parse(TierProfile.Format(0x10, 0, []))!.Targets);
+        Assert.Null(hint.Payload);
+
+        string v2 = TierProfile.Format(0x401000, 3, targets, "abc/1/-");
+        Assert.Equal("v2 401000 3 401010:402000,401010:402040 abc/1/-", v2);
+        Assert.Equal("abc/1/-", TierProfile.Parse(v2)!.Payload);
+        Assert.Equal(targets, TierProfile.Parse(v2)!.Targets);
+        Assert.Throws<ArgumentException>(() => TierProfile.Format(0x401000, 3, targets, "two words"));
+        Assert.Throws<ArgumentException>(() => TierProfile.Format(0x401000, 3, targets, ""));
     }
 
     [Theory]
@@ -41,6 +49,9 @@ public sealed class TierProfileTests : IDisposable
     [InlineData("v1 401000 0 401010")]
     [InlineData("v1 401000 0 401010:")]
     [InlineData("v1 401000 0 -,")]
+    [InlineData("v1 401000 0 - payload")]
+    [InlineData("v2 401000 0 - ")]
+    [InlineData("v2 401000 0 - a b")]
     public void ALineItDidNotWriteIsNotAHint(string line) => Assert.Null(TierProfile.Parse(line));
 
     [Fact]
@@ -102,6 +113,86 @@ public sealed class TierProfileTests : IDisposable
         Assert.True(second.Vm.Statistics.RegionsQueuedFromProfile > 0);
         Assert.True(second.Vm.Statistics.RegionsTieredUpFromProfile > 0, "no region was compiled from the profile");
         TieringTests.AssertSameAs(il, second, 65536);
+        second.Dispose();
+
+        // Every line now records its code (HotRecord): the third run links it without translating.
+        Assert.Contains(File.ReadAllLines(File1), l => l.StartsWith("v2 ", StringComparison.Ordinal));
+        using var third = new TestGuest(PredictionTests.Program(name), options: new VirtualMachineOptions { TierUpThreshold = long.MaxValue, TierProfile = File1 });
+        Assert.True(LlvmTier.TryAttachBackground(third.Vm, LlvmOptLevel.O1, out string? why3), why3);
+        RunUntilHalt(third, () => third.Vm.Statistics.RegionsLoadedFromProfile > 0);
+        Assert.True(third.Vm.Statistics.RegionsLoadedFromProfile > 0, "no region was loaded from the profile's records");
+        Assert.Equal(third.Vm.Statistics.RegionsTieredUpFromProfile, third.Vm.Statistics.RegionsLoadedFromProfile);
+        TieringTests.AssertSameAs(il, third, 65536);
+    }
+
+    [Theory]
+    [InlineData("stamp")]
+    [InlineData("guest bytes")]
+    [InlineData("object")]
+    [InlineData("garbage")]
+    public void ARecordThatDoesNotHoldTakesTheLongWayWithIdenticalResults(string broken)
+    {
+        const string name = "interpreter";
+        using var il = new TestGuest(PredictionTests.Program(name));
+        Assert.Equal(ExitReason.Hlt, il.Cpu.Run().Reason);
+        using (var first = new TestGuest(PredictionTests.Program(name), options: new VirtualMachineOptions { TierUpThreshold = 20_000, TierProfile = File1 }))
+        {
+            Assert.True(LlvmTier.TryAttachBackground(first.Vm, LlvmOptLevel.O1, out string? why), why);
+            RunUntilHalt(first, () => first.Vm.Statistics.RegionsTieredUp > 0);
+        }
+        // The interpreter's hot loop has predicted targets: its first line has a record already.
+        var lines = File.ReadAllLines(File1).Select(TierProfile.Parse).OfType<TierProfile.Hint>().Where(h => h.Payload is not null).ToList();
+        Assert.NotEmpty(lines);
+        File.WriteAllLines(File1, lines.Select(h => TierProfile.Format(h.Entry, h.Mode, h.Targets, Break(h.Payload!, broken))));
+
+        using var second = new TestGuest(PredictionTests.Program(name), options: new VirtualMachineOptions { TierUpThreshold = long.MaxValue, TierProfile = File1 });
+        Assert.True(LlvmTier.TryAttachBackground(second.Vm, LlvmOptLevel.O1, out string? why2), why2);
+        RunUntilHalt(second, () => second.Vm.Statistics.RegionsTieredUpFromProfile > 0);
+        Assert.Equal(0, second.Vm.Statistics.RegionsLoadedFromProfile);
+        Assert.True(second.Vm.Statistics.RegionsTieredUpFromProfile > 0, "no region was compiled from the profile");
+        TieringTests.AssertSameAs(il, second, 65536);
+    }
+
+    // A record's fields: STAMP/KEY/NEED/CHARGE/INSNS/SHA/RANGES/SUCCESSORS/HELPERS/COVERED.
+    private static string Break(string payload, string how)
+    {
+        string[] f = payload.Split('/');
+        static string Flip(string hex) => (hex[0] == '0' ? "1" : "0") + hex[1..];
+        switch (how)
+        {
+            case "stamp": f[0] = Flip(f[0]); break;        // made under other settings or another build
+            case "guest bytes": f[5] = Flip(f[5]); break;  // compiled from other guest code
+            case "object": f[1] = Flip(f[1]); break;       // gone from the code cache
+            default: return "x/" + payload[2..];
+        }
+        return string.Join('/', f);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("-")]
+    [InlineData("a/b/c")]
+    [InlineData("STAMP/0000000000000000000000000000000000000000000000000000000000000000/1/1/1/0000000000000000000000000000000000000000000000000000000000000000/-/-/-/-")]
+    [InlineData("STAMP/0000000000000000000000000000000000000000000000000000000000000000/1/1/1/0000000000000000000000000000000000000000000000000000000000000000/20-10/-/-/-")]
+    [InlineData("STAMP/0000000000000000000000000000000000000000000000000000000000000000/x/1/1/0000000000000000000000000000000000000000000000000000000000000000/10-20/-/-/-")]
+    [InlineData("STAMP/00/1/1/1/0000000000000000000000000000000000000000000000000000000000000000/10-20/-/-/-")]
+    [InlineData("STAMP/0000000000000000000000000000000000000000000000000000000000000000/1/1/1/0000000000000000000000000000000000000000000000000000000000000000/10-20/-/1,x/-")]
+    [InlineData("other/0000000000000000000000000000000000000000000000000000000000000000/1/1/1/0000000000000000000000000000000000000000000000000000000000000000/10-20/-/-/-")]
+    public void ARecordItDidNotWriteIsNotLoaded(string payload) => Assert.Null(HotRecord.Parse(payload, "STAMP"));
+
+    [Fact]
+    public void ARecordReadsBack()
+    {
+        var r = HotRecord.Parse("STAMP/" + new string('a', 64) + "/7/3/12/" + new string('b', 64) + "/1000-1010,2000-2020/1010,2000/4,9/1005", "STAMP")!;
+        Assert.Equal(new string('a', 64), r.Key);
+        Assert.Equal(7, r.EntryNeed);
+        Assert.Equal(3, r.Shape.EntryCharge);
+        Assert.Equal(12, r.Shape.GuestInstructions);
+        Assert.Equal([(0x1000ul, 0x1010ul), (0x2000ul, 0x2020ul)], r.Shape.GuestRanges);
+        Assert.Equal([0x1010ul, 0x2000ul], r.Successors);
+        Assert.Equal([4, 9], r.Helpers);
+        Assert.Equal([0x1005ul], r.Shape.Covered);
+        Assert.Equal(Enumerable.Repeat((byte)0xbb, 32), r.GuestHash);
     }
 
     [Theory]

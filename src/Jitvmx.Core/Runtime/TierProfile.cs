@@ -16,14 +16,19 @@ namespace Jitvmx.Runtime;
 /// one region a line (<c>v1 ENTRY MODE SITE:TARGET,…</c>, hexadecimal); unreadable lines are skipped,
 /// and a file with many repeated lines is rewritten without them when loaded.
 /// </para>
+/// <para>
+/// A <c>v2</c> line adds a fifth field, the tier's own description of the code it installed
+/// (<see cref="Hint.Payload"/>, no spaces): with it the tier can load that code without translating
+/// the region again, after checking the guest bytes. This class does not look inside it.
+/// </para>
 /// </summary>
 internal sealed class TierProfile
 {
     /// <summary>Regions kept at most (the first ones read).</summary>
     public const int MaxRegions = 4096;
 
-    /// <summary>One recorded hot region.</summary>
-    public sealed record Hint(ulong Entry, int Mode, (ulong Site, ulong Target)[] Targets);
+    /// <summary>One recorded hot region; <paramref name="Payload"/> is the tier's description of its code (v2 lines), else null.</summary>
+    public sealed record Hint(ulong Entry, int Mode, (ulong Site, ulong Target)[] Targets, string? Payload = null);
 
     private readonly string _path;
     private readonly Dictionary<ulong, Hint> _hints = [];
@@ -37,6 +42,9 @@ internal sealed class TierProfile
 
     /// <summary>Number of regions the profile held when loaded.</summary>
     public int Count { get; private set; }
+
+    /// <summary>Of <see cref="Count"/>, the regions whose line has a payload (v2).</summary>
+    public int Recorded { get; private set; }
 
     /// <summary>
     /// Reads the profile at <paramref name="path"/> (a missing or unreadable file is an empty
@@ -61,15 +69,19 @@ internal sealed class TierProfile
         {
         }
         profile.Count = profile._hints.Count;
+        foreach (var h in profile._hints.Values)
+            if (h.Payload is not null) profile.Recorded++;
         // Runs append what they compiled; repeats pile up when a program's hot set changes from run to run.
         if (lines > 2 * profile._hints.Count + 64) profile.Rewrite();
         return profile;
     }
 
-    /// <summary>The line for a region (see the class summary).</summary>
-    public static string Format(ulong entry, int mode, ReadOnlySpan<(ulong Site, ulong Target)> targets)
+    /// <summary>The line for a region (see the class summary): v2 with a <paramref name="payload"/>, else v1.</summary>
+    public static string Format(ulong entry, int mode, ReadOnlySpan<(ulong Site, ulong Target)> targets, string? payload = null)
     {
-        var sb = new StringBuilder($"v1 {entry:x} {mode}");
+        if (payload is not null && (payload.Length == 0 || payload.AsSpan().IndexOfAny(' ', '\n', '\r') >= 0))
+            throw new ArgumentException("a payload is one non-empty word", nameof(payload));
+        var sb = new StringBuilder($"{(payload is null ? "v1" : "v2")} {entry:x} {mode}");
         sb.Append(' ');
         for (int i = 0; i < targets.Length; i++)
         {
@@ -77,6 +89,7 @@ internal sealed class TierProfile
             sb.Append($"{targets[i].Site:x}:{targets[i].Target:x}");
         }
         if (targets.Length == 0) sb.Append('-');
+        if (payload is not null) sb.Append(' ').Append(payload);
         return sb.ToString();
     }
 
@@ -84,7 +97,7 @@ internal sealed class TierProfile
     public static Hint? Parse(string line)
     {
         string[] f = line.Split(' ');
-        if (f.Length != 4 || f[0] != "v1") return null;
+        if (!(f.Length == 4 && f[0] == "v1" || f.Length == 5 && f[0] == "v2" && f[4].Length > 0)) return null;
         if (!ulong.TryParse(f[1], NumberStyles.AllowHexSpecifier, null, out ulong entry)
             || !int.TryParse(f[2], NumberStyles.None, null, out int mode))
             return null;
@@ -100,7 +113,7 @@ internal sealed class TierProfile
                 targets.Add((site, target));
             }
         if (targets.Count > TranslationCache.MaxPredictedTargets) return null;
-        return new Hint(entry, mode, [.. targets]);
+        return new Hint(entry, mode, [.. targets], f.Length == 5 ? f[4] : null);
     }
 
     /// <summary>
@@ -130,10 +143,13 @@ internal sealed class TierProfile
         lock (_lock) _pending.Remove(entry);
     }
 
-    /// <summary>Appends a region the background tier installed (called off the vCPU thread; a line already in the file is not written again).</summary>
-    public void Record(ulong entry, int mode, ReadOnlySpan<(ulong Site, ulong Target)> targets)
+    /// <summary>
+    /// Appends a region the background tier installed (called off the vCPU thread; a line already in the
+    /// file is not written again), with the tier's <paramref name="payload"/> if it has one.
+    /// </summary>
+    public void Record(ulong entry, int mode, ReadOnlySpan<(ulong Site, ulong Target)> targets, string? payload = null)
     {
-        string line = Format(entry, mode, targets);
+        string line = Format(entry, mode, targets, payload);
         lock (_lock)
         {
             if (!_written.Add(line)) return;
@@ -155,10 +171,10 @@ internal sealed class TierProfile
         try
         {
             string temp = $"{_path}.{Environment.ProcessId}.tmp";
-            File.WriteAllLines(temp, _hints.Values.Select(h => Format(h.Entry, h.Mode, h.Targets)));
+            File.WriteAllLines(temp, _hints.Values.Select(h => Format(h.Entry, h.Mode, h.Targets, h.Payload)));
             File.Move(temp, _path, overwrite: true);
             _written.Clear();
-            foreach (var h in _hints.Values) _written.Add(Format(h.Entry, h.Mode, h.Targets));
+            foreach (var h in _hints.Values) _written.Add(Format(h.Entry, h.Mode, h.Targets, h.Payload));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

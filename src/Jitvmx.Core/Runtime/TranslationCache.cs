@@ -110,6 +110,24 @@ internal sealed unsafe class Region
 }
 
 /// <summary>
+/// What installing hot code needs to know of the region it was compiled from, besides the code: the
+/// guest blocks inside it other than the entry (<paramref name="Covered"/>), the guest code it was
+/// translated from, what its entry block charges the budget, and its size in guest instructions.
+/// An earlier run's code comes with these recorded; a fresh translation gives them by <see cref="Of"/>.
+/// </summary>
+internal readonly record struct HotShape(ulong[] Covered, (ulong Start, ulong End)[] GuestRanges, int EntryCharge, int GuestInstructions)
+{
+    /// <summary>The shape of <paramref name="ir"/> (after the passes).</summary>
+    public static HotShape Of(IrRegion ir)
+    {
+        var covered = new List<ulong>();
+        foreach (var b in ir.Blocks)
+            if (b.ChargedInsns > 0 && b.GuestAddress != ir.EntryRip) covered.Add(b.GuestAddress);
+        return new HotShape([.. covered], ir.MergedGuestRanges(), ir.Blocks[0].ChargedInsns, ir.GuestInstructionCount);
+    }
+}
+
+/// <summary>
 /// Translated regions of one VM, keyed by entry RIP, with an index from guest-physical page to the
 /// regions whose code lies on it (for self-modifying code and remapping).
 /// </summary>
@@ -534,15 +552,44 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
     /// at the hint's entry now (the hinted region may have been promoted meanwhile), on the terms of
     /// <see cref="Replace"/>; false when the entry has no region or a background tier's code already.
     /// </summary>
-    public bool ReplaceHinted(VirtualCpu cpu, TierProfile.Hint hint, IrRegion ir, CompiledRegion code, long generation)
+    public bool ReplaceHinted(VirtualCpu cpu, TierProfile.Hint hint, IrRegion ir, CompiledRegion code, long generation) =>
+        InstallHinted(cpu, hint, HotShape.Of(ir), code, generation);
+
+    /// <summary>
+    /// <see cref="ReplaceHinted"/> for code compiled in an earlier run (see <see cref="PrepareHinted"/>),
+    /// described by <paramref name="shape"/>.
+    /// </summary>
+    public bool InstallHinted(VirtualCpu cpu, TierProfile.Hint hint, HotShape shape, CompiledRegion code, long generation)
     {
         Region? current;
         lock (_lock)
             if (!_regions.TryGetValue(hint.Entry, out current) || current.Chainable) return false;
-        if (!Replace(cpu, current, ir, code, generation, predicted: hint.Targets.Length > 0)) return false;
+        if (!ReplaceShaped(cpu, current, shape, code, generation, predicted: hint.Targets.Length > 0)) return false;
         Hints?.Finish(hint.Entry);
         Interlocked.Increment(ref Statistics.RegionsTieredUpFromProfile);
         return true;
+    }
+
+    /// <summary>
+    /// For hot code compiled in an earlier run from <paramref name="guestRanges"/>, loaded instead of
+    /// translating the hinted region again: <see cref="HintedTranslation.Gone"/> when the entry holds
+    /// no region in the hint's mode, <see cref="HintedTranslation.PagesNotTranslated"/> when a range
+    /// reaches a page that holds no translated code yet (as <see cref="RetranslateHinted"/>), else
+    /// <see cref="HintedTranslation.Ready"/>. <paramref name="generation"/> is read first: the caller
+    /// then compares the guest bytes with those the code was compiled from, and <see cref="Replace"/>
+    /// refuses the code if anything was invalidated since.
+    /// </summary>
+    public HintedTranslation PrepareHinted(VirtualCpu cpu, TierProfile.Hint hint, IEnumerable<(ulong Start, ulong End)> guestRanges, out long generation)
+    {
+        generation = Generation;
+        var pages = CodePages(cpu, guestRanges);
+        lock (_lock)
+        {
+            if (!_regions.TryGetValue(hint.Entry, out var current) || current.Mode != hint.Mode) return HintedTranslation.Gone;
+            foreach (ulong p in pages)
+                if (!_byPage.ContainsKey(p)) return HintedTranslation.PagesNotTranslated;
+        }
+        return HintedTranslation.Ready;
     }
 
     /// <summary>
@@ -594,13 +641,15 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
     /// the guest bytes the code was made from might have changed. Every page the code covers held
     /// translated code already, so from here on a write to any of them discards it.
     /// </summary>
-    public bool Replace(VirtualCpu cpu, Region region, IrRegion ir, CompiledRegion code, long generation, bool predicted = true)
+    public bool Replace(VirtualCpu cpu, Region region, IrRegion ir, CompiledRegion code, long generation, bool predicted = true) =>
+        ReplaceShaped(cpu, region, HotShape.Of(ir), code, generation, predicted);
+
+    private bool ReplaceShaped(VirtualCpu cpu, Region region, HotShape shape, CompiledRegion code, long generation, bool predicted)
     {
-        var covered = ir.Blocks.Where(b => b.ChargedInsns > 0 && b.GuestAddress != region.Entry).Select(b => b.GuestAddress).ToList();
-        var pages = CodePages(cpu, ir.GuestRanges);
-        var hot = new Region(region.Entry, code, ir.Blocks[0].ChargedInsns, pages, singleStep: false)
+        var pages = CodePages(cpu, shape.GuestRanges);
+        var hot = new Region(region.Entry, code, shape.EntryCharge, pages, singleStep: false)
         {
-            Mode = region.Mode, GuestInstructions = ir.GuestInstructionCount, TierQueued = true, Retired = region.Retired,
+            Mode = region.Mode, GuestInstructions = shape.GuestInstructions, TierQueued = true, Retired = region.Retired,
             // Kept for the regions whose targets lead here (see PredictedTargets).
             IndirectTargets = region.IndirectTargets, IndirectTargetCount = region.IndirectTargetCount,
         };
@@ -610,7 +659,7 @@ internal sealed unsafe class TranslationCache(VirtualMachine vm)
             if (vm.Options.Profile) _profiled.Add(hot);
             if (code.IsNative) AttachNative(hot, code);
             Insert(hot, replacing: true);
-            foreach (ulong a in covered) _coveredByHot.Add(a);
+            foreach (ulong a in shape.Covered) _coveredByHot.Add(a);
         }
         Interlocked.Increment(ref Statistics.RegionsTieredUp);
         if (predicted) Interlocked.Increment(ref Statistics.RegionsPredicted);
