@@ -171,7 +171,7 @@ internal static unsafe partial class SimdOps
     /// flags the SDM says are set before #XM plus <see cref="XmPending"/> and returns
     /// <paramref name="a"/> unchanged.
     /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public static Vector128<byte> Exec(CpuContext* ctx, ulong op, Vector128<byte> a, Vector128<byte> b)
     {
         var stub = (delegate* unmanaged[SuppressGCTransition]<uint*, Vector128<byte>*, Vector128<byte>*, void>)StubFor(op);
@@ -334,41 +334,41 @@ internal static unsafe partial class SimdOps
     }
 
 #pragma warning disable CS1591 // one-liners named after the instructions
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Addps(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Add, false);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Addss(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Add, true);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Subps(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Sub, false);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Subss(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Sub, true);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Mulps(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Mul, false);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Mulss(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Mul, true);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Divps(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Div, false);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Divss(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Div, true);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Minps(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Min, false);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Minss(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Min, true);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Maxps(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Max, false);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Maxss(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Max, true);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Sqrtps(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Sqrt, false);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Sqrtss(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Sqrt, true);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Addpd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Add, false);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Addsd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Add, true);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Subpd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Sub, false);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Subsd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Sub, true);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Mulpd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Mul, false);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Mulsd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Mul, true);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Divpd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Div, false);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Divsd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Div, true);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Minpd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Min, false);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Minsd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Min, true);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Maxpd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Max, false);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Maxsd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Max, true);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Sqrtpd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Sqrt, false);
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<byte> Sqrtsd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Sqrt, true);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Addps(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Add, false);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Addss(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Add, true);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Subps(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Sub, false);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Subss(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Sub, true);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Mulps(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Mul, false);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Mulss(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Mul, true);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Divps(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Div, false);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Divss(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Div, true);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Minps(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Min, false);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Minss(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Min, true);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Maxps(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Max, false);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Maxss(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Max, true);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Sqrtps(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Sqrt, false);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Sqrtss(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithS(c, op, a, b, Arith.Sqrt, true);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Addpd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Add, false);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Addsd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Add, true);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Subpd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Sub, false);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Subsd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Sub, true);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Mulpd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Mul, false);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Mulsd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Mul, true);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Divpd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Div, false);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Divsd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Div, true);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Minpd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Min, false);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Minsd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Min, true);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Maxpd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Max, false);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Maxsd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Max, true);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Sqrtpd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Sqrt, false);
+    [MethodImpl(MethodImplOptions.NoInlining)] public static Vector128<byte> Sqrtsd(CpuContext* c, ulong op, Vector128<byte> a, Vector128<byte> b) => ArithD(c, op, a, b, Arith.Sqrt, true);
 #pragma warning restore CS1591
 
     /// <summary>
     /// COMISS/UCOMISS/COMISD/UCOMISD: the result's low bits are RFLAGS from the host comparison, bit 63 the #XM marker.
     /// Ordered tame operands raise nothing in any environment and compare the same in C#.
     /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public static Vector128<byte> Comis(CpuContext* ctx, ulong op, Vector128<byte> a, Vector128<byte> b, ulong isDouble)
     {
         bool fast = isDouble != 0 ? All(TameD(a) & TameD(b), 1) : All(TameS(a) & TameS(b), 1);
@@ -387,7 +387,7 @@ internal static unsafe partial class SimdOps
     }
 
     /// <summary>CMPPS/CMPPD/CMPSS/CMPSD: tame operands (no NaN, no denormal) raise nothing in any environment.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public static Vector128<byte> Cmp(CpuContext* ctx, ulong op, Vector128<byte> a, Vector128<byte> b, ulong shape)
     {
         // shape: bit 0 double, bit 1 scalar; the predicate is in the stub (and in bits 8–10 here).
@@ -436,12 +436,12 @@ internal static unsafe partial class SimdOps
     }
 
     /// <summary>CVTSI2SD from 32 bits: always exact, so it raises nothing and ignores MXCSR.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public static Vector128<byte> Cvtsi2sd32(CpuContext* ctx, ulong op, Vector128<byte> a, Vector128<byte> b) =>
         Sse2.IsSupported ? Sse2.ConvertScalarToVector128Double(a.AsDouble(), b.AsInt32().ToScalar()).AsByte() : Exec(ctx, op, a, b);
 
     /// <summary>CVTSS2SD: exact for a tame single (only SNaN and denormal inputs raise anything).</summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public static Vector128<byte> Cvtss2sd(CpuContext* ctx, ulong op, Vector128<byte> a, Vector128<byte> b) =>
         Sse2.IsSupported && All(TameS(b), 1) ? Sse2.ConvertScalarToVector128Double(a.AsDouble(), b.AsSingle()).AsByte() : Exec(ctx, op, a, b);
 
@@ -450,7 +450,7 @@ internal static unsafe partial class SimdOps
     /// a tame source well inside the range can raise only PE; with PE already set and masked that
     /// changes nothing, and truncation ignores the rounding mode.
     /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public static Vector128<byte> Cvtt2si(CpuContext* ctx, ulong op, Vector128<byte> a, Vector128<byte> b, ulong shape)
     {
         if (Sse2.X64.IsSupported && (ctx->State.Mxcsr & 0x1020) == 0x1020)
