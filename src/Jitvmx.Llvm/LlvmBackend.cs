@@ -1279,7 +1279,11 @@ internal sealed unsafe partial class LlvmBackend
         string store = size switch { 1 => "movb", 2 => "movw", 4 => "movl", 8 => "movq", _ => "movdqu" };
         string text = $"cmpq {window}, {index}\njae {label}\n1: {store} {source}, {disp}({flatBase},{index})\n"
             + $".pushsection {HostReadMap.Section},\"a\",@progbits\n.quad 1b, {label}\n.popsection";
-        string constraints = (immediate ? "" : size == 16 ? "x," : "r,") + "r,r,r,!i,~{memory},~{flags}";
+        // In a strictfp function (one that switches MXCSR) LLVM gives every assembly statement implicit
+        // definitions of the FP control registers, which makes it look like an x87 instruction, and
+        // follows each one that may access memory with an FWAIT. There the statement's side effects
+        // alone keep it in order (machine passes move no memory access across them), so no memory clobber.
+        string constraints = (immediate ? "" : size == 16 ? "x," : "r,") + (_hostFp ? "r,r,r,!i,~{flags}" : "r,r,r,!i,~{memory},~{flags}");
         int count = n + 3;
         nint* types = stackalloc nint[4];
         nint* args = stackalloc nint[4];

@@ -156,6 +156,48 @@ public unsafe partial class HostWriteFaultTests
         Assert.InRange(sites.Count, 11, 60);
     }
 
+    [Fact]
+    public void StoresInCodeThatSwitchesMxcsrAreNotFollowedByFwait()
+    {
+        // Native SSE arithmetic and an MXCSR write of the region's own: the function is strictfp.
+        static void Sse(Assembler a)
+        {
+            var loop = a.CreateLabel();
+            a.mov(rsi, TestGuest.RamBase);
+            a.mov(ecx, 64);
+            a.mov(__dword_ptr[rsi + 0x800], 0x1F80);
+            a.ldmxcsr(__dword_ptr[rsi + 0x800]);
+            a.Label(ref loop);
+            a.addsd(xmm0, xmm1);
+            a.mulsd(xmm0, xmm2);
+            a.movsd(__qword_ptr[rsi + rcx * 8], xmm0);
+            a.mov(__qword_ptr[rsi + rcx * 8 + 0x400], rcx);
+            a.dec(ecx);
+            a.jnz(loop);
+            a.hlt();
+        }
+        using var g = new TestGuest(Sse);
+        Window(g);
+        var (ir, obj, symbol, sites) = HostReadFaultTests.ListedSites(g, "strictfp_writes");
+        Assert.True(ir.HostWriteFaults);
+        Assert.NotEmpty(sites);
+        using var stream = new MemoryStream(obj);
+        using var elf = ELFSharp.ELF.ELFReader.Load(stream, shouldOwnStream: false);
+        byte[] text = elf.Sections.First(x => x.Name == ".text").GetContents();
+        Assert.True(LlvmBackend.IsStrictFp(ir), "the region does not switch MXCSR: the test tests nothing");
+        var decoder = Iced.Intel.Decoder.Create(64, text);
+        int stores = 0, waits = 0;
+        while (decoder.IP < (ulong)text.Length)
+        {
+            var insn = decoder.Decode();
+            if (insn.Mnemonic == Mnemonic.Wait) waits++;
+            if (insn.Op0Kind == OpKind.Memory && insn.Mnemonic is Mnemonic.Mov or Mnemonic.Movdqu or Mnemonic.Movq or Mnemonic.Movsd) stores++;
+        }
+        Assert.True(stores > 0);
+        // LLVM followed each of the region's stores (inline assembly) with an FWAIT in such code.
+        Assert.Equal(0, waits);
+    }
+
     // Whether the host page at `host` is writable, from /proc/self/maps.
     private static bool HostWritable(nint host)
     {
