@@ -1205,7 +1205,9 @@ internal sealed unsafe partial class LlvmBackend
         bool vec = size == 16 || intoVector;
         // 8- and 16-bit reads zero-extend into a 32-bit register (no partial-register merge).
         nint result = vec ? _v128 : size == 8 ? _i64 : _i32;
-        string at = $"{disp}($3,$1)";
+        // A constant address (a global, a constant pool) is in the window: no compare, no register.
+        bool known = KnownInWindow(indexIr, disp, out long absolute);
+        string at = known ? $"{absolute}($1)" : $"{disp}($3,$1)";
         string load = (size, intoVector) switch
         {
             (1, _) => $"movzbl {at}, ${{0:k}}",
@@ -1219,17 +1221,26 @@ internal sealed unsafe partial class LlvmBackend
         // Every read compares, even through a register an earlier read of the block compared: that read may
         // have taken its slow path because the register was outside the window, and succeeded (guest memory
         // above the window, mapped elsewhere on the host), so the join after it says nothing of the register.
-        string text = $"cmpq $2, $1\njae ${{4:l}}\n1: {load}\n.pushsection {HostReadMap.Section},\"a\",@progbits\n.quad 1b, ${{4:l}}\n.popsection";
+        string text = known
+            ? $"1: {load}\n.pushsection {HostReadMap.Section},\"a\",@progbits\n.quad 1b, ${{2:l}}\n.popsection"
+            : $"cmpq $2, $1\njae ${{4:l}}\n1: {load}\n.pushsection {HostReadMap.Section},\"a\",@progbits\n.quad 1b, ${{4:l}}\n.popsection";
         // The compare changes the flags, which LLVM does not assume of assembly unless told.
-        string constraints = vec ? "=x,r,r,r,!i,~{flags}" : "=r,r,r,r,!i,~{flags}";
+        string constraints = known ? (vec ? "=x,r,!i" : "=r,r,!i") : vec ? "=x,r,r,r,!i,~{flags}" : "=r,r,r,r,!i,~{flags}";
+        uint count = known ? 1u : 3u;
         nint* types = stackalloc nint[3] { _i64, _i64, _i64 };
-        nint fnType = LLVMFunctionType(result, types, 3, 0);
+        nint fnType = LLVMFunctionType(result, types, count, 0);
         nint asm = LLVMGetInlineAsm(fnType, text, (nuint)Encoding.UTF8.GetByteCount(text), constraints, (nuint)constraints.Length, 0, 0, 0, 0);
         nint fast = NewBlock("read");
         nint* indirect = stackalloc nint[1] { slow };
-        nint index = Value(indexIr);
-        nint* args = stackalloc nint[3] { index, I64(VirtualMachine.FlatWindow), _flatAddend };
-        nint call = LLVMBuildCallBr(_b, fnType, asm, fast, indirect, 1, args, 3, null, 0, "");
+        nint* args = stackalloc nint[3];
+        if (known) args[0] = _flatAddend;
+        else
+        {
+            args[0] = Value(indexIr);
+            args[1] = I64(VirtualMachine.FlatWindow);
+            args[2] = _flatAddend;
+        }
+        nint call = LLVMBuildCallBr(_b, fnType, asm, fast, indirect, 1, args, count, null, 0, "");
         // It reads memory and has no other effect: stores before it stay before it.
         LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, EnumAttribute("memory", ReadsAnyMemory));
         LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, EnumAttribute("nounwind"));
@@ -1258,6 +1269,18 @@ internal sealed unsafe partial class LlvmBackend
     }
 
     /// <summary>
+    /// Whether the access at <paramref name="index"/> + <paramref name="disp"/> has a constant address
+    /// that fits a displacement (under 2 GiB, so inside the window): then it needs neither the window
+    /// compare nor a register, and <paramref name="absolute"/> is the address. A fault still takes the
+    /// slow path (the assembly is listed all the same).
+    /// </summary>
+    private static bool KnownInWindow(IrValue index, long disp, out long absolute)
+    {
+        absolute = index.Op == IrOp.Const ? (long)(index.Imm + (ulong)disp) : -1;
+        return absolute is >= 0 and <= int.MaxValue - 16 && VirtualMachine.FlatWindow > int.MaxValue;
+    }
+
+    /// <summary>
     /// A guest write that relies on host faults (<see cref="VirtualMachine.HostWriteFaults"/>), the counterpart of
     /// <see cref="HostRead"/>: the register part of the address is compared with the window, then one host store
     /// at FlatAddend + address, listed in <see cref="HostReadMap.Section"/> so that a host fault resumes in
@@ -1270,21 +1293,24 @@ internal sealed unsafe partial class LlvmBackend
     {
         var indexIr = SplitDisplacement(address, out long disp);
         bool immediate = size <= 8 && valueIr.Op == IrOp.Const && (long)valueIr.Imm == (int)(long)valueIr.Imm;
-        // Operands: the value unless it is an immediate, then the register part, the window's size, the flat addend, the slow path.
+        bool known = KnownInWindow(indexIr, disp, out long absolute);
+        // Operands: the value unless it is an immediate, then the register part, the window's size, the flat addend, the slow path;
+        // for a known address (KnownInWindow) the value, the flat addend and the slow path.
         int n = immediate ? 0 : 1;
-        string index = $"${n}", window = $"${n + 1}", flatBase = $"${n + 2}", label = $"${{{n + 3}:l}}";
+        string index = $"${n}", window = $"${n + 1}", flatBase = known ? $"${n}" : $"${n + 2}", label = known ? $"${{{n + 1}:l}}" : $"${{{n + 3}:l}}";
         ulong mask = size switch { 1 => 0xFF, 2 => 0xFFFF, 4 => 0xFFFF_FFFF, _ => ulong.MaxValue };
         string source = immediate ? $"$${(size == 8 ? (long)valueIr.Imm : (long)(valueIr.Imm & mask))}"
             : size switch { 1 => "${0:b}", 2 => "${0:w}", 4 => "${0:k}", _ => "$0" };
         string store = size switch { 1 => "movb", 2 => "movw", 4 => "movl", 8 => "movq", _ => "movdqu" };
-        string text = $"cmpq {window}, {index}\njae {label}\n1: {store} {source}, {disp}({flatBase},{index})\n"
+        string text = (known ? $"1: {store} {source}, {absolute}({flatBase})\n" : $"cmpq {window}, {index}\njae {label}\n1: {store} {source}, {disp}({flatBase},{index})\n")
             + $".pushsection {HostReadMap.Section},\"a\",@progbits\n.quad 1b, {label}\n.popsection";
         // In a strictfp function (one that switches MXCSR) LLVM gives every assembly statement implicit
         // definitions of the FP control registers, which makes it look like an x87 instruction, and
         // follows each one that may access memory with an FWAIT. There the statement's side effects
         // alone keep it in order (machine passes move no memory access across them), so no memory clobber.
-        string constraints = (immediate ? "" : size == 16 ? "x," : "r,") + (_hostFp ? "r,r,r,!i,~{flags}" : "r,r,r,!i,~{memory},~{flags}");
-        int count = n + 3;
+        string constraints = (immediate ? "" : size == 16 ? "x," : "r,")
+            + (known ? (_hostFp ? "r,!i" : "r,!i,~{memory}") : _hostFp ? "r,r,r,!i,~{flags}" : "r,r,r,!i,~{memory},~{flags}");
+        int count = known ? n + 1 : n + 3;
         nint* types = stackalloc nint[4];
         nint* args = stackalloc nint[4];
         int at = 0;
@@ -1293,8 +1319,11 @@ internal sealed unsafe partial class LlvmBackend
             types[at] = LLVMTypeOf(value);
             args[at++] = value;
         }
-        types[at] = _i64; args[at++] = Value(indexIr);
-        types[at] = _i64; args[at++] = I64(VirtualMachine.FlatWindow);
+        if (!known)
+        {
+            types[at] = _i64; args[at++] = Value(indexIr);
+            types[at] = _i64; args[at++] = I64(VirtualMachine.FlatWindow);
+        }
         types[at] = _i64; args[at++] = _flatAddend;
         nint fnType = LLVMFunctionType(_void, types, (uint)count, 0);
         // Side effects: the store must stay where it is among the region's other memory accesses.

@@ -156,6 +156,63 @@ public unsafe partial class HostWriteFaultTests
         Assert.InRange(sites.Count, 11, 60);
     }
 
+    // Reads and writes at constant addresses (absolute and RIP-relative) in a loop, then one write at lastWrite's constant address.
+    private static Action<Assembler> Constants(ulong lastWrite) => a =>
+    {
+        var loop = a.CreateLabel();
+        var near = a.CreateLabel();
+        a.mov(ecx, 64);
+        a.xor(eax, eax);
+        a.Label(ref loop);
+        a.add(rax, __qword_ptr[(long)TestGuest.RamBase + 0x100]);
+        a.add(eax, __dword_ptr[near]);                               // RIP-relative: the code page
+        a.mov(__qword_ptr[(long)TestGuest.RamBase + 0x200], rax);
+        a.mov(__dword_ptr[(long)TestGuest.RamBase + 0x300], 0x1234_5678);
+        a.movdqu(xmm0, __xmmword_ptr[(long)TestGuest.RamBase + 0x400]);
+        a.movdqu(__xmmword_ptr[(long)TestGuest.RamBase + 0x500], xmm0);
+        a.add(rax, __qword_ptr[(long)TestGuest.RamBase + 0x200]);    // reads back what it stored
+        a.dec(ecx);
+        a.jnz(loop);
+        a.mov(__qword_ptr[(long)lastWrite], rax);
+        a.add(rax, __qword_ptr[(long)lastWrite]);
+        a.hlt();
+        a.Label(ref near);
+        a.dd(0x0BAD_F00D);
+    };
+
+    [Theory]
+    [InlineData(TestGuest.RamBase + 0x3000)]   // the run ends at HLT
+    [InlineData(ReadOnlyPage + 8)]             // the guest may only read there
+    [InlineData(0x4000_0000UL)]                // unmapped
+    [InlineData(0x7FFF_FF00UL)]                // unmapped, near the largest address a displacement holds
+    public void AccessesAtConstantAddressesEndAsTheSoftwareCheckSays(ulong lastWrite)
+    {
+        var (_, ll) = Tiers.Compare(Constants(lastWrite), g => g.Cpu.Run(), Window, LlvmOptLevel.O2);
+        if (lastWrite == TestGuest.RamBase + 0x3000) Assert.Equal(ExitReason.Hlt, ll.Exit.Reason);
+        else Assert.NotEqual(ExitReason.Hlt, ll.Exit.Reason);
+
+        // The loop's accesses compare nothing: their addresses are in the window's displacement range.
+        using var g = new TestGuest(Constants(lastWrite));
+        Window(g);
+        var (_, obj, _, sites) = HostReadFaultTests.ListedSites(g, "constants");
+        Assert.InRange(sites.Count, 9, 40);
+        using var stream = new MemoryStream(obj);
+        using var elf = ELFSharp.ELF.ELFReader.Load(stream, shouldOwnStream: false);
+        byte[] text = elf.Sections.First(x => x.Name == ".text").GetContents();
+        var decoder = Iced.Intel.Decoder.Create(64, text);
+        var faulting = sites.Select(x => (ulong)x.FaultOffset).ToHashSet();
+        int listed = 0;
+        while (decoder.IP < (ulong)text.Length)
+        {
+            var insn = decoder.Decode();
+            if (!faulting.Contains(insn.IP)) continue;
+            listed++;
+            Assert.Equal(OpKind.Memory, insn.Op0Kind == OpKind.Memory ? insn.Op0Kind : insn.Op1Kind);
+            Assert.Equal(Register.None, insn.MemoryIndex); // base + displacement only
+        }
+        Assert.Equal(faulting.Count, listed);
+    }
+
     [Fact]
     public void StoresInCodeThatSwitchesMxcsrAreNotFollowedByFwait()
     {

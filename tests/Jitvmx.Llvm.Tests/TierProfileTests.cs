@@ -121,7 +121,6 @@ public sealed class TierProfileTests : IDisposable
         Assert.True(LlvmTier.TryAttachBackground(third.Vm, LlvmOptLevel.O1, out string? why3), why3);
         RunUntilHalt(third, () => third.Vm.Statistics.RegionsLoadedFromProfile > 0);
         Assert.True(third.Vm.Statistics.RegionsLoadedFromProfile > 0, "no region was loaded from the profile's records");
-        Assert.Equal(third.Vm.Statistics.RegionsTieredUpFromProfile, third.Vm.Statistics.RegionsLoadedFromProfile);
         TieringTests.AssertSameAs(il, third, 65536);
     }
 
