@@ -57,7 +57,7 @@ internal sealed unsafe partial class LlvmBackend
     private readonly Dictionary<string, (nint Fn, nint Type)> _functions = [];
     private readonly SortedDictionary<int, nint> _helpers = []; // helper number -> its symbol's global
     private readonly List<ulong> _successors = [];
-    private nint _remaining, _code, _tlb, _argBuf, _resBuf, _vecBuf, _spill, _fault;
+    private nint _remaining, _code, _tlb, _argBuf, _resBuf, _vecBuf, _spill, _fault, _stepOut;
     // Lazy flags (FlagDeferral): per flag, the site that wrote it last (0: the i1 in _flag holds it) and its leaves.
     private FlagDeferral? _defer;
     private readonly nint[] _flagSite = new nint[7];
@@ -405,6 +405,7 @@ internal sealed unsafe partial class LlvmBackend
         nint entry = LLVMAppendBasicBlockInContext(_ctx, _fn, "entry");
         foreach (var b in _region.Blocks) _blocks[b] = LLVMAppendBasicBlockInContext(_ctx, _fn, $"b{b.Id}");
         _fault = LLVMAppendBasicBlockInContext(_ctx, _fn, "fault");
+        _stepOut = LLVMAppendBasicBlockInContext(_ctx, _fn, "step.out");
         _spill = LLVMAppendBasicBlockInContext(_ctx, _fn, "spill");
 
         // Prologue: every alloca, then guest state into them.
@@ -448,6 +449,12 @@ internal sealed unsafe partial class LlvmBackend
         LLVMPositionBuilderAtEnd(_b, _fault);
         LLVMBuildStore(_b, LLVMBuildAdd(_b, Load(_i64, _remaining), CtxLoad(_i64, StateOffsets.GiveBack, 8), ""), _remaining);
         LLVMBuildStore(_b, I32(RegionCode.Stop), _code);
+        LLVMBuildBr(_b, _spill);
+
+        // An instruction left before it did anything (WindowMode): the dispatcher steps it with the lower tiers.
+        LLVMPositionBuilderAtEnd(_b, _stepOut);
+        LLVMBuildStore(_b, LLVMBuildAdd(_b, Load(_i64, _remaining), CtxLoad(_i64, StateOffsets.GiveBack, 8), ""), _remaining);
+        LLVMBuildStore(_b, I32(RegionCode.Step), _code);
         LLVMBuildBr(_b, _spill);
 
         EmitHelperExitBlock();
@@ -898,6 +905,7 @@ internal sealed unsafe partial class LlvmBackend
             LLVMBuildStore(_b, LLVMBuildSub(_b, before, I64((ulong)b.ChargedInsns), ""), _remaining);
         }
         if (b.Terminator is null) throw new NotSupportedException($"block b{b.Id} of region 0x{_region.EntryRip:x} has no terminator");
+        CountRoots(b);
         foreach (var v in b.Nodes) EmitNode(v);
     }
 
@@ -1199,15 +1207,19 @@ internal sealed unsafe partial class LlvmBackend
     /// Leaves the builder in the block after the load and returns the value read, of <paramref name="type"/>
     /// (V128 with <paramref name="intoVector"/>).
     /// </summary>
-    private nint HostRead(IrValue address, nint type, int size, nint slow, bool intoVector = false)
+    private nint HostRead(IrValue access, nint type, int size, nint slow, bool intoVector = false)
     {
+        var address = access.Args[0];
         var indexIr = SplitDisplacement(address, out long disp);
         bool vec = size == 16 || intoVector;
         // 8- and 16-bit reads zero-extend into a 32-bit register (no partial-register merge).
         nint result = vec ? _v128 : size == 8 ? _i64 : _i32;
-        // A constant address (a global, a constant pool) is in the window: no compare, no register.
-        bool known = KnownInWindow(indexIr, disp, out long absolute);
-        string at = known ? $"{absolute}($1)" : $"{disp}($3,$1)";
+        var mode = WindowMode(access, indexIr, disp, out long absolute);
+        // Operands: the result, then the register part and the window's size (Checked), or the register
+        // part (RootChecked), then the flat addend; the slow path last.
+        int baseAt = mode switch { Window.Checked => 3, Window.RootChecked => 2, _ => 1 };
+        string at = mode == Window.Absolute ? $"{absolute}(${baseAt})" : $"{disp}(${baseAt},$1)";
+        string label = $"${{{baseAt + 1}:l}}";
         string load = (size, intoVector) switch
         {
             (1, _) => $"movzbl {at}, ${{0:k}}",
@@ -1218,28 +1230,24 @@ internal sealed unsafe partial class LlvmBackend
             (8, true) => $"movq {at}, $0",
             _ => $"movdqu {at}, $0",
         };
-        // Every read compares, even through a register an earlier read of the block compared: that read may
+        // A checked read compares even through a register an earlier read of the block compared: that read may
         // have taken its slow path because the register was outside the window, and succeeded (guest memory
         // above the window, mapped elsewhere on the host), so the join after it says nothing of the register.
-        string text = known
-            ? $"1: {load}\n.pushsection {HostReadMap.Section},\"a\",@progbits\n.quad 1b, ${{2:l}}\n.popsection"
-            : $"cmpq $2, $1\njae ${{4:l}}\n1: {load}\n.pushsection {HostReadMap.Section},\"a\",@progbits\n.quad 1b, ${{4:l}}\n.popsection";
+        string text = (mode == Window.Checked ? $"cmpq $2, $1\njae {label}\n" : "")
+            + $"1: {load}\n.pushsection {HostReadMap.Section},\"a\",@progbits\n.quad 1b, {label}\n.popsection";
         // The compare changes the flags, which LLVM does not assume of assembly unless told.
-        string constraints = known ? (vec ? "=x,r,!i" : "=r,r,!i") : vec ? "=x,r,r,r,!i,~{flags}" : "=r,r,r,r,!i,~{flags}";
-        uint count = known ? 1u : 3u;
+        string constraints = (vec ? "=x," : "=r,") + mode switch { Window.Checked => "r,r,r,!i,~{flags}", Window.RootChecked => "r,r,!i", _ => "r,!i" };
+        uint count = (uint)baseAt;
         nint* types = stackalloc nint[3] { _i64, _i64, _i64 };
+        nint* args = stackalloc nint[3];
+        int k = 0;
+        if (mode != Window.Absolute) args[k++] = Value(indexIr);
+        if (mode == Window.Checked) args[k++] = I64(VirtualMachine.FlatWindow);
+        args[k] = _flatAddend;
         nint fnType = LLVMFunctionType(result, types, count, 0);
         nint asm = LLVMGetInlineAsm(fnType, text, (nuint)Encoding.UTF8.GetByteCount(text), constraints, (nuint)constraints.Length, 0, 0, 0, 0);
         nint fast = NewBlock("read");
         nint* indirect = stackalloc nint[1] { slow };
-        nint* args = stackalloc nint[3];
-        if (known) args[0] = _flatAddend;
-        else
-        {
-            args[0] = Value(indexIr);
-            args[1] = I64(VirtualMachine.FlatWindow);
-            args[2] = _flatAddend;
-        }
         nint call = LLVMBuildCallBr(_b, fnType, asm, fast, indirect, 1, args, count, null, 0, "");
         // It reads memory and has no other effect: stores before it stay before it.
         LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, EnumAttribute("memory", ReadsAnyMemory));
@@ -1289,28 +1297,31 @@ internal sealed unsafe partial class LlvmBackend
     /// that faults writes nothing, even across a page boundary, so the slow path does all of it. A constant
     /// value goes into the instruction as an immediate. Leaves the builder in the block after the store.
     /// </summary>
-    private void HostWrite(IrValue address, IrValue valueIr, nint value, int size, nint slow)
+    private void HostWrite(IrValue access, IrValue valueIr, nint value, int size, nint slow)
     {
+        var address = access.Args[0];
         var indexIr = SplitDisplacement(address, out long disp);
         bool immediate = size <= 8 && valueIr.Op == IrOp.Const && (long)valueIr.Imm == (int)(long)valueIr.Imm;
-        bool known = KnownInWindow(indexIr, disp, out long absolute);
-        // Operands: the value unless it is an immediate, then the register part, the window's size, the flat addend, the slow path;
-        // for a known address (KnownInWindow) the value, the flat addend and the slow path.
+        var mode = WindowMode(access, indexIr, disp, out long absolute);
+        // Operands: the value unless it is an immediate, then as for reads (HostRead).
         int n = immediate ? 0 : 1;
-        string index = $"${n}", window = $"${n + 1}", flatBase = known ? $"${n}" : $"${n + 2}", label = known ? $"${{{n + 1}:l}}" : $"${{{n + 3}:l}}";
+        int baseAt = n + mode switch { Window.Checked => 2, Window.RootChecked => 1, _ => 0 };
+        string index = $"${n}", flatBase = $"${baseAt}", label = $"${{{baseAt + 1}:l}}";
         ulong mask = size switch { 1 => 0xFF, 2 => 0xFFFF, 4 => 0xFFFF_FFFF, _ => ulong.MaxValue };
         string source = immediate ? $"$${(size == 8 ? (long)valueIr.Imm : (long)(valueIr.Imm & mask))}"
             : size switch { 1 => "${0:b}", 2 => "${0:w}", 4 => "${0:k}", _ => "$0" };
         string store = size switch { 1 => "movb", 2 => "movw", 4 => "movl", 8 => "movq", _ => "movdqu" };
-        string text = (known ? $"1: {store} {source}, {absolute}({flatBase})\n" : $"cmpq {window}, {index}\njae {label}\n1: {store} {source}, {disp}({flatBase},{index})\n")
-            + $".pushsection {HostReadMap.Section},\"a\",@progbits\n.quad 1b, {label}\n.popsection";
+        string target = mode == Window.Absolute ? $"{absolute}({flatBase})" : $"{disp}({flatBase},{index})";
+        string text = (mode == Window.Checked ? $"cmpq ${n + 1}, {index}\njae {label}\n" : "")
+            + $"1: {store} {source}, {target}\n.pushsection {HostReadMap.Section},\"a\",@progbits\n.quad 1b, {label}\n.popsection";
         // In a strictfp function (one that switches MXCSR) LLVM gives every assembly statement implicit
         // definitions of the FP control registers, which makes it look like an x87 instruction, and
         // follows each one that may access memory with an FWAIT. There the statement's side effects
         // alone keep it in order (machine passes move no memory access across them), so no memory clobber.
         string constraints = (immediate ? "" : size == 16 ? "x," : "r,")
-            + (known ? (_hostFp ? "r,!i" : "r,!i,~{memory}") : _hostFp ? "r,r,r,!i,~{flags}" : "r,r,r,!i,~{memory},~{flags}");
-        int count = known ? n + 1 : n + 3;
+            + mode switch { Window.Checked => "r,r,r,!i", Window.RootChecked => "r,r,!i", _ => "r,!i" }
+            + (_hostFp ? "" : ",~{memory}") + (mode == Window.Checked ? ",~{flags}" : "");
+        int count = baseAt + 1;
         nint* types = stackalloc nint[4];
         nint* args = stackalloc nint[4];
         int at = 0;
@@ -1319,9 +1330,12 @@ internal sealed unsafe partial class LlvmBackend
             types[at] = LLVMTypeOf(value);
             args[at++] = value;
         }
-        if (!known)
+        if (mode != Window.Absolute)
         {
             types[at] = _i64; args[at++] = Value(indexIr);
+        }
+        if (mode == Window.Checked)
+        {
             types[at] = _i64; args[at++] = I64(VirtualMachine.FlatWindow);
         }
         types[at] = _i64; args[at++] = _flatAddend;
@@ -1333,6 +1347,106 @@ internal sealed unsafe partial class LlvmBackend
         nint call = LLVMBuildCallBr(_b, fnType, asm, fast, indirect, 1, args, (uint)count, null, 0, "");
         LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, EnumAttribute("nounwind"));
         LLVMPositionBuilderAtEnd(_b, fast);
+    }
+
+    /// <summary>How a host access makes sure its register part is in the window.</summary>
+    private enum Window
+    {
+        /// <summary>A compare in the access's assembly.</summary>
+        Checked,
+        /// <summary>An IR compare of the address's root (<see cref="AddressRoot"/>), already emitted: LLVM shares it between the block's accesses.</summary>
+        RootChecked,
+        /// <summary>None: a constant address (<see cref="KnownInWindow"/>).</summary>
+        Absolute,
+    }
+
+    /// <summary>
+    /// The check for <paramref name="access"/> (register part <paramref name="indexIr"/>, displacement
+    /// <paramref name="disp"/>). For <see cref="Window.RootChecked"/> it emits the IR compare of the address's root:
+    /// a root outside the window leaves the region before the instruction, which the dispatcher then steps in the
+    /// lower tiers (<see cref="RegionCode.Step"/>; a region of one instruction never compares so, which makes
+    /// progress), so the code after the compare knows the root is inside. Several accesses of a block through one root
+    /// (pushes, pops, a frame's locals: RSP plus constants) then compare once, as LLVM removes compares that one
+    /// on the same value decides. A root inside the window keeps every access within its guards (the constants
+    /// add up to under 1 GiB, the guards are 4 GiB), where a host fault takes the access's own slow path.
+    /// </summary>
+    private Window WindowMode(IrValue access, IrValue indexIr, long disp, out long absolute)
+    {
+        if (KnownInWindow(indexIr, disp, out absolute)) return Window.Absolute;
+        if (_rootUses is null || access.Insn is not { } insn || AddressRoot(access.Args[0], out _) is not { } root
+            || !_rootUses.TryGetValue(root, out int uses) || uses < 2)
+            return Window.Checked;
+        nint outside = NewBlock("window.out"), inside = NewBlock("window");
+        CondBrUnlikely(LLVMBuildICmp(_b, LlvmIntPredicate.Ne, AboveWindow(Value(root)), I64(0), ""), outside, inside);
+        LLVMPositionBuilderAtEnd(_b, outside);
+        // Nothing of the instruction is done: its accesses come before its register writes.
+        SetRip(insn.Rip);
+        CtxStore(I64((ulong)(long)insn.GiveBack), StateOffsets.GiveBack, 8);
+        LLVMBuildBr(_b, _stepOut);
+        LLVMPositionBuilderAtEnd(_b, inside);
+        return Window.RootChecked;
+    }
+
+    /// <summary>
+    /// <paramref name="x"/> shifted right by the window's bits: 0 when it is inside. Pure assembly (LLVM shares equal
+    /// ones and knows the result after a branch on it), not an IR compare: the window's size does not fit an
+    /// immediate, and LLVM hoisted it into a register for the whole region, which register-bound loops paid for.
+    /// </summary>
+    private nint AboveWindow(nint x)
+    {
+        int bits = System.Numerics.BitOperations.Log2(VirtualMachine.FlatWindow);
+        string text = $"movq $1, $0\nshrq $${bits}, $0";
+        const string constraints = "=&r,r,~{flags}";
+        nint* types = stackalloc nint[1] { _i64 };
+        nint fnType = LLVMFunctionType(_i64, types, 1, 0);
+        nint asm = LLVMGetInlineAsm(fnType, text, (nuint)text.Length, constraints, (nuint)constraints.Length, 0, 0, 0, 0);
+        nint* args = stackalloc nint[1] { x };
+        nint call = LLVMBuildCall2(_b, fnType, asm, args, 1, "");
+        LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, EnumAttribute("memory", 0));
+        LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, EnumAttribute("nounwind"));
+        return call;
+    }
+
+    // Instructions accessing memory through each address root in the block being emitted (AddressRoot), with host
+    // faults on. A root shared by one instruction only is compared in its assembly: a region of one instruction
+    // (what the dispatcher steps) then never leaves before it.
+    private Dictionary<IrValue, int>? _rootUses;
+
+    private void CountRoots(IrBlock b)
+    {
+        _rootUses = null;
+        if (!_hostReads) return;
+        Dictionary<IrValue, GuestInsn?>? last = null;
+        foreach (var v in b.Nodes)
+            if (v.Op is IrOp.Load or IrOp.Store && AddressRoot(v.Args[0], out _) is { } root)
+            {
+                _rootUses ??= [];
+                last ??= [];
+                if (last.TryGetValue(root, out var seen) && seen == v.Insn) continue;
+                last[root] = v.Insn;
+                _rootUses[root] = _rootUses.GetValueOrDefault(root) + 1;
+            }
+    }
+
+    /// <summary>
+    /// The value <paramref name="address"/> adds constants to (through additions and subtractions made in the block being emitted, whose
+    /// operands are at hand there), and their sum; null when the constants reach 1 GiB or the address is a constant.
+    /// </summary>
+    private IrValue? AddressRoot(IrValue address, out long offset)
+    {
+        offset = 0;
+        var a = address;
+        while (a.Op is IrOp.Add or IrOp.Sub && a.Type == IrType.I64 && _defBlock.TryGetValue(a, out var home) && home == _current)
+        {
+            int k = a.Args[1].Op == IrOp.Const ? 1 : a.Op == IrOp.Add && a.Args[0].Op == IrOp.Const ? 0 : -1;
+            if (k < 0) break;
+            long c = (long)a.Args[k].Imm;
+            if (c is > 1 << 30 or < -(1 << 30)) return null;
+            offset += a.Op == IrOp.Sub ? -c : c;
+            if (offset is > 1 << 30 or < -(1 << 30)) return null;
+            a = a.Args[1 - k];
+        }
+        return a.Op == IrOp.Const ? null : a;
     }
 
     // memory(read): the attribute packs two bits (none, ref, mod, modref) per location: argument memory,
@@ -1386,7 +1500,7 @@ internal sealed unsafe partial class LlvmBackend
         nint addr = Value(v.Args[0]);
         nint slow = NewBlock("load.slow"), join = NewBlock("load.done");
         bool intoVector = _hostReads && size is 4 or 8 && OnlyWidenedToVector(v);
-        nint fastValue = _hostReads ? HostRead(v.Args[0], memType, size, slow, intoVector) : Load(memType, AccessCheck(v, addr, size, 0, slow), 1);
+        nint fastValue = _hostReads ? HostRead(v, memType, size, slow, intoVector) : Load(memType, AccessCheck(v, addr, size, 0, slow), 1);
         nint fastEnd = LLVMGetInsertBlock(_b);
         LLVMBuildBr(_b, join);
 
@@ -1426,7 +1540,7 @@ internal sealed unsafe partial class LlvmBackend
         nint value = Value(valueIr);
         if (valueIr.Type == IrType.I1) value = LLVMBuildZExt(_b, value, _i8, "");
         nint slow = NewBlock("store.slow"), join = NewBlock("store.done");
-        if (_hostWrites) HostWrite(v.Args[0], valueIr, value, size, slow);
+        if (_hostWrites) HostWrite(v, valueIr, value, size, slow);
         else Store(value, AccessCheck(v, addr, size, 8, slow), 1);
         LLVMBuildBr(_b, join);
 

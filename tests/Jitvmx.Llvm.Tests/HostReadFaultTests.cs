@@ -121,7 +121,8 @@ public unsafe partial class HostReadFaultTests
             BitConverter.TryWriteBytes(span[16..], 0x9999_AAAA_BBBB_CCCCUL);
             BitConverter.TryWriteBytes(g.Vm.GetSpan(TestGuest.RamBase, 8), high);
         }
-        var (_, ll) = Tiers.Compare(code, g => g.Cpu.Run(), Setup, level);
+        // The reads share their root (RBX): its compare fails, and the dispatcher steps each of them in the IL tier.
+        var (_, ll) = Tiers.Compare(code, g => g.Cpu.Run(), Setup, level, allLlvm: false);
         Assert.Equal(ExitReason.Hlt, ll.Exit.Reason);
         Assert.Equal(0x1111_2222_3333_4444UL, ll.State.Rax);
         Assert.Equal(0x5555_6666_7777_8888UL, ll.State.Rcx);

@@ -213,6 +213,43 @@ public unsafe partial class HostWriteFaultTests
         Assert.Equal(faulting.Count, listed);
     }
 
+    // Pushes and pops through RSP = stack in a loop: the accesses of each block share the compare of RSP (their root).
+    private static Action<Assembler> Stack(ulong stack) => a =>
+    {
+        var loop = a.CreateLabel();
+        a.mov(rsp, stack);
+        a.mov(ecx, 64);
+        a.mov(rax, 0x1111);
+        a.mov(rbx, 0x2222);
+        a.Label(ref loop);
+        a.push(rax);
+        a.push(rbx);
+        a.push(rcx);
+        a.add(__qword_ptr[rsp + 8], rcx);
+        a.pop(rdx);
+        a.pop(rbx);
+        a.pop(rax);
+        a.add(rax, rdx);
+        a.dec(ecx);
+        a.jnz(loop);
+        a.hlt();
+    };
+
+    [Theory]
+    [InlineData(TestGuest.RamBase + 0x800)]          // the run ends at HLT
+    [InlineData(TestGuest.RamBase + 0x10)]           // the third push reaches below RAM
+    [InlineData(ReadOnlyPage + 0x18)]                // the guest may only read there
+    [InlineData(0x4000_0000UL)]                      // unmapped, inside the window
+    [InlineData(VirtualMachine.FlatWindow + 0x10)]   // above the window: the root's compare leaves the region
+    [InlineData(VirtualMachine.FlatWindow - 0x8)]    // inside, but its accesses are not all
+    [InlineData(0x10UL)]                             // the pushes wrap below address 0
+    public void AccessesSharingTheirRootsCompareEndAsTheSoftwareCheckSays(ulong stack)
+    {
+        var (_, ll) = Tiers.Compare(Stack(stack), g => g.Cpu.Run(), Window, LlvmOptLevel.O2);
+        if (stack == TestGuest.RamBase + 0x800) Assert.Equal(ExitReason.Hlt, ll.Exit.Reason);
+        else Assert.NotEqual(ExitReason.Hlt, ll.Exit.Reason);
+    }
+
     [Fact]
     public void StoresInCodeThatSwitchesMxcsrAreNotFollowedByFwait()
     {
