@@ -14,7 +14,8 @@ namespace Jitvmx.Llvm;
 /// <para>
 /// The record names the object in the code cache by its key and carries the region's shape
 /// (<see cref="HotShape"/>), its successor slots, the budget its entry needs, the helpers it imports
-/// (numbers of this build) and a SHA-256 of the guest bytes it was translated from. It holds only
+/// (by symbol: helpers registered at run time are numbered in the order a process meets them) and a
+/// SHA-256 of the guest bytes it was translated from. It holds only
 /// under the settings it was made with: a stamp over both assemblies' builds, LLVM and the host CPU,
 /// the optimisation level, the VM's translation settings and the JITVMX_ environment. A different
 /// stamp, other guest bytes or an object gone from the cache send the hint the long way, which
@@ -22,8 +23,8 @@ namespace Jitvmx.Llvm;
 /// </para>
 /// <para>
 /// Format: <c>STAMP/KEY/NEED/CHARGE/INSNS/SHA/RANGES/SUCCESSORS/HELPERS/COVERED</c>; lists are
-/// comma-separated (<c>-</c> when empty), ranges <c>START-END</c>; numbers hexadecimal except the
-/// decimal NEED, CHARGE, INSNS and helper numbers.
+/// comma-separated (<c>-</c> when empty), ranges <c>START-END</c>, helpers <c>P:SYMBOL</c> (P 1 when
+/// pure); numbers hexadecimal except the decimal NEED, CHARGE and INSNS.
 /// </para>
 /// </summary>
 internal sealed class HotRecord
@@ -33,7 +34,7 @@ internal sealed class HotRecord
     public required int EntryNeed { get; init; }
     public required byte[] GuestHash { get; init; }
     public required ulong[] Successors { get; init; }
-    public required int[] Helpers { get; init; }
+    public required (string Symbol, bool Pure)[] Helpers { get; init; }
 
     /// <summary>
     /// The stamp for code compiled at <paramref name="level"/> for <paramref name="vm"/> in this process:
@@ -72,7 +73,7 @@ internal sealed class HotRecord
         sb.Append('/');
         List(sb, code.SuccessorRips, (b, a) => b.Append(CultureInfo.InvariantCulture, $"{a:x}"));
         sb.Append('/');
-        List(sb, compiled.Helpers, (b, h) => b.Append(h.ToString(CultureInfo.InvariantCulture)));
+        List(sb, compiled.Helpers, (b, h) => b.Append(Jitvmx.Helpers.IsPure(h) ? "1:" : "0:").Append(Jitvmx.Helpers.Symbol(h)));
         sb.Append('/');
         List(sb, shape.Covered, (b, a) => b.Append(CultureInfo.InvariantCulture, $"{a:x}"));
         return sb.ToString();
@@ -103,7 +104,7 @@ internal sealed class HotRecord
             return dash > 0 && Hex(s[..dash]) is { } a && Hex(s[(dash + 1)..]) is { } b && a < b ? (a, b) : ((ulong, ulong)?)null;
         });
         var successors = ParseList(f[7], Hex);
-        var helpers = ParseList(f[8], s => int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out int h) ? h : (int?)null);
+        var helpers = ParseList(f[8], s => s.Length > 2 && s[0] is '0' or '1' && s[1] == ':' ? (s[2..], s[0] == '1') : ((string, bool)?)null);
         var covered = ParseList(f[9], Hex);
         if (ranges is null || ranges.Length == 0 || successors is null || helpers is null || covered is null) return null;
         return new HotRecord
@@ -142,13 +143,14 @@ internal sealed class HotRecord
     /// <summary>
     /// The recorded code, linked into this process as region <paramref name="name"/> (a name of
     /// <see cref="LlvmJit.UniqueName"/> for the same entry); null when the code cache no longer holds the
-    /// object or a helper number is not one of this build.
+    /// object or a helper is not one of this build.
     /// </summary>
     public CompiledRegion? Load(string name)
     {
-        foreach (int h in Helpers)
-            if (h < 0 || h >= Jitvmx.Helpers.TableSize) return null;
+        var ids = new int[Helpers.Length];
+        for (int i = 0; i < ids.Length; i++)
+            if (!Jitvmx.Helpers.TryResolveSymbol(Helpers[i].Symbol, Helpers[i].Pure, out ids[i], out _)) return null;
         if (CodeCache.TryLoad(Key, name) is not { } obj) return null;
-        return LlvmBackend.LoadObject(obj, name, Successors, Helpers, EntryNeed);
+        return LlvmBackend.LoadObject(obj, name, Successors, ids, EntryNeed);
     }
 }

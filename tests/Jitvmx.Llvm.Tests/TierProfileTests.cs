@@ -128,6 +128,7 @@ public sealed class TierProfileTests : IDisposable
     [InlineData("stamp")]
     [InlineData("guest bytes")]
     [InlineData("object")]
+    [InlineData("helper")]
     [InlineData("garbage")]
     public void ARecordThatDoesNotHoldTakesTheLongWayWithIdenticalResults(string broken)
     {
@@ -162,6 +163,7 @@ public sealed class TierProfileTests : IDisposable
             case "stamp": f[0] = Flip(f[0]); break;        // made under other settings or another build
             case "guest bytes": f[5] = Flip(f[5]); break;  // compiled from other guest code
             case "object": f[1] = Flip(f[1]); break;       // gone from the code cache
+            case "helper": f[8] = "1:jitvmx.Jitvmx.NoSuchHelpers.Gone"; break; // a helper this build does not have
             default: return "x/" + payload[2..];
         }
         return string.Join('/', f);
@@ -175,21 +177,22 @@ public sealed class TierProfileTests : IDisposable
     [InlineData("STAMP/0000000000000000000000000000000000000000000000000000000000000000/1/1/1/0000000000000000000000000000000000000000000000000000000000000000/20-10/-/-/-")]
     [InlineData("STAMP/0000000000000000000000000000000000000000000000000000000000000000/x/1/1/0000000000000000000000000000000000000000000000000000000000000000/10-20/-/-/-")]
     [InlineData("STAMP/00/1/1/1/0000000000000000000000000000000000000000000000000000000000000000/10-20/-/-/-")]
-    [InlineData("STAMP/0000000000000000000000000000000000000000000000000000000000000000/1/1/1/0000000000000000000000000000000000000000000000000000000000000000/10-20/-/1,x/-")]
+    [InlineData("STAMP/0000000000000000000000000000000000000000000000000000000000000000/1/1/1/0000000000000000000000000000000000000000000000000000000000000000/10-20/-/1:a,x/-")]
+    [InlineData("STAMP/0000000000000000000000000000000000000000000000000000000000000000/1/1/1/0000000000000000000000000000000000000000000000000000000000000000/10-20/-/2:a/-")]
     [InlineData("other/0000000000000000000000000000000000000000000000000000000000000000/1/1/1/0000000000000000000000000000000000000000000000000000000000000000/10-20/-/-/-")]
     public void ARecordItDidNotWriteIsNotLoaded(string payload) => Assert.Null(HotRecord.Parse(payload, "STAMP"));
 
     [Fact]
     public void ARecordReadsBack()
     {
-        var r = HotRecord.Parse("STAMP/" + new string('a', 64) + "/7/3/12/" + new string('b', 64) + "/1000-1010,2000-2020/1010,2000/4,9/1005", "STAMP")!;
+        var r = HotRecord.Parse("STAMP/" + new string('a', 64) + "/7/3/12/" + new string('b', 64) + "/1000-1010,2000-2020/1010,2000/1:jitvmx.A.b,0:jitvmx.C+D.e/1005", "STAMP")!;
         Assert.Equal(new string('a', 64), r.Key);
         Assert.Equal(7, r.EntryNeed);
         Assert.Equal(3, r.Shape.EntryCharge);
         Assert.Equal(12, r.Shape.GuestInstructions);
         Assert.Equal([(0x1000ul, 0x1010ul), (0x2000ul, 0x2020ul)], r.Shape.GuestRanges);
         Assert.Equal([0x1010ul, 0x2000ul], r.Successors);
-        Assert.Equal([4, 9], r.Helpers);
+        Assert.Equal([("jitvmx.A.b", true), ("jitvmx.C+D.e", false)], r.Helpers);
         Assert.Equal([0x1005ul], r.Shape.Covered);
         Assert.Equal(Enumerable.Repeat((byte)0xbb, 32), r.GuestHash);
     }
