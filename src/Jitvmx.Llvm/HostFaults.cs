@@ -179,7 +179,11 @@ internal static unsafe partial class HostFaults
             nint b = LLVMCreateBuilderInContext(ctx);
             nint C(ulong v) => LLVMConstInt(i64, v, 0);
             nint At(nint basePtr, nint offset) { nint o = offset; return LLVMBuildGEP2(b, i8, basePtr, &o, 1, ""); }
-            nint Abs(void* address) => LLVMConstIntToPtr(C((ulong)address), ptr);
+            // The table cell, the previous handlers and libc's signal() are symbols defined at link time, not
+            // constants: the module is then the same in every process, and the code cache supplies its object
+            // (code generation was 7 ms of the first hot region's load).
+            nint cellSymbol = LLVMAddGlobal(module, ptr, "jitvmx_fault_cell");
+            nint previousSymbol = LLVMAddGlobal(module, LLVMArrayType2(i64, 4), "jitvmx_fault_previous");
             nint Volatile(nint type, nint p) { nint v = LLVMBuildLoad2(b, type, p, ""); LLVMSetVolatile(v, 1); return v; }
 
             nint entry = LLVMAppendBasicBlockInContext(ctx, fn, "entry"), probe = LLVMAppendBasicBlockInContext(ctx, fn, "probe"),
@@ -193,7 +197,7 @@ internal static unsafe partial class HostFaults
             LLVMPositionBuilderAtEnd(b, entry);
             nint ripSlot = At(uc, C(UcontextRip));
             nint rip = LLVMBuildLoad2(b, i64, ripSlot, "rip");
-            nint table = Volatile(ptr, Abs(s_cell));
+            nint table = Volatile(ptr, cellSymbol);
             nint mask = LLVMBuildLoad2(b, i64, table, "mask");
             nint first = LLVMBuildAnd(b, LLVMBuildLShr(b, LLVMBuildMul(b, rip, C(HashMultiplier), ""), C(32), ""), mask, "");
             LLVMBuildBr(b, probe);
@@ -225,7 +229,7 @@ internal static unsafe partial class HostFaults
             // The previous handler of this signal: s_previous[0..1] for SIGSEGV, [2..3] for SIGBUS.
             LLVMPositionBuilderAtEnd(b, chain);
             nint isBus = LLVMBuildICmp(b, LlvmIntPredicate.Eq, sig, LLVMConstInt(i32, Sigbus, 0), "");
-            nint prev = LLVMBuildSelect(b, isBus, Abs(s_previous + 2), Abs(s_previous), "");
+            nint prev = LLVMBuildSelect(b, isBus, At(previousSymbol, C(16)), previousSymbol, "");
             nint old = Volatile(ptr, prev);
             nint flags = Volatile(i64, At(prev, C(8)));
             LLVMBuildCondBr(b, LLVMBuildICmp(b, LlvmIntPredicate.Ne, LLVMBuildAnd(b, flags, C(SaSiginfo), ""), C(0), ""), info, plain);
@@ -244,15 +248,25 @@ internal static unsafe partial class HostFaults
             LLVMBuildRetVoid(b);
 
             LLVMPositionBuilderAtEnd(b, dfl);
-            nint signalFn = Abs((void*)NativeLibrary.GetExport(NativeLibrary.Load("libc.so.6"), "signal"));
+            nint signalFn = LLVMAddFunction(module, "jitvmx_fault_signal", signalType);
             nint* sargs = stackalloc nint[2] { sig, LLVMConstNull(ptr) };
             LLVMBuildCall2(b, signalType, signalFn, sargs, 2, "");
             LLVMBuildRetVoid(b);
             LLVMDisposeBuilder(b);
 
+            jit.DefineAbsolute([("jitvmx_fault_cell", (nint)s_cell), ("jitvmx_fault_previous", (nint)s_previous)], callable: false);
+            jit.DefineAbsolute([("jitvmx_fault_signal", NativeLibrary.GetExport(NativeLibrary.Load("libc.so.6"), "signal"))], callable: true);
+            string? cacheKey = CodeCache.Directory is null ? null : CodeCache.Key(LlvmBackend.Print(module), name, "host fault handler O1");
+            if (cacheKey is not null && CodeCache.TryLoad(cacheKey, name) is { } stored)
+            {
+                LLVMDisposeModule(module);
+                jit.AddObject(stored, name);
+                return jit.Lookup(name);
+            }
             LlvmBackend.Optimize(module, LlvmOptLevel.O1);
             nint obj = LlvmBackend.EmitObject(module, 2);
             LLVMDisposeModule(module);
+            if (cacheKey is not null) CodeCache.Store(cacheKey, name, new ReadOnlySpan<byte>(LLVMGetBufferStart(obj), (int)LLVMGetBufferSize(obj)));
             jit.AddObject(obj);
             return jit.Lookup(name);
         }
