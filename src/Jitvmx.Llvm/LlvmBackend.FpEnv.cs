@@ -73,10 +73,7 @@ internal sealed unsafe partial class LlvmBackend
     /// own, so no entry guard): each native operation then tests whether the guest's MXCSR is loaded,
     /// and jump threading sends one operation's fast path straight to the next one's.
     /// </summary>
-    /// <summary>Whether the code of <paramref name="region"/> switches MXCSR as it runs, so its function is strictfp (tests).</summary>
-    internal static bool IsStrictFp(IrRegion region) => SwitchesFpEnv(region);
-
-    private static bool SwitchesFpEnv(IrRegion region) =>
+    internal static bool SwitchesFpEnv(IrRegion region) =>
         region.Blocks.Any(b => b.Nodes.Any(v => v.Op == IrOp.Call && IsNativeSseArithmetic(v))) && WritesMxcsr(region);
 
     /// <summary>SetState(MXCSR, GetState(MXCSR) &amp; 0x7FFFFFFF): the lifter's clearing of the pending-#XM marker.</summary>

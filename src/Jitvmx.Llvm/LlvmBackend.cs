@@ -446,22 +446,24 @@ internal sealed unsafe partial class LlvmBackend
 
         // Memory fault or restart: the slow path set RIP and how many instructions to give back.
         ForgetBlockFlags();
-        LLVMPositionBuilderAtEnd(_b, _fault);
-        LLVMBuildStore(_b, LLVMBuildAdd(_b, Load(_i64, _remaining), CtxLoad(_i64, StateOffsets.GiveBack, 8), ""), _remaining);
-        LLVMBuildStore(_b, I32(RegionCode.Stop), _code);
-        LLVMBuildBr(_b, _spill);
-
+        GiveBackExit(_fault, RegionCode.Stop);
         // An instruction left before it did anything (WindowMode): the dispatcher steps it with the lower tiers.
-        LLVMPositionBuilderAtEnd(_b, _stepOut);
-        LLVMBuildStore(_b, LLVMBuildAdd(_b, Load(_i64, _remaining), CtxLoad(_i64, StateOffsets.GiveBack, 8), ""), _remaining);
-        LLVMBuildStore(_b, I32(RegionCode.Step), _code);
-        LLVMBuildBr(_b, _spill);
+        GiveBackExit(_stepOut, RegionCode.Step);
 
         EmitHelperExitBlock();
         LLVMPositionBuilderAtEnd(_b, _spill);
         LeaveState();
         if (_chain) EmitChainedReturn(name, Load(_i32, _code));
         else LLVMBuildRet(_b, Load(_i32, _code));
+    }
+
+    /// <summary>Fills <paramref name="block"/>: the instructions in ctx's GiveBack go back to the budget, and the region leaves with <paramref name="code"/> (RIP is set).</summary>
+    private void GiveBackExit(nint block, int code)
+    {
+        LLVMPositionBuilderAtEnd(_b, block);
+        LLVMBuildStore(_b, LLVMBuildAdd(_b, Load(_i64, _remaining), CtxLoad(_i64, StateOffsets.GiveBack, 8), ""), _remaining);
+        LLVMBuildStore(_b, I32(code), _code);
+        LLVMBuildBr(_b, _spill);
     }
 
     /// <summary>
@@ -1373,7 +1375,7 @@ internal sealed unsafe partial class LlvmBackend
     private Window WindowMode(IrValue access, IrValue indexIr, long disp, out long absolute)
     {
         if (KnownInWindow(indexIr, disp, out absolute)) return Window.Absolute;
-        if (_rootUses is null || access.Insn is not { } insn || AddressRoot(access.Args[0], out _) is not { } root
+        if (_rootUses is null || access.Insn is not { } insn || AddressRoot(access.Args[0]) is not { } root
             || !_rootUses.TryGetValue(root, out int uses) || uses < 2)
             return Window.Checked;
         nint outside = NewBlock("window.out"), inside = NewBlock("window");
@@ -1407,8 +1409,8 @@ internal sealed unsafe partial class LlvmBackend
         return call;
     }
 
-    // Instructions accessing memory through each address root in the block being emitted (AddressRoot), with host
-    // faults on. A root shared by one instruction only is compared in its assembly: a region of one instruction
+    // Instructions accessing memory through each address root in the block being emitted (AddressRoot), counting the
+    // accesses that rely on host faults (reads with HostReadFaults, writes with HostWriteFaults). A root shared by one instruction only is compared in its assembly: a region of one instruction
     // (what the dispatcher steps) then never leaves before it.
     private Dictionary<IrValue, int>? _rootUses;
 
@@ -1418,7 +1420,7 @@ internal sealed unsafe partial class LlvmBackend
         if (!_hostReads) return;
         Dictionary<IrValue, GuestInsn?>? last = null;
         foreach (var v in b.Nodes)
-            if (v.Op is IrOp.Load or IrOp.Store && AddressRoot(v.Args[0], out _) is { } root)
+            if ((v.Op == IrOp.Load || v.Op == IrOp.Store && _hostWrites) && AddressRoot(v.Args[0]) is { } root)
             {
                 _rootUses ??= [];
                 last ??= [];
@@ -1430,11 +1432,11 @@ internal sealed unsafe partial class LlvmBackend
 
     /// <summary>
     /// The value <paramref name="address"/> adds constants to (through additions and subtractions made in the block being emitted, whose
-    /// operands are at hand there), and their sum; null when the constants reach 1 GiB or the address is a constant.
+    /// operands are at hand there); null when the constants add up to 1 GiB or more, or the address is a constant.
     /// </summary>
-    private IrValue? AddressRoot(IrValue address, out long offset)
+    private IrValue? AddressRoot(IrValue address)
     {
-        offset = 0;
+        long offset = 0;
         var a = address;
         while (a.Op is IrOp.Add or IrOp.Sub && a.Type == IrType.I64 && _defBlock.TryGetValue(a, out var home) && home == _current)
         {

@@ -212,16 +212,13 @@ public static class LlvmTier
         private void CompileHint(VirtualCpu cpu, TierProfile.Hint hint, long since)
         {
             long pages = _vm.Cache.PagesAdded;
-            switch (LoadHinted(cpu, hint))
-            {
-                case TranslationCache.HintedTranslation.Ready:
-                    return;
-                case TranslationCache.HintedTranslation.PagesNotTranslated:
-                    _vm.Cache.HintDeferred(hint.Entry);
-                    _deferred.Add(new Deferred(cpu, hint, since, pages));
-                    return;
-            }
-            var found = _vm.Cache.RetranslateHinted(cpu, hint, out var ir, out long generation);
+            var loaded = LoadHinted(cpu, hint);
+            if (loaded == TranslationCache.HintedTranslation.Ready) return;
+            // With no record (or one that did not hold), the long way: translated and compiled as a new hot region.
+            IrRegion? ir = null;
+            long generation = 0;
+            var found = loaded == TranslationCache.HintedTranslation.PagesNotTranslated ? loaded
+                : _vm.Cache.RetranslateHinted(cpu, hint, out ir, out generation);
             if (found == TranslationCache.HintedTranslation.PagesNotTranslated)
             {
                 _vm.Cache.HintDeferred(hint.Entry);
